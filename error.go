@@ -1,0 +1,141 @@
+package redsync
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+)
+
+// ErrFailed is matched (with errors.Is) by every error of Lock, LockContext,
+// TryLock and TryLockContext that reports a lock not acquired: the lock was
+// taken, nodes failed, the validity ran out, or the context ended. In the
+// last case the error matches ctx.Err() too.
+var ErrFailed = errors.New("redsync: failed to acquire lock")
+
+// ErrExtendFailed is matched by the error of Extend when the lock could not
+// be extended on a quorum of nodes within its validity.
+var ErrExtendFailed = errors.New("redsync: failed to extend lock")
+
+// ErrLockAlreadyExpired is matched by the error of Unlock and Extend when the
+// lock key no longer exists on the nodes: it expired before the call.
+var ErrLockAlreadyExpired = errors.New("redsync: lock was already expired")
+
+// ErrNotLocked is returned by Unlock, Extend and Valid on a Mutex that holds
+// no value: Lock never succeeded and WithValue was not given. Nothing is
+// sent to the nodes.
+var ErrNotLocked = errors.New("redsync: mutex has no lock value (call Lock first or use WithValue)")
+
+// ErrInvalidConfig is matched by the error that every method of a Mutex
+// returns when the Redsync or the Mutex was configured wrongly. The error's
+// text names the problem.
+var ErrInvalidConfig = errors.New("redsync: invalid configuration")
+
+// ErrWrongType is matched (through [RedisError]) when the lock key holds a
+// value that is not a string, such as a list or a hash: no lock can be
+// taken on that node until the key is removed.
+var ErrWrongType = errors.New("redsync: key is not a lock")
+
+// ErrTaken is the error of a lock attempt that found the lock held by
+// another owner on a quorum of nodes. Nodes lists their indexes (the order
+// of the pools given to New). It is returned as *ErrTaken and matches
+// [ErrFailed].
+type ErrTaken struct {
+	Nodes []int
+}
+
+func (err ErrTaken) Error() string {
+	return fmt.Sprintf("redsync: lock already taken, locked nodes: %v", err.Nodes)
+}
+
+// Is reports whether target is ErrFailed: a taken lock is a failed attempt.
+func (err ErrTaken) Is(target error) bool {
+	return target == ErrFailed
+}
+
+// ErrNodeTaken reports that the lock is held by another owner on one node.
+// It is returned as *ErrNodeTaken, joined with the other nodes' errors.
+type ErrNodeTaken struct {
+	Node int
+}
+
+func (err ErrNodeTaken) Error() string {
+	return fmt.Sprintf("node #%d: lock already taken", err.Node)
+}
+
+// A RedisError is an error communicating with one of the Redis nodes: a
+// connection failure, a timeout or an error reply. Node is the index of the
+// node in the pools given to New. It is returned as *RedisError.
+type RedisError struct {
+	Node int
+	Err  error
+}
+
+func (e RedisError) Error() string {
+	return fmt.Sprintf("node #%d: %s", e.Node, e.Err)
+}
+
+func (e RedisError) Unwrap() error {
+	return e.Err
+}
+
+// configError is the error of a bad configuration; it matches ErrInvalidConfig.
+type configError struct {
+	problem string
+}
+
+func (e *configError) Error() string {
+	return "redsync: invalid configuration: " + e.problem
+}
+
+func (e *configError) Is(target error) bool {
+	return target == ErrInvalidConfig
+}
+
+func newConfigError(format string, args ...any) error {
+	return &configError{problem: fmt.Sprintf(format, args...)}
+}
+
+// cancelError is the error of a lock attempt ended by its context. It
+// matches ErrFailed and the context's error (or cause), and carries the
+// node errors of the last attempt, if any.
+type cancelError struct {
+	cause error
+	last  error
+}
+
+func (e *cancelError) Error() string {
+	msg := "redsync: failed to acquire lock: " + e.cause.Error()
+	if e.last != nil {
+		msg += "\n" + e.last.Error()
+	}
+	return msg
+}
+
+func (e *cancelError) Is(target error) bool {
+	return target == ErrFailed
+}
+
+func (e *cancelError) Unwrap() []error {
+	if e.last == nil {
+		return []error{e.cause}
+	}
+	return []error{e.cause, e.last}
+}
+
+// permanentPrefixes are error replies that another try will not cure.
+var permanentPrefixes = []string{"WRONGTYPE", "NOAUTH", "WRONGPASS", "NOPERM"}
+
+// classifyReplyError wraps an error reply of a node so that errors.Is finds
+// ErrWrongType, and tells whether retrying is pointless.
+func classifyReplyError(err error) (wrapped error, permanent bool) {
+	msg := err.Error()
+	for _, p := range permanentPrefixes {
+		if strings.HasPrefix(msg, p) || strings.Contains(msg, " "+p+" ") || strings.Contains(msg, ": "+p) {
+			if p == "WRONGTYPE" {
+				return fmt.Errorf("%w: %w", ErrWrongType, err), true
+			}
+			return err, true
+		}
+	}
+	return err, false
+}

@@ -1,0 +1,328 @@
+package redsync
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/go-redlock/redsync/redis"
+)
+
+// A Mutex is a distributed mutual exclusion lock over the nodes of the
+// [Redsync] that made it.
+//
+// A Mutex is safe for concurrent use by several goroutines. Like
+// [sync.Mutex], it holds at most one acquisition at a time: while one
+// goroutine holds the lock, Lock in another goroutine waits (retrying)
+// until the lock is released or expires, and Unlock or Extend act on the
+// current acquisition, whichever goroutine calls them.
+//
+// A Mutex must not be copied after first use.
+type Mutex struct {
+	// Configuration, set by NewMutex and its options, then read-only.
+	name          string
+	expiry        time.Duration
+	tries         int
+	delayFunc     DelayFunc
+	driftFactor   float64
+	timeoutFactor float64
+	genValueFunc  func() (string, error)
+	failFast      bool
+	shuffle       bool
+	setNXOnExtend bool
+	pools         []redis.Pool
+	quorum        int
+	configErr     error
+
+	runners []redis.ScriptRunner // runners[i] is pools[i] as a ScriptRunner, or nil
+	keyArg  any                  // name, boxed once for the scripts
+	ttlArg  any                  // expiry in ms, formatted once for the scripts
+	now     func() time.Time     // the clock; tests replace it
+
+	mu    sync.Mutex
+	value string    // the current acquisition's value; set by WithValue or Lock
+	until time.Time // end of the current acquisition's validity
+	args  []any     // script arguments of the current value: key, value, ttl, setNX flag
+}
+
+// Name returns the mutex name (the Redis key).
+func (m *Mutex) Name() string {
+	return m.name
+}
+
+// Value returns the value of the current acquisition: the proof of
+// ownership stored on the nodes. It is empty until a Lock succeeds, unless
+// WithValue was given.
+func (m *Mutex) Value() string {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.value
+}
+
+// Until returns when the validity of the current acquisition ends: until
+// then no other client can hold the lock. It is the zero time until a Lock
+// succeeds; Extend moves it forward.
+func (m *Mutex) Until() time.Time {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.until
+}
+
+// TryLock tries once to acquire the lock, without retrying.
+func (m *Mutex) TryLock() error {
+	return m.TryLockContext(context.Background())
+}
+
+// TryLockContext tries once to acquire the lock, without retrying.
+func (m *Mutex) TryLockContext(ctx context.Context) error {
+	return m.lockContext(ctx, 1)
+}
+
+// Lock acquires the lock, trying up to the configured number of times (see
+// [WithTries]). The error matches [ErrFailed] when the lock was not
+// acquired; it is a *[ErrTaken] when the last try found the lock held on a
+// quorum of nodes. Lock may be called again after a failure.
+func (m *Mutex) Lock() error {
+	return m.LockContext(context.Background())
+}
+
+// LockContext is Lock bounded by ctx. When ctx ends first, the error
+// matches both [ErrFailed] and ctx.Err() (context.Cause(ctx) when a cause
+// was set), and nothing is left locked: a try cut short is undone on every
+// node with a short timeout of its own.
+func (m *Mutex) LockContext(ctx context.Context) error {
+	return m.lockContext(ctx, m.tries)
+}
+
+func (m *Mutex) lockContext(ctx context.Context, tries int) error {
+	if m.configErr != nil {
+		return m.configErr
+	}
+	if ctx == nil {
+		ctx = context.Background()
+	}
+	if ctx.Err() != nil {
+		return &cancelError{cause: context.Cause(ctx)}
+	}
+	value, err := m.genValueFunc()
+	if err != nil {
+		return fmt.Errorf("%w: generating the lock value: %w", ErrFailed, err)
+	}
+	if value == "" || len(value) > maxValueLen {
+		return newConfigError("the value generator returned %d bytes; a lock value must have 1 to %d", len(value), maxValueLen)
+	}
+	args := m.makeArgs(value)
+
+	var (
+		timer *time.Timer
+		last  error
+	)
+	for try := range tries {
+		if try > 0 {
+			delay := m.delayFunc(try)
+			if timer == nil {
+				timer = time.NewTimer(delay)
+				defer timer.Stop()
+			} else {
+				timer.Reset(delay)
+			}
+			select {
+			case <-ctx.Done():
+				return &cancelError{cause: context.Cause(ctx), last: last}
+			case <-timer.C:
+			}
+		}
+
+		until, permanent, err := m.acquire(ctx, args)
+		if err == nil {
+			m.mu.Lock()
+			m.value, m.until, m.args = value, until, args
+			m.mu.Unlock()
+			return nil
+		}
+		last = err
+		if ctx.Err() != nil {
+			return &cancelError{cause: context.Cause(ctx), last: last}
+		}
+		if permanent {
+			break
+		}
+	}
+	return last
+}
+
+// acquire makes one try: the acquire script on every node, then the
+// validity check. On failure it releases on every node (a SET may have
+// landed where the reply was lost) and tells whether the nodes' errors make
+// a quorum impossible for good.
+func (m *Mutex) acquire(ctx context.Context, args []any) (until time.Time, permanent bool, err error) {
+	start := m.now()
+	t := m.fanout(ctx, m.nodeTimeout(), m.failFast, func(ctx context.Context, node int) (int64, error) {
+		return m.runScript(ctx, node, acquireScript, args[:3])
+	})
+	validity := m.expiry - m.now().Sub(start) - m.drift()
+	if t.done >= m.quorum && validity > 0 {
+		return start.Add(m.expiry - m.drift()), false, nil
+	}
+
+	// Undo the try even when ctx has ended: the keys must not outlive it.
+	m.fanout(context.WithoutCancel(ctx), m.nodeTimeout(), m.failFast, func(ctx context.Context, node int) (int64, error) {
+		return m.runScript(ctx, node, releaseScript, args[:2])
+	})
+
+	switch {
+	case len(t.taken) >= m.quorum:
+		return time.Time{}, false, &ErrTaken{Nodes: t.taken}
+	case t.done >= m.quorum:
+		return time.Time{}, false, fmt.Errorf("%w: a quorum answered after the validity ran out (expiry %v, drift %v)", ErrFailed, m.expiry, m.drift())
+	}
+	return time.Time{}, len(m.pools)-t.permanent < m.quorum, errors.Join(ErrFailed, t.err())
+}
+
+// current returns the value and script arguments of the current
+// acquisition, or ErrNotLocked.
+func (m *Mutex) current() (string, []any, error) {
+	if m.configErr != nil {
+		return "", nil, m.configErr
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.value == "" {
+		return "", nil, ErrNotLocked
+	}
+	return m.value, m.args, nil
+}
+
+// Unlock releases the lock and reports whether a quorum of nodes released
+// it.
+func (m *Mutex) Unlock() (bool, error) {
+	return m.UnlockContext(context.Background())
+}
+
+// UnlockContext releases the lock and reports whether a quorum of nodes
+// released it. Each node is bounded by the per-node timeout as well as ctx.
+// When the lock had already expired on the failing nodes, the error
+// matches [ErrLockAlreadyExpired].
+func (m *Mutex) UnlockContext(ctx context.Context) (bool, error) {
+	_, args, err := m.current()
+	if err != nil {
+		return false, err
+	}
+	if ctx == nil {
+		ctx = context.Background()
+	}
+	t := m.fanout(ctx, m.nodeTimeout(), m.failFast, func(ctx context.Context, node int) (int64, error) {
+		return m.runScript(ctx, node, releaseScript, args[:2])
+	})
+	if t.done >= m.quorum {
+		return true, nil
+	}
+	if t.missing > 0 {
+		return false, errors.Join(ErrLockAlreadyExpired, t.err())
+	}
+	return false, t.err()
+}
+
+// Extend resets the lock's expiry on the nodes and reports whether it did
+// so on a quorum within the validity; on success Until moves forward.
+func (m *Mutex) Extend() (bool, error) {
+	return m.ExtendContext(context.Background())
+}
+
+// ExtendContext resets the lock's expiry on the nodes and reports whether
+// it did so on a quorum within the validity. On failure the error matches
+// [ErrExtendFailed], and also [ErrLockAlreadyExpired] when the key had
+// expired on so many nodes that no quorum was possible.
+func (m *Mutex) ExtendContext(ctx context.Context) (bool, error) {
+	value, args, err := m.current()
+	if err != nil {
+		return false, err
+	}
+	if ctx == nil {
+		ctx = context.Background()
+	}
+	if m.setNXOnExtend {
+		args = append(args[:3:3], "1")
+	}
+	start := m.now()
+	t := m.fanout(ctx, m.nodeTimeout(), m.failFast, func(ctx context.Context, node int) (int64, error) {
+		return m.runScript(ctx, node, extendScript, args)
+	})
+	validity := m.expiry - m.now().Sub(start) - m.drift()
+	if t.done >= m.quorum && validity > 0 {
+		m.mu.Lock()
+		if m.value == value {
+			m.until = start.Add(m.expiry - m.drift())
+		}
+		m.mu.Unlock()
+		return true, nil
+	}
+	if t.done >= m.quorum {
+		return false, fmt.Errorf("%w: a quorum answered after the validity ran out (expiry %v, drift %v)", ErrExtendFailed, m.expiry, m.drift())
+	}
+	if t.missing > len(m.pools)-m.quorum {
+		return false, errors.Join(ErrExtendFailed, ErrLockAlreadyExpired, t.err())
+	}
+	return false, errors.Join(ErrExtendFailed, t.err())
+}
+
+// Valid reports whether a quorum of nodes still hold this Mutex's value.
+//
+// Deprecated: Use Until, which needs no round trip. Valid may report true
+// for a lock that expires while the reply travels.
+func (m *Mutex) Valid() (bool, error) {
+	return m.ValidContext(context.Background())
+}
+
+// ValidContext reports whether a quorum of nodes still hold this Mutex's
+// value.
+//
+// Deprecated: Use Until, which needs no round trip. ValidContext may report
+// true for a lock that expires while the reply travels.
+func (m *Mutex) ValidContext(ctx context.Context) (bool, error) {
+	value, _, err := m.current()
+	if err != nil {
+		return false, err
+	}
+	if ctx == nil {
+		ctx = context.Background()
+	}
+	t := m.fanout(ctx, m.nodeTimeout(), m.failFast, func(ctx context.Context, node int) (int64, error) {
+		conn, err := m.pools[node].Get(ctx)
+		if err != nil {
+			return 0, err
+		}
+		defer conn.Close()
+		got, err := conn.Get(m.name)
+		switch {
+		case err != nil:
+			return 0, err
+		case got == value:
+			return replyDone, nil
+		case got == "":
+			return replyMissing, nil
+		}
+		return replyTaken, nil
+	})
+	return t.done >= m.quorum, t.err()
+}
+
+// makeArgs returns the script arguments for value: key, value, TTL and the
+// SET-when-missing flag of the extend script. The acquire script takes the
+// first three, the release script the first two.
+func (m *Mutex) makeArgs(value string) []any {
+	return []any{m.keyArg, value, m.ttlArg, "0"}
+}
+
+// genValue returns 16 random bytes from crypto/rand, base64-encoded.
+func genValue() (string, error) {
+	var b [16]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		return "", err
+	}
+	return base64.StdEncoding.EncodeToString(b[:]), nil
+}

@@ -1,0 +1,197 @@
+package redsync
+
+import (
+	"math/rand/v2"
+	"time"
+)
+
+// Defaults of a Mutex; they are those of go-redsync/redsync v4.
+const (
+	DefaultExpiry        = 8 * time.Second
+	DefaultTries         = 32
+	DefaultDriftFactor   = 0.01
+	DefaultTimeoutFactor = 0.05
+
+	minRetryDelay = 50 * time.Millisecond
+	maxRetryDelay = 250 * time.Millisecond
+
+	// maxValueLen bounds the lock value: a value is a token, not a payload.
+	maxValueLen = 4096
+)
+
+// A DelayFunc returns how long to wait before try number tries (counted
+// from 1 for the first retry).
+type DelayFunc func(tries int) time.Duration
+
+// An Option configures a Mutex.
+type Option interface {
+	Apply(*Mutex)
+}
+
+// OptionFunc is a function that configures a Mutex.
+type OptionFunc func(*Mutex)
+
+// Apply calls f(mutex).
+func (f OptionFunc) Apply(mutex *Mutex) {
+	f(mutex)
+}
+
+// defaultDelay waits a uniformly random 50-250 ms, so that competing
+// clients do not retry in lock step.
+func defaultDelay(int) time.Duration {
+	return minRetryDelay + rand.N(maxRetryDelay-minRetryDelay)
+}
+
+// WithExpiry sets how long the lock lives on the nodes (the TTL of the key).
+// It must be at least 1 ms and long enough for the per-node timeout and the
+// drift. The default is 8s.
+func WithExpiry(expiry time.Duration) Option {
+	return OptionFunc(func(m *Mutex) {
+		m.expiry = expiry
+	})
+}
+
+// WithTries sets how many times Lock tries to acquire the lock; it must be
+// at least 1. The default is 32.
+func WithTries(tries int) Option {
+	return OptionFunc(func(m *Mutex) {
+		m.tries = tries
+	})
+}
+
+// WithRetryDelay sets a fixed wait between tries. The default is a uniformly
+// random wait of 50-250 ms.
+func WithRetryDelay(delay time.Duration) Option {
+	return OptionFunc(func(m *Mutex) {
+		m.delayFunc = func(int) time.Duration { return delay }
+	})
+}
+
+// WithRetryDelayFunc sets the function that decides the wait between tries.
+// The default is a uniformly random wait of 50-250 ms.
+func WithRetryDelayFunc(delayFunc DelayFunc) Option {
+	return OptionFunc(func(m *Mutex) {
+		m.delayFunc = delayFunc
+	})
+}
+
+// WithSetNXOnExtend makes Extend also set the key on nodes where it is
+// missing (for example after a node restarted), not only extend it where
+// this Mutex's value is present. The default is off.
+func WithSetNXOnExtend() Option {
+	return OptionFunc(func(m *Mutex) {
+		m.setNXOnExtend = true
+	})
+}
+
+// WithDriftFactor sets the share of the expiry subtracted from the validity
+// to allow for clock drift between the client and the nodes; 2 ms are
+// subtracted as well. It must be in [0, 1). The default is 0.01.
+func WithDriftFactor(factor float64) Option {
+	return OptionFunc(func(m *Mutex) {
+		m.driftFactor = factor
+	})
+}
+
+// WithTimeoutFactor sets the per-node timeout of each command as a share of
+// the expiry, so that a dead or slow node costs one timeout, not the whole
+// call. It must be in [0, 1); 0 bounds each node only by the validity. The
+// default is 0.05.
+func WithTimeoutFactor(factor float64) Option {
+	return OptionFunc(func(m *Mutex) {
+		m.timeoutFactor = factor
+	})
+}
+
+// WithGenValueFunc sets the function that makes the random value proving
+// ownership of each acquisition. It must return a non-empty value of at
+// most 4096 bytes that no other client can guess. The default returns 16
+// bytes from crypto/rand, base64-encoded.
+func WithGenValueFunc(genValueFunc func() (string, error)) Option {
+	return OptionFunc(func(m *Mutex) {
+		m.genValueFunc = genValueFunc
+	})
+}
+
+// WithValue sets the value of the Mutex without acquiring the lock, so that
+// Unlock or Extend can act on a lock acquired elsewhere (for example by
+// another process that passed its Value on). Lock replaces the value with a
+// fresh one. The default is no value.
+func WithValue(v string) Option {
+	return OptionFunc(func(m *Mutex) {
+		m.value = v
+	})
+}
+
+// WithFailFast makes each call return as soon as its outcome is decided (a
+// quorum succeeded, or a quorum can no longer succeed) instead of waiting
+// for every node. Commands still in flight on slower nodes run to their
+// per-node timeout in the background. The default is false.
+func WithFailFast(b bool) Option {
+	return OptionFunc(func(m *Mutex) {
+		m.failFast = b
+	})
+}
+
+// WithShufflePools makes the Mutex contact the nodes in a random order,
+// chosen once by NewMutex, to spread load when many mutexes start at once.
+// The default is false.
+func WithShufflePools(b bool) Option {
+	return OptionFunc(func(m *Mutex) {
+		m.shuffle = b
+	})
+}
+
+// validate returns the first configuration problem of m, or nil.
+func (m *Mutex) validate() error {
+	switch {
+	case len(m.pools) == 0:
+		return newConfigError("no Redis pools: pass at least one pool to redsync.New")
+	case m.name == "":
+		return newConfigError("empty mutex name")
+	case m.tries < 1:
+		return newConfigError("tries is %d; it must be at least 1", m.tries)
+	case m.driftFactor < 0 || m.driftFactor >= 1 || m.driftFactor != m.driftFactor:
+		return newConfigError("drift factor is %v; it must be in [0, 1)", m.driftFactor)
+	case m.timeoutFactor < 0 || m.timeoutFactor >= 1 || m.timeoutFactor != m.timeoutFactor:
+		return newConfigError("timeout factor is %v; it must be in [0, 1)", m.timeoutFactor)
+	case m.expiry < time.Millisecond:
+		return newConfigError("expiry is %v; it must be at least 1ms", m.expiry)
+	case m.delayFunc == nil:
+		return newConfigError("nil retry delay function")
+	case m.genValueFunc == nil:
+		return newConfigError("nil value generator function")
+	case len(m.value) > maxValueLen:
+		return newConfigError("lock value is %d bytes; the limit is %d", len(m.value), maxValueLen)
+	}
+	for i, p := range m.pools {
+		if p == nil {
+			return newConfigError("pool #%d is nil", i)
+		}
+	}
+	if m.nodeTimeout() < time.Millisecond {
+		return newConfigError("per-node timeout is %v (expiry %v x timeout factor %v); it must be at least 1ms: raise the expiry or the timeout factor",
+			m.nodeTimeout(), m.expiry, m.timeoutFactor)
+	}
+	if m.timeoutFactor > 0 && m.expiry-m.nodeTimeout()-m.drift() <= 0 {
+		return newConfigError("expiry %v is too short: the per-node timeout (%v) and the drift (%v) leave no validity",
+			m.expiry, m.nodeTimeout(), m.drift())
+	}
+	return nil
+}
+
+// drift is subtracted from the validity for clock drift between the client
+// and the nodes: expiry x driftFactor, plus 2 ms for the granularity of
+// Redis expiry.
+func (m *Mutex) drift() time.Duration {
+	return time.Duration(float64(m.expiry)*m.driftFactor) + 2*time.Millisecond
+}
+
+// nodeTimeout bounds each command on one node. A timeout factor of 0 bounds
+// it by the longest validity instead: a later reply is worthless.
+func (m *Mutex) nodeTimeout() time.Duration {
+	if m.timeoutFactor == 0 {
+		return m.expiry - m.drift()
+	}
+	return time.Duration(float64(m.expiry) * m.timeoutFactor)
+}

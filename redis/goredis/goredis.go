@@ -1,0 +1,120 @@
+// Package goredis makes a [redis.Pool] from a github.com/redis/go-redis/v9
+// client: a plain client, a failover (Sentinel) client or a cluster client,
+// anything that implements goredislib.UniversalClient.
+package goredis
+
+import (
+	"context"
+	"errors"
+	"time"
+
+	goredislib "github.com/redis/go-redis/v9"
+
+	"github.com/go-redlock/redsync/redis"
+)
+
+var (
+	_ redis.Pool         = (*pool)(nil)
+	_ redis.ScriptRunner = (*pool)(nil)
+	_ redis.Conn         = (*conn)(nil)
+)
+
+type pool struct {
+	client goredislib.UniversalClient
+}
+
+// NewPool returns a Pool that sends its commands through client. The
+// client's own options (pool size, timeouts, TLS, credentials) apply.
+func NewPool(client goredislib.UniversalClient) redis.Pool {
+	return &pool{client: client}
+}
+
+func (p *pool) Get(ctx context.Context) (redis.Conn, error) {
+	if ctx == nil {
+		ctx = context.Background()
+	}
+	return &conn{client: p.client, ctx: ctx}, nil
+}
+
+// RunScript sends EVALSHA, and EVAL when the server answers NOSCRIPT.
+func (p *pool) RunScript(ctx context.Context, script *redis.Script, keysAndArgs ...any) (any, error) {
+	return runScript(ctx, p.client, script, keysAndArgs)
+}
+
+func runScript(ctx context.Context, client goredislib.UniversalClient, script *redis.Script, keysAndArgs []any) (any, error) {
+	args := make([]any, 0, 3+len(keysAndArgs))
+	args = append(args, "evalsha", script.Hash)
+	if script.KeyCount >= 0 {
+		args = append(args, script.KeyCount)
+	}
+	args = append(args, keysAndArgs...)
+	cmd := goredislib.NewCmd(ctx, args...)
+	err := client.Process(ctx, cmd)
+	if isNoScript(err) {
+		args[0], args[1] = "eval", script.Src
+		cmd = goredislib.NewCmd(ctx, args...)
+		err = client.Process(ctx, cmd)
+	}
+	if err != nil {
+		return nil, noNil(err)
+	}
+	return cmd.Val(), nil
+}
+
+// isNoScript reports whether err is the server's NOSCRIPT error reply, as
+// opposed to a network error whose text happens to mention it.
+func isNoScript(err error) bool {
+	return err != nil && goredislib.HasErrorPrefix(err, "NOSCRIPT")
+}
+
+// noNil turns the driver's nil reply into a nil error.
+func noNil(err error) error {
+	if errors.Is(err, goredislib.Nil) {
+		return nil
+	}
+	return err
+}
+
+type conn struct {
+	client goredislib.UniversalClient
+	ctx    context.Context
+}
+
+func (c *conn) Get(name string) (string, error) {
+	v, err := c.client.Get(c.ctx, name).Result()
+	return v, noNil(err)
+}
+
+func (c *conn) Set(name string, value string) (bool, error) {
+	v, err := c.client.Set(c.ctx, name, value, 0).Result()
+	return v == "OK", noNil(err)
+}
+
+func (c *conn) SetNX(name string, value string, expiry time.Duration) (bool, error) {
+	v, err := c.client.SetNX(c.ctx, name, value, expiry).Result()
+	return v, noNil(err)
+}
+
+func (c *conn) PTTL(name string) (time.Duration, error) {
+	v, err := c.client.PTTL(c.ctx, name).Result()
+	return v, noNil(err)
+}
+
+func (c *conn) Eval(script *redis.Script, keysAndArgs ...any) (any, error) {
+	return runScript(c.ctx, c.client, script, keysAndArgs)
+}
+
+func (c *conn) ScriptLoad(script *redis.Script) error {
+	hash, err := c.client.ScriptLoad(c.ctx, script.Src).Result()
+	if err != nil {
+		return err
+	}
+	script.Hash = hash
+	return nil
+}
+
+// Close does nothing: the commands borrow connections from the client's
+// own pool.
+func (c *conn) Close() error {
+	return nil
+}

@@ -1,0 +1,123 @@
+// Package redigo makes a [redis.Pool] from a github.com/gomodule/redigo pool.
+package redigo
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"time"
+
+	redigolib "github.com/gomodule/redigo/redis"
+
+	"github.com/go-redlock/redsync/redis"
+)
+
+// Pool is the part of *redigolib.Pool that the adapter uses.
+type Pool interface {
+	Get() redigolib.Conn
+	GetContext(ctx context.Context) (redigolib.Conn, error)
+}
+
+var (
+	_ redis.Pool = (*pool)(nil)
+	_ redis.Conn = (*conn)(nil)
+	_ Pool       = (*redigolib.Pool)(nil)
+)
+
+type pool struct {
+	delegate Pool
+}
+
+// NewPool returns a Pool that takes its connections from delegate, usually
+// a *redigolib.Pool.
+func NewPool(delegate Pool) redis.Pool {
+	return &pool{delegate: delegate}
+}
+
+// Get takes a connection from the pool. Redigo connections have no
+// per-command context, so the commands on it are bounded by ctx's deadline
+// through redigo's DoContext.
+func (p *pool) Get(ctx context.Context) (redis.Conn, error) {
+	if ctx == nil {
+		ctx = context.Background()
+	}
+	c, err := p.delegate.GetContext(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return &conn{delegate: c, ctx: ctx}, nil
+}
+
+type conn struct {
+	delegate redigolib.Conn
+	ctx      context.Context
+}
+
+// do runs one command bounded by the connection's context.
+func (c *conn) do(cmd string, args ...any) (any, error) {
+	return redigolib.DoContext(c.delegate, c.ctx, cmd, args...)
+}
+
+func (c *conn) Get(name string) (string, error) {
+	v, err := redigolib.String(c.do("GET", name))
+	return v, noNil(err)
+}
+
+func (c *conn) Set(name string, value string) (bool, error) {
+	v, err := redigolib.String(c.do("SET", name, value))
+	return v == "OK", noNil(err)
+}
+
+func (c *conn) SetNX(name string, value string, expiry time.Duration) (bool, error) {
+	v, err := redigolib.String(c.do("SET", name, value, "NX", "PX", expiry.Milliseconds()))
+	return v == "OK", noNil(err)
+}
+
+func (c *conn) PTTL(name string) (time.Duration, error) {
+	v, err := redigolib.Int64(c.do("PTTL", name))
+	return time.Duration(v) * time.Millisecond, noNil(err)
+}
+
+// Eval sends EVALSHA, and EVAL when the server answers NOSCRIPT.
+func (c *conn) Eval(script *redis.Script, keysAndArgs ...any) (any, error) {
+	args := make([]any, 0, 2+len(keysAndArgs))
+	args = append(args, script.Hash)
+	if script.KeyCount >= 0 {
+		args = append(args, script.KeyCount)
+	}
+	args = append(args, keysAndArgs...)
+	v, err := c.do("EVALSHA", args...)
+	if isNoScript(err) {
+		args[0] = script.Src
+		v, err = c.do("EVAL", args...)
+	}
+	return v, noNil(err)
+}
+
+func (c *conn) ScriptLoad(script *redis.Script) error {
+	hash, err := redigolib.String(c.do("SCRIPT", "LOAD", script.Src))
+	if err != nil {
+		return err
+	}
+	script.Hash = hash
+	return nil
+}
+
+func (c *conn) Close() error {
+	return c.delegate.Close()
+}
+
+// isNoScript reports whether err is the server's NOSCRIPT error reply (a
+// redigolib.Error), as opposed to a network error mentioning it.
+func isNoScript(err error) bool {
+	var reply redigolib.Error
+	return errors.As(err, &reply) && strings.HasPrefix(strings.TrimSpace(string(reply)), "NOSCRIPT")
+}
+
+// noNil turns the driver's nil reply into a nil error.
+func noNil(err error) error {
+	if errors.Is(err, redigolib.ErrNil) {
+		return nil
+	}
+	return err
+}

@@ -1,0 +1,71 @@
+// Package redis defines the small interfaces through which redsync talks to
+// a Redis server. The core package imports no Redis driver; adapter packages
+// (redis/goredis, redis/redigo) translate these interfaces to a driver.
+//
+// Pool, Conn, Script and NewScript keep the signatures of
+// github.com/go-redsync/redsync/v4/redis, so a Pool written for v4 works here
+// unchanged. A Pool may also implement the optional interfaces of this
+// package (such as [ScriptRunner]); the core detects them at run time and
+// falls back to Pool and Conn when they are absent.
+package redis
+
+import (
+	"context"
+	"crypto/sha1"
+	"encoding/hex"
+	"time"
+)
+
+// Pool hands out connections to one Redis server (or to one Redis
+// deployment, such as a cluster). Each Redlock node is one Pool.
+//
+// Get is called concurrently from several goroutines. The ctx bounds the
+// commands sent on the returned Conn: when it is done, they fail.
+type Pool interface {
+	Get(ctx context.Context) (Conn, error)
+}
+
+// Conn is a connection to a Redis server, used by one goroutine at a time
+// and closed after use.
+//
+// Get returns "" and a nil error for a missing key. SetNX reports whether
+// the key was set. Eval runs a script (EVALSHA, falling back to EVAL when
+// the server does not know the script) and returns its reply; a nil reply
+// is returned as a nil value and a nil error. Error replies of the server
+// are returned as errors whose text is the server's error line.
+type Conn interface {
+	Get(name string) (string, error)
+	Set(name string, value string) (bool, error)
+	SetNX(name string, value string, expiry time.Duration) (bool, error)
+	Eval(script *Script, keysAndArgs ...any) (any, error)
+	ScriptLoad(script *Script) error
+	PTTL(name string) (time.Duration, error)
+	Close() error
+}
+
+// Script is a Lua script with the number of keys it takes and the SHA1 hash
+// of its source, as used by EVALSHA.
+type Script struct {
+	KeyCount int
+	Src      string
+	Hash     string
+}
+
+// NewScript returns a Script. If keyCount is zero or more, Eval puts it in
+// the EVAL argument list; if it is negative, the caller passes the key
+// count as the first of keysAndArgs. When hash is empty, NewScript computes
+// the SHA1 hash of src.
+func NewScript(keyCount int, src, hash string) *Script {
+	if hash == "" {
+		sum := sha1.Sum([]byte(src))
+		hash = hex.EncodeToString(sum[:])
+	}
+	return &Script{KeyCount: keyCount, Src: src, Hash: hash}
+}
+
+// ScriptRunner is an optional interface of a Pool: it runs a script without
+// handing out a Conn, which saves an allocation per command. RunScript has
+// the semantics of [Conn.Eval] on a Conn obtained with Get(ctx).
+type ScriptRunner interface {
+	RunScript(ctx context.Context, script *Script, keysAndArgs ...any) (any, error)
+}

@@ -1,0 +1,67 @@
+package redsync
+
+import (
+	"math/rand/v2"
+	"slices"
+	"strconv"
+	"time"
+
+	"github.com/go-redlock/redsync/redis"
+)
+
+// Redsync makes distributed mutexes over a set of independent Redis nodes,
+// one [redis.Pool] per node. It is safe for concurrent use.
+type Redsync struct {
+	pools []redis.Pool
+}
+
+// New returns a Redsync over the given pools, one per independent Redis
+// master. A lock is held when a majority of them (len(pools)/2 + 1) granted
+// it. Problems with the pools (none, or a nil one) are reported by the
+// methods of the mutexes made from it.
+func New(pools ...redis.Pool) *Redsync {
+	return &Redsync{pools: slices.Clone(pools)}
+}
+
+// NewMutex returns a mutex for the lock called name (the Redis key), set up
+// with the given options. It never fails: a bad configuration is returned
+// as an error, matching [ErrInvalidConfig], by every method that would send
+// a command.
+func (r *Redsync) NewMutex(name string, options ...Option) *Mutex {
+	m := &Mutex{
+		name:          name,
+		expiry:        DefaultExpiry,
+		tries:         DefaultTries,
+		delayFunc:     defaultDelay,
+		genValueFunc:  genValue,
+		driftFactor:   DefaultDriftFactor,
+		timeoutFactor: DefaultTimeoutFactor,
+		quorum:        len(r.pools)/2 + 1,
+		pools:         r.pools,
+		now:           time.Now,
+	}
+	for _, o := range options {
+		if o != nil {
+			o.Apply(m)
+		}
+	}
+	if m.shuffle {
+		m.pools = slices.Clone(m.pools)
+		rand.Shuffle(len(m.pools), func(i, j int) {
+			m.pools[i], m.pools[j] = m.pools[j], m.pools[i]
+		})
+	}
+	m.configErr = m.validate()
+	if m.configErr == nil {
+		m.runners = make([]redis.ScriptRunner, len(m.pools))
+		for i, p := range m.pools {
+			m.runners[i], _ = p.(redis.ScriptRunner)
+		}
+		m.keyArg = m.name
+		m.ttlArg = strconv.FormatInt(m.expiry.Milliseconds(), 10)
+		if m.value != "" {
+			m.args = m.makeArgs(m.value)
+		}
+	}
+	return m
+}

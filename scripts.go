@@ -1,0 +1,29 @@
+package redsync
+
+import (
+	_ "embed"
+
+	"github.com/go-redlock/redsync/redis"
+)
+
+// The Lua scripts run on each node. Their replies are small integers so
+// that every driver returns them the same way (int64).
+var (
+	//go:embed acquire.lua
+	acquireSrc string
+	//go:embed release.lua
+	releaseSrc string
+	//go:embed extend.lua
+	extendSrc string
+
+	acquireScript = redis.NewScript(1, acquireSrc, "")
+	releaseScript = redis.NewScript(1, releaseSrc, "")
+	extendScript  = redis.NewScript(1, extendSrc, "")
+)
+
+// Replies of the scripts.
+const (
+	replyDone    int64 = 1  // acquired, released or extended
+	replyTaken   int64 = 0  // another owner holds the key
+	replyMissing int64 = -1 // the key does not exist
+)
