@@ -88,12 +88,16 @@ func (m *Mutex) fanout(ctx context.Context, timeout time.Duration, failFast bool
 			cancel()
 		}
 	}
-	// The calling goroutine serves the last node itself: one goroutine
-	// fewer per command.
-	for node := range n - 1 {
-		go run(node)
+	// Without failFast the calling goroutine waits for every node anyway,
+	// so it serves the last node itself: one goroutine fewer per command.
+	inline := !failFast
+	for node := range n {
+		if inline && node == n-1 {
+			run(node)
+		} else {
+			go run(node)
+		}
 	}
-	run(n - 1)
 
 	for range n {
 		t.add(<-results)

@@ -1,0 +1,244 @@
+package redsync
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/go-redlock/redsync/redis"
+)
+
+// fakeClock is a clock that moves only when told to. The fake nodes advance
+// it by their latency, so validity and drift can be tested without sleeping.
+type fakeClock struct {
+	mu  sync.Mutex
+	now time.Time
+}
+
+func newFakeClock() *fakeClock {
+	return &fakeClock{now: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)}
+}
+
+func (c *fakeClock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.now
+}
+
+func (c *fakeClock) Advance(d time.Duration) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.now = c.now.Add(d)
+}
+
+// fakeNode is an in-memory Redis node that understands the lock scripts.
+// It implements redis.Pool and hands out fakeConns.
+type fakeNode struct {
+	clock *fakeClock
+
+	mu      sync.Mutex
+	keys    map[string]string
+	err     error         // returned by every command when set
+	latency time.Duration // added to the fake clock by every command
+	block   chan struct{} // when set, commands wait for it to close (or ctx)
+	calls   atomic.Int32  // commands received
+	scripts []string      // names of the scripts run, in order
+}
+
+func newFakeNode(clock *fakeClock) *fakeNode {
+	return &fakeNode{clock: clock, keys: map[string]string{}}
+}
+
+func (n *fakeNode) Get(ctx context.Context) (redis.Conn, error) {
+	return &fakeConn{node: n, ctx: ctx}, nil
+}
+
+func (n *fakeNode) set(key, value string) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	n.keys[key] = value
+}
+
+func (n *fakeNode) value(key string) (string, bool) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	v, ok := n.keys[key]
+	return v, ok
+}
+
+func (n *fakeNode) setErr(err error) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	n.err = err
+}
+
+func (n *fakeNode) ran() []string {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return append([]string(nil), n.scripts...)
+}
+
+// enter is the common start of every command: count it, wait when
+// blocked, advance the clock, and return the injected error.
+func (n *fakeNode) enter(ctx context.Context, name string) error {
+	n.calls.Add(1)
+	n.mu.Lock()
+	n.scripts = append(n.scripts, name)
+	block, latency, err := n.block, n.latency, n.err
+	n.mu.Unlock()
+	if block != nil {
+		select {
+		case <-block:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+	if n.clock != nil && latency > 0 {
+		n.clock.Advance(latency)
+	}
+	return err
+}
+
+type fakeConn struct {
+	node *fakeNode
+	ctx  context.Context
+}
+
+var errUnsupported = errors.New("fake: unsupported command")
+
+func (c *fakeConn) Get(name string) (string, error) {
+	if err := c.node.enter(c.ctx, "GET"); err != nil {
+		return "", err
+	}
+	v, _ := c.node.value(name)
+	return v, nil
+}
+
+func (c *fakeConn) Set(name, value string) (bool, error) { return false, errUnsupported }
+
+func (c *fakeConn) SetNX(name, value string, expiry time.Duration) (bool, error) {
+	return false, errUnsupported
+}
+
+func (c *fakeConn) PTTL(name string) (time.Duration, error) { return 0, errUnsupported }
+
+func (c *fakeConn) ScriptLoad(script *redis.Script) error { return errUnsupported }
+
+func (c *fakeConn) Close() error { return nil }
+
+// Eval runs the lock scripts' logic on the node's map.
+func (c *fakeConn) Eval(script *redis.Script, keysAndArgs ...any) (any, error) {
+	n := c.node
+	var name string
+	switch script {
+	case acquireScript:
+		name = "acquire"
+	case releaseScript:
+		name = "release"
+	case extendScript:
+		name = "extend"
+	default:
+		return nil, errUnsupported
+	}
+	if err := n.enter(c.ctx, name); err != nil {
+		return nil, err
+	}
+	key, value := keysAndArgs[0].(string), keysAndArgs[1].(string)
+	if value == "" {
+		return nil, errors.New("fake: empty value on the wire")
+	}
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	current, ok := n.keys[key]
+	switch script {
+	case acquireScript:
+		if !ok || current == value {
+			n.keys[key] = value
+			return replyDone, nil
+		}
+		return replyTaken, nil
+	case releaseScript:
+		switch {
+		case !ok:
+			return replyMissing, nil
+		case current == value:
+			delete(n.keys, key)
+			return replyDone, nil
+		}
+		return replyTaken, nil
+	default: // extend
+		switch {
+		case current == value && ok:
+			return replyDone, nil
+		case !ok && keysAndArgs[3] == "1":
+			n.keys[key] = value
+			return replyDone, nil
+		case !ok:
+			return replyMissing, nil
+		}
+		return replyTaken, nil
+	}
+}
+
+// fakeCluster is a set of fake nodes sharing one clock.
+type fakeCluster struct {
+	clock *fakeClock
+	nodes []*fakeNode
+}
+
+func newFakeCluster(n int) *fakeCluster {
+	c := &fakeCluster{clock: newFakeClock()}
+	for range n {
+		c.nodes = append(c.nodes, newFakeNode(c.clock))
+	}
+	return c
+}
+
+func (c *fakeCluster) pools() []redis.Pool {
+	pools := make([]redis.Pool, len(c.nodes))
+	for i, n := range c.nodes {
+		pools[i] = n
+	}
+	return pools
+}
+
+// mutex returns a mutex over the cluster that reads the fake clock and
+// retries without waiting.
+func (c *fakeCluster) mutex(name string, opts ...Option) *Mutex {
+	opts = append([]Option{WithRetryDelay(0)}, opts...)
+	m := New(c.pools()...).NewMutex(name, opts...)
+	m.now = c.clock.Now
+	return m
+}
+
+// holders counts the nodes where key holds value.
+func (c *fakeCluster) holders(key, value string) int {
+	count := 0
+	for _, n := range c.nodes {
+		if v, ok := n.value(key); ok && v == value {
+			count++
+		}
+	}
+	return count
+}
+
+// keys counts the nodes where key exists.
+func (c *fakeCluster) keys(key string) int {
+	count := 0
+	for _, n := range c.nodes {
+		if _, ok := n.value(key); ok {
+			count++
+		}
+	}
+	return count
+}
+
+func (c *fakeCluster) calls() int {
+	total := 0
+	for _, n := range c.nodes {
+		total += int(n.calls.Load())
+	}
+	return total
+}
