@@ -1,0 +1,29 @@
+# Tasks for developing redsync. redis-server must be installed (make test
+# installs it with apt-get when run as root on Debian/Ubuntu); the tests start
+# their own throwaway servers on free loopback ports.
+
+STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.7.0
+
+.PHONY: test bench lint demo chaos
+
+# Vet and race-test the root module; compile and test the benchmark module.
+test:
+	bash scripts/test.sh
+
+# Run the benchmarks and print the comparison table.
+bench:
+	bash scripts/ensure-redis.sh && cd benchmarks && go run ./cmd/benchtable
+
+# gofmt (must list nothing), go vet and staticcheck.
+lint:
+	@out="$$(gofmt -l .)"; if [ -n "$$out" ]; then echo "gofmt needed on:"; echo "$$out"; exit 1; fi
+	go vet ./...
+	go run $(STATICCHECK) ./...
+
+# Run the quickstart example against throwaway redis servers.
+demo:
+	bash scripts/ensure-redis.sh && go run ./examples/quickstart
+
+# Long fault-injection tests (kills, pauses and restarts of redis servers).
+chaos:
+	bash scripts/ensure-redis.sh && go test -race -count=1 -timeout 60m -run . ./internal/chaos/ -args -long
