@@ -39,14 +39,23 @@ type Mutex struct {
 	configErr     error
 
 	runners []redis.ScriptRunner // runners[i] is pools[i] as a ScriptRunner, or nil
+	rounds  *sync.Pool           // recycled rounds, shared with the Redsync
 	keyArg  any                  // name, boxed once for the scripts
 	ttlArg  any                  // expiry in ms, formatted once for the scripts
 	now     func() time.Time     // the clock; tests replace it
 
 	mu    sync.Mutex
-	value string    // the current acquisition's value; set by WithValue or Lock
-	until time.Time // end of the current acquisition's validity
-	args  []any     // script arguments of the current value: key, value, ttl, setNX flag
+	value string     // the current acquisition's value; set by WithValue or Lock
+	until time.Time  // end of the current acquisition's validity
+	calls *lockCalls // script calls of the current value
+}
+
+// lockCalls are the script calls of one acquisition, built once and sent
+// to every node on every try.
+type lockCalls struct {
+	value   any // the value, boxed once
+	acquire redis.ScriptCall
+	release redis.ScriptCall
 }
 
 // Name returns the mutex name (the Redis key).
@@ -115,7 +124,7 @@ func (m *Mutex) lockContext(ctx context.Context, tries int) error {
 	if value == "" || len(value) > maxValueLen {
 		return newConfigError("the value generator returned %d bytes; a lock value must have 1 to %d", len(value), maxValueLen)
 	}
-	args := m.makeArgs(value)
+	calls := m.makeCalls(value)
 
 	var (
 		timer *time.Timer
@@ -137,10 +146,10 @@ func (m *Mutex) lockContext(ctx context.Context, tries int) error {
 			}
 		}
 
-		until, permanent, err := m.acquire(ctx, args)
+		until, permanent, err := m.acquire(ctx, calls)
 		if err == nil {
 			m.mu.Lock()
-			m.value, m.until, m.args = value, until, args
+			m.value, m.until, m.calls = value, until, calls
 			m.mu.Unlock()
 			return nil
 		}
@@ -159,20 +168,16 @@ func (m *Mutex) lockContext(ctx context.Context, tries int) error {
 // validity check. On failure it releases on every node (a SET may have
 // landed where the reply was lost) and tells whether the nodes' errors make
 // a quorum impossible for good.
-func (m *Mutex) acquire(ctx context.Context, args []any) (until time.Time, permanent bool, err error) {
+func (m *Mutex) acquire(ctx context.Context, calls *lockCalls) (until time.Time, permanent bool, err error) {
 	start := m.now()
-	t := m.fanout(ctx, m.nodeTimeout(), m.failFast, func(ctx context.Context, node int) (int64, error) {
-		return m.runScript(ctx, node, acquireScript, args[:3])
-	})
+	t := m.fanoutScript(ctx, m.nodeTimeout(), m.failFast, &calls.acquire)
 	validity := m.expiry - m.now().Sub(start) - m.drift()
 	if t.done >= m.quorum && validity > 0 {
 		return start.Add(m.expiry - m.drift()), false, nil
 	}
 
 	// Undo the try even when ctx has ended: the keys must not outlive it.
-	m.fanout(context.WithoutCancel(ctx), m.nodeTimeout(), m.failFast, func(ctx context.Context, node int) (int64, error) {
-		return m.runScript(ctx, node, releaseScript, args[:2])
-	})
+	m.fanoutScript(context.WithoutCancel(ctx), m.nodeTimeout(), m.failFast, &calls.release)
 
 	switch {
 	case len(t.taken) >= m.quorum:
@@ -183,9 +188,9 @@ func (m *Mutex) acquire(ctx context.Context, args []any) (until time.Time, perma
 	return time.Time{}, len(m.pools)-t.permanent < m.quorum, errors.Join(ErrFailed, t.err())
 }
 
-// current returns the value and script arguments of the current
-// acquisition, or ErrNotLocked.
-func (m *Mutex) current() (string, []any, error) {
+// current returns the value and script calls of the current acquisition,
+// or ErrNotLocked.
+func (m *Mutex) current() (string, *lockCalls, error) {
 	if m.configErr != nil {
 		return "", nil, m.configErr
 	}
@@ -194,7 +199,7 @@ func (m *Mutex) current() (string, []any, error) {
 	if m.value == "" {
 		return "", nil, ErrNotLocked
 	}
-	return m.value, m.args, nil
+	return m.value, m.calls, nil
 }
 
 // Unlock releases the lock and reports whether a quorum of nodes released
@@ -208,16 +213,14 @@ func (m *Mutex) Unlock() (bool, error) {
 // When the lock had already expired on the failing nodes, the error
 // matches [ErrLockAlreadyExpired].
 func (m *Mutex) UnlockContext(ctx context.Context) (bool, error) {
-	_, args, err := m.current()
+	_, calls, err := m.current()
 	if err != nil {
 		return false, err
 	}
 	if ctx == nil {
 		ctx = context.Background()
 	}
-	t := m.fanout(ctx, m.nodeTimeout(), m.failFast, func(ctx context.Context, node int) (int64, error) {
-		return m.runScript(ctx, node, releaseScript, args[:2])
-	})
+	t := m.fanoutScript(ctx, m.nodeTimeout(), m.failFast, &calls.release)
 	if t.done >= m.quorum {
 		return true, nil
 	}
@@ -238,20 +241,20 @@ func (m *Mutex) Extend() (bool, error) {
 // [ErrExtendFailed], and also [ErrLockAlreadyExpired] when the key had
 // expired on so many nodes that no quorum was possible.
 func (m *Mutex) ExtendContext(ctx context.Context) (bool, error) {
-	value, args, err := m.current()
+	value, calls, err := m.current()
 	if err != nil {
 		return false, err
 	}
 	if ctx == nil {
 		ctx = context.Background()
 	}
+	setNX := "0"
 	if m.setNXOnExtend {
-		args = append(args[:3:3], "1")
+		setNX = "1"
 	}
+	extend := redis.NewScriptCall(extendScript, m.keyArg, calls.value, m.ttlArg, setNX)
 	start := m.now()
-	t := m.fanout(ctx, m.nodeTimeout(), m.failFast, func(ctx context.Context, node int) (int64, error) {
-		return m.runScript(ctx, node, extendScript, args)
-	})
+	t := m.fanoutScript(ctx, m.nodeTimeout(), m.failFast, &extend)
 	validity := m.expiry - m.now().Sub(start) - m.drift()
 	if t.done >= m.quorum && validity > 0 {
 		m.mu.Lock()
@@ -311,11 +314,12 @@ func (m *Mutex) ValidContext(ctx context.Context) (bool, error) {
 	return t.done >= m.quorum, t.err()
 }
 
-// makeArgs returns the script arguments for value: key, value, TTL and the
-// SET-when-missing flag of the extend script. The acquire script takes the
-// first three, the release script the first two.
-func (m *Mutex) makeArgs(value string) []any {
-	return []any{m.keyArg, value, m.ttlArg, "0"}
+// makeCalls returns the acquire and release calls for value.
+func (m *Mutex) makeCalls(value string) *lockCalls {
+	c := &lockCalls{value: value}
+	c.acquire = redis.NewScriptCall(acquireScript, m.keyArg, c.value, m.ttlArg)
+	c.release = redis.NewScriptCall(releaseScript, m.keyArg, c.value)
+	return c
 }
 
 // genValue returns 16 random bytes from crypto/rand, base64-encoded.

@@ -103,7 +103,7 @@ func TestLockValidity(t *testing.T) {
 		wantOK  bool
 	}{
 		{"fast", time.Millisecond, true},
-		{"just inside", 1500 * time.Millisecond, true},  // 7.5s elapsed < 8s - 82ms
+		{"just inside", 1500 * time.Millisecond, true},    // 7.5s elapsed < 8s - 82ms
 		{"past validity", 1590 * time.Millisecond, false}, // 7.95s elapsed > 8s - 82ms
 	}
 	for _, tt := range tests {

@@ -68,62 +68,124 @@ func (t *tally) err() error {
 // until they end or time out, and the last one to end releases the
 // timeout's resources.
 func (m *Mutex) fanout(ctx context.Context, timeout time.Duration, failFast bool, fn nodeFunc) tally {
+	return m.broadcast(ctx, timeout, failFast, nodeOp{fn: fn})
+}
+
+// fanoutScript is fanout for one script with the same args on every node.
+// It needs no closure, which keeps the hot path of Lock and Unlock lean.
+func (m *Mutex) fanoutScript(ctx context.Context, timeout time.Duration, failFast bool, call *redis.ScriptCall) tally {
+	return m.broadcast(ctx, timeout, failFast, nodeOp{call: call})
+}
+
+// nodeOp is what a round sends to each node: a script with its args, or a
+// function.
+type nodeOp struct {
+	call *redis.ScriptCall
+	fn   nodeFunc
+}
+
+// round is one command sent to every node, shared by the goroutines that
+// serve the nodes and the caller collecting the results. Rounds are reused
+// through a sync.Pool of the Redsync: whoever drops the last reference
+// cancels the round's timeout and returns it to the pool.
+type round struct {
+	m       *Mutex
+	ctx     context.Context
+	cancel  context.CancelFunc
+	op      nodeOp
+	results chan nodeResult
+	refs    atomic.Int32
+}
+
+func (r *round) serve(node int) {
+	var res nodeResult
+	res.node = node
+	if r.op.fn != nil {
+		res.reply, res.err = r.op.fn(r.ctx, node)
+	} else {
+		res.reply, res.err = r.m.runScript(r.ctx, node, r.op.call)
+	}
+	r.results <- res
+	r.release()
+}
+
+// release drops one reference; the last one recycles the round. Results
+// that a fail-fast caller did not wait for are drained first.
+func (r *round) release() {
+	if r.refs.Add(-1) != 0 {
+		return
+	}
+	r.cancel()
+	for len(r.results) > 0 {
+		<-r.results
+	}
+	pool := r.m.rounds
+	*r = round{results: r.results}
+	pool.Put(r)
+}
+
+func (m *Mutex) broadcast(ctx context.Context, timeout time.Duration, failFast bool, op nodeOp) tally {
 	n := len(m.pools)
 	t := tally{nodes: n}
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	if n == 1 {
-		reply, err := fn(ctx, 0)
+		var reply int64
+		var err error
+		if op.fn != nil {
+			reply, err = op.fn(ctx, 0)
+		} else {
+			reply, err = m.runScript(ctx, 0, op.call)
+		}
 		cancel()
 		t.add(nodeResult{node: 0, reply: reply, err: err})
 		return t
 	}
 
-	results := make(chan nodeResult, n)
-	var pending atomic.Int32
-	pending.Store(int32(n))
-	run := func(node int) {
-		reply, err := fn(ctx, node)
-		results <- nodeResult{node: node, reply: reply, err: err}
-		if pending.Add(-1) == 0 {
-			cancel()
-		}
+	r, _ := m.rounds.Get().(*round)
+	if r == nil || cap(r.results) != n {
+		r = &round{results: make(chan nodeResult, n)}
 	}
+	r.m, r.ctx, r.cancel, r.op = m, ctx, cancel, op
+	r.refs.Store(int32(n + 1)) // the nodes' goroutines and the caller
 	// Without failFast the calling goroutine waits for every node anyway,
 	// so it serves the last node itself: one goroutine fewer per command.
-	inline := !failFast
-	for node := range n {
-		if inline && node == n-1 {
-			run(node)
-		} else {
-			go run(node)
-		}
+	last := n
+	if !failFast {
+		last = n - 1
+	}
+	for node := range last {
+		go r.serve(node)
+	}
+	if last < n {
+		r.serve(last)
 	}
 
 	for range n {
-		t.add(<-results)
+		t.add(<-r.results)
 		if failFast && t.decided(m.quorum) {
 			break
 		}
 	}
+	r.release()
 	return t
 }
 
-// runScript runs script on node with args, through the pool's ScriptRunner
-// when it has one, and returns its integer reply.
-func (m *Mutex) runScript(ctx context.Context, node int, script *redis.Script, args []any) (int64, error) {
+// runScript runs call on node, through the pool's ScriptRunner when it has
+// one, and returns its integer reply.
+func (m *Mutex) runScript(ctx context.Context, node int, call *redis.ScriptCall) (int64, error) {
 	var (
 		reply any
 		err   error
 	)
 	if runner := m.runners[node]; runner != nil {
-		reply, err = runner.RunScript(ctx, script, args...)
+		reply, err = runner.RunScript(ctx, call)
 	} else {
 		var conn redis.Conn
 		conn, err = m.pools[node].Get(ctx)
 		if err != nil {
 			return 0, err
 		}
-		reply, err = conn.Eval(script, args...)
+		reply, err = conn.Eval(call.Script(), call.KeysAndArgs()...)
 		// The reply is what matters; a failure to close is the pool's
 		// business.
 		_ = conn.Close()

@@ -4,6 +4,7 @@ import (
 	"math/rand/v2"
 	"slices"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/go-redlock/redsync/redis"
@@ -12,7 +13,8 @@ import (
 // Redsync makes distributed mutexes over a set of independent Redis nodes,
 // one [redis.Pool] per node. It is safe for concurrent use.
 type Redsync struct {
-	pools []redis.Pool
+	pools  []redis.Pool
+	rounds sync.Pool // of *round, shared by the mutexes
 }
 
 // New returns a Redsync over the given pools, one per independent Redis
@@ -38,6 +40,7 @@ func (r *Redsync) NewMutex(name string, options ...Option) *Mutex {
 		timeoutFactor: DefaultTimeoutFactor,
 		quorum:        len(r.pools)/2 + 1,
 		pools:         r.pools,
+		rounds:        &r.rounds,
 		now:           time.Now,
 	}
 	for _, o := range options {
@@ -60,7 +63,7 @@ func (r *Redsync) NewMutex(name string, options ...Option) *Mutex {
 		m.keyArg = m.name
 		m.ttlArg = strconv.FormatInt(m.expiry.Milliseconds(), 10)
 		if m.value != "" {
-			m.args = m.makeArgs(m.value)
+			m.calls = m.makeCalls(m.value)
 		}
 	}
 	return m

@@ -63,9 +63,55 @@ func NewScript(keyCount int, src, hash string) *Script {
 	return &Script{KeyCount: keyCount, Src: src, Hash: hash}
 }
 
-// ScriptRunner is an optional interface of a Pool: it runs a script without
-// handing out a Conn, which saves an allocation per command. RunScript has
-// the semantics of [Conn.Eval] on a Conn obtained with Get(ctx).
+// ScriptCall is a script with its keys and arguments, ready to send: the
+// argument list of EVALSHA is built once, so that the same call can go to
+// every node, and on every retry, without further allocation. A ScriptCall
+// is immutable after NewScriptCall and safe for concurrent use.
+type ScriptCall struct {
+	script  *Script
+	evalsha []any // "EVALSHA", hash, [key count], keys and args
+	skip    int   // index of the first key or arg in evalsha
+}
+
+// NewScriptCall returns a call of script with keysAndArgs, as [Conn.Eval]
+// takes them.
+func NewScriptCall(script *Script, keysAndArgs ...any) ScriptCall {
+	skip := 2
+	if script.KeyCount >= 0 {
+		skip = 3
+	}
+	evalsha := make([]any, skip, skip+len(keysAndArgs))
+	evalsha[0], evalsha[1] = "EVALSHA", script.Hash
+	if skip == 3 {
+		evalsha[2] = script.KeyCount
+	}
+	return ScriptCall{script: script, evalsha: append(evalsha, keysAndArgs...), skip: skip}
+}
+
+// Script returns the script called.
+func (c *ScriptCall) Script() *Script { return c.script }
+
+// KeysAndArgs returns the keys and arguments, as [Conn.Eval] takes them.
+// The slice must not be modified.
+func (c *ScriptCall) KeysAndArgs() []any { return c.evalsha[c.skip:] }
+
+// EvalSHA returns the whole EVALSHA command: "EVALSHA", the hash, the key
+// count (unless the script's KeyCount is negative), keys and args. The
+// slice is shared and must not be modified.
+func (c *ScriptCall) EvalSHA() []any { return c.evalsha }
+
+// Eval returns a new slice with the whole EVAL command, to send when the
+// server answers EVALSHA with NOSCRIPT.
+func (c *ScriptCall) Eval() []any {
+	eval := append([]any(nil), c.evalsha...)
+	eval[0], eval[1] = "EVAL", c.script.Src
+	return eval
+}
+
+// ScriptRunner is an optional interface of a Pool: it runs a script call
+// without handing out a Conn, and without copying the call's arguments.
+// RunScript has the semantics of [Conn.Eval] on a Conn obtained with
+// Get(ctx): EVALSHA, then EVAL when the server answers NOSCRIPT.
 type ScriptRunner interface {
-	RunScript(ctx context.Context, script *Script, keysAndArgs ...any) (any, error)
+	RunScript(ctx context.Context, call *ScriptCall) (any, error)
 }

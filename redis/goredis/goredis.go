@@ -37,22 +37,15 @@ func (p *pool) Get(ctx context.Context) (redis.Conn, error) {
 }
 
 // RunScript sends EVALSHA, and EVAL when the server answers NOSCRIPT.
-func (p *pool) RunScript(ctx context.Context, script *redis.Script, keysAndArgs ...any) (any, error) {
-	return runScript(ctx, p.client, script, keysAndArgs)
+func (p *pool) RunScript(ctx context.Context, call *redis.ScriptCall) (any, error) {
+	return run(ctx, p.client, call)
 }
 
-func runScript(ctx context.Context, client goredislib.UniversalClient, script *redis.Script, keysAndArgs []any) (any, error) {
-	args := make([]any, 0, 3+len(keysAndArgs))
-	args = append(args, "evalsha", script.Hash)
-	if script.KeyCount >= 0 {
-		args = append(args, script.KeyCount)
-	}
-	args = append(args, keysAndArgs...)
-	cmd := goredislib.NewCmd(ctx, args...)
+func run(ctx context.Context, client goredislib.UniversalClient, call *redis.ScriptCall) (any, error) {
+	cmd := goredislib.NewCmd(ctx, call.EvalSHA()...)
 	err := client.Process(ctx, cmd)
 	if isNoScript(err) {
-		args[0], args[1] = "eval", script.Src
-		cmd = goredislib.NewCmd(ctx, args...)
+		cmd = goredislib.NewCmd(ctx, call.Eval()...)
 		err = client.Process(ctx, cmd)
 	}
 	if err != nil {
@@ -101,7 +94,8 @@ func (c *conn) PTTL(name string) (time.Duration, error) {
 }
 
 func (c *conn) Eval(script *redis.Script, keysAndArgs ...any) (any, error) {
-	return runScript(c.ctx, c.client, script, keysAndArgs)
+	call := redis.NewScriptCall(script, keysAndArgs...)
+	return run(c.ctx, c.client, &call)
 }
 
 func (c *conn) ScriptLoad(script *redis.Script) error {

@@ -19,9 +19,10 @@ type Pool interface {
 }
 
 var (
-	_ redis.Pool = (*pool)(nil)
-	_ redis.Conn = (*conn)(nil)
-	_ Pool       = (*redigolib.Pool)(nil)
+	_ redis.Pool         = (*pool)(nil)
+	_ redis.ScriptRunner = (*pool)(nil)
+	_ redis.Conn         = (*conn)(nil)
+	_ Pool               = (*redigolib.Pool)(nil)
 )
 
 type pool struct {
@@ -46,6 +47,23 @@ func (p *pool) Get(ctx context.Context) (redis.Conn, error) {
 		return nil, err
 	}
 	return &conn{delegate: c, ctx: ctx}, nil
+}
+
+// RunScript takes a connection, sends EVALSHA (EVAL when the server
+// answers NOSCRIPT) bounded by ctx, and returns the connection.
+func (p *pool) RunScript(ctx context.Context, call *redis.ScriptCall) (any, error) {
+	c, err := p.delegate.GetContext(ctx)
+	if err != nil {
+		return nil, err
+	}
+	defer c.Close()
+	evalsha := call.EvalSHA()
+	v, err := redigolib.DoContext(c, ctx, "EVALSHA", evalsha[1:]...)
+	if isNoScript(err) {
+		eval := call.Eval()
+		v, err = redigolib.DoContext(c, ctx, "EVAL", eval[1:]...)
+	}
+	return v, noNil(err)
 }
 
 type conn struct {
