@@ -44,7 +44,8 @@ type fakeNode struct {
 	latency time.Duration // added to the fake clock by every command
 	block   chan struct{} // when set, commands wait for it to close (or ctx)
 	calls   atomic.Int32  // commands received
-	scripts []string      // names of the scripts run, in order
+	scripts []string      // names of the commands received, in order
+	served  []string      // names of the commands served (not cancelled), in order
 }
 
 func newFakeNode(clock *fakeClock) *fakeNode {
@@ -74,6 +75,12 @@ func (n *fakeNode) setErr(err error) {
 	n.err = err
 }
 
+func (n *fakeNode) servedCommands() []string {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return append([]string(nil), n.served...)
+}
+
 func (n *fakeNode) ran() []string {
 	n.mu.Lock()
 	defer n.mu.Unlock()
@@ -95,6 +102,9 @@ func (n *fakeNode) enter(ctx context.Context, name string) error {
 			return ctx.Err()
 		}
 	}
+	n.mu.Lock()
+	n.served = append(n.served, name)
+	n.mu.Unlock()
 	if n.clock != nil && latency > 0 {
 		n.clock.Advance(latency)
 	}

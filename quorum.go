@@ -124,50 +124,80 @@ func (r *round) release() {
 	pool.Put(r)
 }
 
+// broadcast sends op to every node, each in a goroutine of its own, and
+// collects the outcomes until all nodes answered, the outcome is decided
+// (failFast), or the round's timeout (or ctx) ends. The timeout is enforced
+// here, not left to the driver: go-redis, for one, ignores context
+// deadlines unless its ContextTimeoutEnabled option is set. Nodes that did
+// not answer in time count as failed; their goroutines finish in the
+// background and the last one recycles the round.
 func (m *Mutex) broadcast(ctx context.Context, timeout time.Duration, failFast bool, op nodeOp) tally {
 	n := len(m.pools)
 	t := tally{nodes: n}
 	ctx, cancel := context.WithTimeout(ctx, timeout)
-	if n == 1 {
-		var reply int64
-		var err error
-		if op.fn != nil {
-			reply, err = op.fn(ctx, 0)
-		} else {
-			reply, err = m.runScript(ctx, 0, op.call)
-		}
-		cancel()
-		t.add(nodeResult{node: 0, reply: reply, err: err})
-		return t
-	}
-
 	r, _ := m.rounds.Get().(*round)
 	if r == nil || cap(r.results) != n {
 		r = &round{results: make(chan nodeResult, n)}
 	}
 	r.m, r.ctx, r.cancel, r.op = m, ctx, cancel, op
 	r.refs.Store(int32(n + 1)) // the nodes' goroutines and the caller
-	// Without failFast the calling goroutine waits for every node anyway,
-	// so it serves the last node itself: one goroutine fewer per command.
-	last := n
-	if !failFast {
-		last = n - 1
-	}
-	for node := range last {
+	for node := range n {
 		go r.serve(node)
 	}
-	if last < n {
-		r.serve(last)
-	}
 
+	var answered nodeSet
+	answered.init(n)
+collect:
 	for range n {
-		t.add(<-r.results)
-		if failFast && t.decided(m.quorum) {
-			break
+		select {
+		case res := <-r.results:
+			answered.add(res.node)
+			t.add(res)
+			if failFast && t.decided(m.quorum) {
+				break collect
+			}
+		case <-ctx.Done():
+			err := ctx.Err()
+			if errors.Is(err, context.DeadlineExceeded) && context.Cause(ctx) == err {
+				err = fmt.Errorf("no reply within the per-node timeout of %v: %w", timeout, err)
+			}
+			for node := range n {
+				if !answered.has(node) {
+					t.add(nodeResult{node: node, err: err})
+				}
+			}
+			break collect
 		}
 	}
 	r.release()
 	return t
+}
+
+// nodeSet is a set of node indexes, without allocation for up to 64 nodes.
+type nodeSet struct {
+	small uint64
+	large []bool
+}
+
+func (s *nodeSet) init(n int) {
+	if n > 64 {
+		s.large = make([]bool, n)
+	}
+}
+
+func (s *nodeSet) add(node int) {
+	if s.large != nil {
+		s.large[node] = true
+		return
+	}
+	s.small |= 1 << node
+}
+
+func (s *nodeSet) has(node int) bool {
+	if s.large != nil {
+		return s.large[node]
+	}
+	return s.small&(1<<node) != 0
 }
 
 // runScript runs call on node, through the pool's ScriptRunner when it has
