@@ -35,6 +35,11 @@ var ErrInvalidConfig = errors.New("redsync: invalid configuration")
 // taken on that node until the key is removed.
 var ErrWrongType = errors.New("redsync: key is not a lock")
 
+// ErrNodeRestarted is matched (through [RedisError]) when a node refused to
+// vote because its process has been up for less than the span of
+// [WithRestartGuard]: it may have forgotten locks that are still held.
+var ErrNodeRestarted = errors.New("redsync: node restarted too recently to vote")
+
 // ErrTaken is the error of a lock attempt that found the lock held by
 // another owner on a quorum of nodes. Nodes lists their indexes (the order
 // of the pools given to New). It is returned as *ErrTaken and matches
@@ -129,6 +134,9 @@ var permanentPrefixes = []string{"WRONGTYPE", "NOAUTH", "WRONGPASS", "NOPERM"}
 // ErrWrongType, and tells whether retrying is pointless.
 func classifyReplyError(err error) (wrapped error, permanent bool) {
 	msg := err.Error()
+	if isRestartedReply(msg) {
+		return fmt.Errorf("%w: %w", ErrNodeRestarted, err), false
+	}
 	for _, p := range permanentPrefixes {
 		if strings.HasPrefix(msg, p) || strings.Contains(msg, " "+p+" ") || strings.Contains(msg, ": "+p) {
 			if p == "WRONGTYPE" {

@@ -34,6 +34,7 @@ type Mutex struct {
 	failFast      bool
 	shuffle       bool
 	setNXOnExtend bool
+	guard         restartGuard // WithRestartGuard
 	pools         []redis.Pool
 	quorum        int
 	configErr     error
@@ -317,7 +318,11 @@ func (m *Mutex) ValidContext(ctx context.Context) (bool, error) {
 // makeCalls returns the acquire and release calls for value.
 func (m *Mutex) makeCalls(value string) *lockCalls {
 	c := &lockCalls{value: value}
-	c.acquire = redis.NewScriptCall(acquireScript, m.keyArg, c.value, m.ttlArg)
+	if m.guard.on {
+		c.acquire = m.guard.acquireCall(m.keyArg, c.value, m.ttlArg)
+	} else {
+		c.acquire = redis.NewScriptCall(acquireScript, m.keyArg, c.value, m.ttlArg)
+	}
 	c.release = redis.NewScriptCall(releaseScript, m.keyArg, c.value)
 	return c
 }

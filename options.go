@@ -177,6 +177,9 @@ func (m *Mutex) validate() error {
 		return newConfigError("expiry %v is too short: the per-node timeout (%v) and the drift (%v) leave no validity",
 			m.expiry, m.nodeTimeout(), m.drift())
 	}
+	if err := m.guard.check(m.expiry); err != nil {
+		return err
+	}
 	return nil
 }
 
