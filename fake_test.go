@@ -43,6 +43,7 @@ type fakeNode struct {
 	err     error         // returned by every command when set
 	latency time.Duration // added to the fake clock by every command
 	block   chan struct{} // when set, commands wait for it to close (or ctx)
+	deaf    chan struct{} // when set, commands wait for it to close, ignoring ctx
 	calls   atomic.Int32  // commands received
 	scripts []string      // names of the commands received, in order
 	served  []string      // names of the commands served (not cancelled), in order
@@ -93,8 +94,11 @@ func (n *fakeNode) enter(ctx context.Context, name string) error {
 	n.calls.Add(1)
 	n.mu.Lock()
 	n.scripts = append(n.scripts, name)
-	block, latency, err := n.block, n.latency, n.err
+	block, deaf, latency, err := n.block, n.deaf, n.latency, n.err
 	n.mu.Unlock()
+	if deaf != nil {
+		<-deaf
+	}
 	if block != nil {
 		select {
 		case <-block:
@@ -145,7 +149,7 @@ func (c *fakeConn) Eval(script *redis.Script, keysAndArgs ...any) (any, error) {
 	switch script {
 	case acquireScript:
 		name = "acquire"
-	case releaseScript:
+	case releaseScript, releaseNotifyScript:
 		name = "release"
 	case extendScript:
 		name = "extend"
@@ -169,7 +173,7 @@ func (c *fakeConn) Eval(script *redis.Script, keysAndArgs ...any) (any, error) {
 			return replyDone, nil
 		}
 		return replyTaken, nil
-	case releaseScript:
+	case releaseScript, releaseNotifyScript:
 		switch {
 		case !ok:
 			return replyMissing, nil

@@ -279,6 +279,41 @@ func TestFailFast(t *testing.T) {
 	}
 }
 
+// TestNodeTimeoutEnforced checks that a node whose driver ignores the
+// context (as go-redis does by default) still costs only the per-node
+// timeout, and is reported as a timeout naming the node.
+func TestNodeTimeoutEnforced(t *testing.T) {
+	c := newFakeCluster(3)
+	deaf := make(chan struct{})
+	defer close(deaf)
+	c.nodes[1].deaf = deaf
+	m := c.mutex("k", WithExpiry(time.Second)) // per-node timeout 50ms
+	start := time.Now()
+	if err := m.Lock(); err != nil {
+		t.Fatalf("Lock() = %v, want nil with 2 of 3 nodes answering", err)
+	}
+	ok, err := m.Unlock()
+	if !ok || err != nil {
+		t.Fatalf("Unlock() = %v, %v, want true, nil", ok, err)
+	}
+	if elapsed := time.Since(start); elapsed > 500*time.Millisecond {
+		t.Errorf("Lock+Unlock took %v with a deaf node, want about 2 x 50ms", elapsed)
+	}
+
+	c.nodes[2].deaf = deaf
+	err = c.mutex("k2", WithExpiry(time.Second), WithTries(1)).Lock()
+	var re *RedisError
+	if !errors.Is(err, ErrFailed) || !errors.Is(err, context.DeadlineExceeded) || !errors.As(err, &re) {
+		t.Fatalf("Lock() = %v, want ErrFailed with a *RedisError timeout", err)
+	}
+	if re.Node != 1 && re.Node != 2 {
+		t.Errorf("RedisError.Node = %d, want 1 or 2", re.Node)
+	}
+	if !contains(err.Error(), "per-node timeout") {
+		t.Errorf("Lock() = %q, want it to mention the per-node timeout", err)
+	}
+}
+
 func TestUnlock(t *testing.T) {
 	t.Run("before lock sends nothing", func(t *testing.T) {
 		c := newFakeCluster(3)
