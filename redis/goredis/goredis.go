@@ -24,7 +24,10 @@ type pool struct {
 }
 
 // NewPool returns a Pool that sends its commands through client. The
-// client's own options (pool size, timeouts, TLS, credentials) apply.
+// client's own options (pool size, timeouts, TLS, credentials) apply. Set
+// the client's ContextTimeoutEnabled option: without it go-redis ignores
+// context deadlines, so a command that redsync gave up on at its per-node
+// timeout keeps its connection until the client's ReadTimeout.
 func NewPool(client goredislib.UniversalClient) redis.Pool {
 	return &pool{client: client}
 }
