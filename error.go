@@ -40,6 +40,14 @@ var ErrWrongType = errors.New("redsync: key is not a lock")
 // [WithRestartGuard]: it may have forgotten locks that are still held.
 var ErrNodeRestarted = errors.New("redsync: node restarted too recently to vote")
 
+// ErrLockLost is matched by the cause (see context.Cause) of the context
+// that [Mutex.Context] returns, and of the context that [Redsync.Do] passes
+// to its function, when the lock can no longer be guaranteed: its validity
+// ran out, an automatic extension failed, the hold time set by
+// [WithMaxHold] is over, or (for Do) the caller's context ended. The error
+// of Do matches it too when that happened before the function returned.
+var ErrLockLost = errors.New("redsync: lock lost")
+
 // ErrTaken is the error of a lock attempt that found the lock held by
 // another owner on a quorum of nodes. Nodes lists their indexes (the order
 // of the pools given to New). It is returned as *ErrTaken and matches
@@ -146,4 +154,28 @@ func classifyReplyError(err error) (wrapped error, permanent bool) {
 		}
 	}
 	return err, false
+}
+
+// lostError is the cause of a held-lock context that ended because the lock
+// can no longer be guaranteed. It matches ErrLockLost and wraps what
+// happened (an extension's error, the caller's cause), if anything.
+type lostError struct {
+	reason string
+	err    error
+}
+
+func (e *lostError) Error() string {
+	msg := "redsync: lock lost: " + e.reason
+	if e.err != nil {
+		msg += ": " + e.err.Error()
+	}
+	return msg
+}
+
+func (e *lostError) Is(target error) bool {
+	return target == ErrLockLost
+}
+
+func (e *lostError) Unwrap() error {
+	return e.err
 }

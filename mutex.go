@@ -45,10 +45,19 @@ type Mutex struct {
 	ttlArg  any                  // expiry in ms, formatted once for the scripts
 	now     func() time.Time     // the clock; tests replace it
 
-	mu    sync.Mutex
-	value string     // the current acquisition's value; set by WithValue or Lock
-	until time.Time  // end of the current acquisition's validity
-	calls *lockCalls // script calls of the current value
+	// Lifetime and hand-off options (lease.go, handoff.go).
+	autoExtend   time.Duration // WithAutoExtend's interval; 0 means expiry/3
+	autoExtendOn bool          // WithAutoExtend was given
+	maxHold      time.Duration // WithMaxHold; 0 means no bound
+	noNotify     bool          // WithReleaseNotification(false)
+	notify       *notifier     // the Redsync's release notifications, or nil
+
+	mu       sync.Mutex
+	value    string     // the current acquisition's value; set by WithValue or Lock
+	until    time.Time  // end of the current acquisition's validity
+	calls    *lockCalls // script calls of the current value
+	lease    *lease     // the current acquisition's lease, once needed
+	unlocked bool       // Unlock was called since the last acquisition
 }
 
 // lockCalls are the script calls of one acquisition, built once and sent
@@ -57,6 +66,7 @@ type lockCalls struct {
 	value   any // the value, boxed once
 	acquire redis.ScriptCall
 	release redis.ScriptCall
+	unlock  redis.ScriptCall // release for Unlock: announces it unless WithReleaseNotification(false)
 }
 
 // Name returns the mutex name (the Redis key).
@@ -130,10 +140,12 @@ func (m *Mutex) lockContext(ctx context.Context, tries int) error {
 	var (
 		timer *time.Timer
 		last  error
+		wait  lockWait // hand-off by notification (handoff.go)
 	)
+	defer wait.close()
 	for try := range tries {
 		if try > 0 {
-			delay := m.delayFunc(try)
+			delay := wait.delay(m.delayFunc(try), last)
 			if timer == nil {
 				timer = time.NewTimer(delay)
 				defer timer.Stop()
@@ -142,16 +154,21 @@ func (m *Mutex) lockContext(ctx context.Context, tries int) error {
 			}
 			select {
 			case <-ctx.Done():
+				wait.stop()
 				return &cancelError{cause: context.Cause(ctx), last: last}
 			case <-timer.C:
+			case <-wait.ready():
 			}
+			wait.stop()
 		}
 
+		wait.tryStarts(m)
 		until, permanent, err := m.acquire(ctx, calls)
 		if err == nil {
 			m.mu.Lock()
 			m.value, m.until, m.calls = value, until, calls
 			m.mu.Unlock()
+			m.acquired(value, until)
 			return nil
 		}
 		last = err
@@ -160,6 +177,9 @@ func (m *Mutex) lockContext(ctx context.Context, tries int) error {
 		}
 		if permanent {
 			break
+		}
+		if try+1 < tries {
+			wait.failed(m)
 		}
 	}
 	return last
@@ -221,7 +241,8 @@ func (m *Mutex) UnlockContext(ctx context.Context) (bool, error) {
 	if ctx == nil {
 		ctx = context.Background()
 	}
-	t := m.fanoutScript(ctx, m.nodeTimeout(), m.failFast, &calls.release)
+	m.released()
+	t := m.fanoutScript(ctx, m.nodeTimeout(), m.failFast, &calls.unlock)
 	if t.done >= m.quorum {
 		return true, nil
 	}
@@ -261,6 +282,9 @@ func (m *Mutex) ExtendContext(ctx context.Context) (bool, error) {
 		m.mu.Lock()
 		if m.value == value {
 			m.until = start.Add(m.expiry - m.drift())
+			if m.lease != nil {
+				m.lease.extendedTo(m.until)
+			}
 		}
 		m.mu.Unlock()
 		return true, nil
@@ -324,6 +348,10 @@ func (m *Mutex) makeCalls(value string) *lockCalls {
 		c.acquire = redis.NewScriptCall(acquireScript, m.keyArg, c.value, m.ttlArg)
 	}
 	c.release = redis.NewScriptCall(releaseScript, m.keyArg, c.value)
+	c.unlock = c.release
+	if !m.noNotify {
+		c.unlock = redis.NewScriptCall(releaseNotifyScript, m.keyArg, c.value)
+	}
 	return c
 }
 

@@ -142,6 +142,46 @@ func WithShufflePools(b bool) Option {
 	})
 }
 
+// WithAutoExtend makes the lock extend itself while it is held: from each
+// successful Lock until Unlock, a goroutine of the Mutex calls Extend every
+// interval, less a random 0-10% so that many holders do not extend in step.
+// An interval of 0 means a third of the expiry; it must be shorter than
+// the validity (the expiry less the drift and the per-node timeout). When
+// an extension fails, the lock is treated as lost: [Mutex.Context] ends
+// with a cause matching [ErrLockLost] and extension stops. [Redsync.Do]
+// always extends, with this option's interval when given. The default is
+// no automatic extension.
+func WithAutoExtend(interval time.Duration) Option {
+	return OptionFunc(func(m *Mutex) {
+		m.autoExtend, m.autoExtendOn = interval, true
+	})
+}
+
+// WithMaxHold bounds how long one acquisition is kept: d after Lock
+// succeeded, automatic extension stops and [Mutex.Context] (and the context
+// of [Redsync.Do]'s function) ends with a cause matching [ErrLockLost]. The
+// lock itself stays on the nodes until Unlock or its expiry. It must not be
+// negative. The default is 0, no bound.
+func WithMaxHold(d time.Duration) Option {
+	return OptionFunc(func(m *Mutex) {
+		m.maxHold = d
+	})
+}
+
+// WithReleaseNotification turns the hand-off by notification on or off.
+// When on, Unlock announces the release (a PUBLISH on the channel
+// "redsync:released:" + name, on each node where the key was deleted), and
+// a Lock that has to wait listens on that channel on every node whose pool
+// implements [redis.Subscriber], retrying as soon as a quorum of nodes
+// announced a release instead of sleeping the whole retry delay; the retry
+// delay stays as a fallback. When off, Unlock publishes nothing and Lock
+// only polls, as redsync v4 does. The default is on.
+func WithReleaseNotification(enabled bool) Option {
+	return OptionFunc(func(m *Mutex) {
+		m.noNotify = !enabled
+	})
+}
+
 // validate returns the first configuration problem of m, or nil.
 func (m *Mutex) validate() error {
 	switch {
@@ -163,6 +203,9 @@ func (m *Mutex) validate() error {
 		return newConfigError("nil value generator function")
 	case len(m.value) > maxValueLen:
 		return newConfigError("lock value is %d bytes; the limit is %d", len(m.value), maxValueLen)
+	}
+	if err := m.validateLifetime(); err != nil {
+		return err
 	}
 	for i, p := range m.pools {
 		if p == nil {

@@ -15,6 +15,7 @@ import (
 type Redsync struct {
 	pools  []redis.Pool
 	rounds sync.Pool // of *round, shared by the mutexes
+	notify *notifier // release notifications (handoff.go); nil when the pools cannot subscribe
 }
 
 // New returns a Redsync over the given pools, one per independent Redis
@@ -22,7 +23,9 @@ type Redsync struct {
 // it. Problems with the pools (none, or a nil one) are reported by the
 // methods of the mutexes made from it.
 func New(pools ...redis.Pool) *Redsync {
-	return &Redsync{pools: slices.Clone(pools)}
+	r := &Redsync{pools: slices.Clone(pools)}
+	r.notify = newNotifier(r.pools)
+	return r
 }
 
 // NewMutex returns a mutex for the lock called name (the Redis key), set up
@@ -41,6 +44,7 @@ func (r *Redsync) NewMutex(name string, options ...Option) *Mutex {
 		quorum:        len(r.pools)/2 + 1,
 		pools:         r.pools,
 		rounds:        &r.rounds,
+		notify:        r.notify,
 		now:           time.Now,
 	}
 	for _, o := range options {

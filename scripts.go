@@ -15,10 +15,14 @@ var (
 	releaseSrc string
 	//go:embed extend.lua
 	extendSrc string
+	//go:embed release_notify.lua
+	releaseNotifySrc string
 
 	acquireScript = redis.NewScript(1, acquireSrc, "")
 	releaseScript = redis.NewScript(1, releaseSrc, "")
 	extendScript  = redis.NewScript(1, extendSrc, "")
+
+	releaseNotifyScript = redis.NewScript(1, releaseNotifySrc, "")
 )
 
 // Replies of the scripts.

@@ -115,3 +115,44 @@ func (c *ScriptCall) Eval() []any {
 type ScriptRunner interface {
 	RunScript(ctx context.Context, call *ScriptCall) (any, error)
 }
+
+// Subscriber is an optional interface of a Pool: it opens connections that
+// listen for messages published on the server (Redis pub/sub). The core
+// uses it to learn at once that a lock was released instead of polling;
+// a Pool without it still works, by polling.
+//
+// Listen opens one listening connection and returns at once or after
+// dialling; it subscribes to nothing yet. receive is called, from a
+// goroutine of the Listener and never concurrently, with every message
+// published on a subscribed channel, every confirmation of a
+// subscription, and finally, if the connection fails, with a Message whose
+// Err is set; nothing follows that, and the Listener must still be closed.
+// receive must not block: it should only hand the message on.
+type Subscriber interface {
+	Listen(ctx context.Context, receive func(Message)) (Listener, error)
+}
+
+// A Listener is one connection in subscribe mode, made by
+// [Subscriber.Listen]. Subscribe and Unsubscribe send the commands and
+// return without waiting for the server's confirmation, which arrives
+// through the receive function as a Message with Subscribed set. Close
+// ends the connection (or hands it back to its pool, out of subscribe
+// mode); once it returns, receive is no longer called, except that an
+// adapter may deliver messages it had already read. All methods may be
+// called from any goroutine.
+type Listener interface {
+	Subscribe(ctx context.Context, channels ...string) error
+	Unsubscribe(ctx context.Context, channels ...string) error
+	Close() error
+}
+
+// Message is what a [Listener] receives: a message published on Channel
+// (Payload is its text), the server's confirmation that Channel is now
+// subscribed (Subscribed is true), or the failure of the connection (Err
+// is set, and no message follows).
+type Message struct {
+	Channel    string
+	Payload    string
+	Subscribed bool
+	Err        error
+}

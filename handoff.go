@@ -1,0 +1,495 @@
+package redsync
+
+import (
+	"context"
+	"errors"
+	"math/rand/v2"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/go-redlock/redsync/redis"
+)
+
+// Hand-off by notification.
+//
+// Unlock runs release_notify.lua, which PUBLISHes on releaseChannel(key),
+// on each node where it deleted the key, the SHA1 of the released value.
+// A Lock call whose first try failed becomes a waiter: it registers with
+// the Redsync's notifier, which listens on the channel on every node
+// (one listening connection per node, shared by all channels and waiters).
+// When messages with the same SHA1 came from a quorum of nodes, the lock is
+// free on a quorum, and the notifier wakes the waiter that has waited
+// longest (one per release, so that waiters do not all rush at once); the
+// others wait for the next release. The retry delay stays as a fallback for
+// messages that never come (a release by expiry, a node whose connection
+// failed, a client that does not publish).
+
+// releaseChannelPrefix starts the channel on which releases of a key are
+// announced; release_notify.lua builds the same name.
+const releaseChannelPrefix = "redsync:released:"
+
+// releaseChannel is the channel on which releases of key are announced.
+func releaseChannel(key string) string {
+	return releaseChannelPrefix + key
+}
+
+// Timing of the listening connections.
+const (
+	listenTimeout  = time.Second            // bounds dialling and each subscribe command
+	listenBackoff  = 100 * time.Millisecond // first wait before reconnecting a failed node
+	listenMaxDelay = 5 * time.Second        // longest wait before reconnecting
+
+	// releaseMemory is how many recent releases per channel are remembered
+	// to group their messages from the nodes.
+	releaseMemory = 16
+)
+
+// notifier delivers release announcements to waiting Lock calls. It is
+// part of a Redsync and shared by all its mutexes; it starts a goroutine
+// per node (and the adapter starts its reader) only while some Lock waits,
+// and ends them when none does.
+type notifier struct {
+	quorum int
+	nodes  []*listenNode // one per pool that is a redis.Subscriber
+
+	mu       sync.Mutex
+	channels map[string]*channelWait // by channel name; present while watched
+	tickets  uint64                  // last ticket handed to a waiter
+}
+
+// newNotifier returns the notifier of a Redsync over pools, or nil when too
+// few of them can subscribe for a quorum of announcements ever to arrive.
+func newNotifier(pools []redis.Pool) *notifier {
+	n := &notifier{quorum: len(pools)/2 + 1, channels: map[string]*channelWait{}}
+	for i, p := range pools {
+		if s, ok := p.(redis.Subscriber); ok {
+			n.nodes = append(n.nodes, &listenNode{n: n, index: i, slot: len(n.nodes), sub: s, kick: make(chan struct{}, 1)})
+		}
+	}
+	if len(n.nodes) < n.quorum {
+		return nil
+	}
+	return n
+}
+
+// channelWait is the state of one watched channel.
+type channelWait struct {
+	name      string
+	refs      int       // registered waiters
+	queue     []*waiter // waiters waiting now, by ticket
+	confirmed []bool    // by node slot: the subscription is confirmed
+	nconfirm  int
+	releases  []releaseSeen // recent releases, oldest first
+	// pending is when a release was seen (or may have been missed) that no
+	// waiter took: the next waiter whose try started before it wakes at
+	// once.
+	pending time.Time
+}
+
+// releaseSeen gathers the messages of one release from the nodes.
+type releaseSeen struct {
+	id    string // the SHA1 of the released value
+	nodes []bool // by node slot: announced
+	count int
+	fired bool // a quorum announced it and a waiter was woken
+}
+
+// waiter is one Lock call waiting for a release. Its methods are nil-safe:
+// a nil waiter (no notification) waits for nothing.
+type waiter struct {
+	n      *notifier
+	ch     *channelWait
+	ticket uint64
+	wake   chan struct{} // one token: retry now
+	queued bool
+}
+
+// watch registers a waiter for the releases of key and makes sure every
+// node listens on its channel.
+func (n *notifier) watch(key string) *waiter {
+	name := releaseChannel(key)
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	ch := n.channels[name]
+	if ch == nil {
+		ch = &channelWait{name: name}
+		ch.confirmed = make([]bool, len(n.nodes))
+		n.channels[name] = ch
+		n.kickAll()
+	}
+	ch.refs++
+	n.tickets++
+	return &waiter{n: n, ch: ch, ticket: n.tickets, wake: make(chan struct{}, 1)}
+}
+
+// wait queues w and returns the channel on which it is woken: when a
+// release of the key was announced by a quorum after since (the start of
+// the try that failed), or when it may have been missed.
+func (w *waiter) wait(since time.Time) <-chan struct{} {
+	if w == nil {
+		return nil
+	}
+	n, ch := w.n, w.ch
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	select {
+	case <-w.wake: // a wake-up that lost the race to the timer
+	default:
+	}
+	if !ch.pending.IsZero() && ch.pending.After(since) {
+		ch.pending = time.Time{}
+		w.wake <- struct{}{}
+		return w.wake
+	}
+	i, _ := slices.BinarySearchFunc(ch.queue, w.ticket, func(q *waiter, t uint64) int {
+		switch {
+		case q.ticket < t:
+			return -1
+		case q.ticket > t:
+			return 1
+		}
+		return 0
+	})
+	ch.queue = slices.Insert(ch.queue, i, w)
+	w.queued = true
+	return w.wake
+}
+
+// stopWaiting takes w out of the queue (the timer or the context won).
+func (w *waiter) stopWaiting() {
+	if w == nil {
+		return
+	}
+	w.n.mu.Lock()
+	defer w.n.mu.Unlock()
+	w.unqueue()
+}
+
+// unqueue removes w from its channel's queue. The caller holds n.mu.
+func (w *waiter) unqueue() {
+	if !w.queued {
+		return
+	}
+	w.queued = false
+	if i := slices.Index(w.ch.queue, w); i >= 0 {
+		w.ch.queue = slices.Delete(w.ch.queue, i, i+1)
+	}
+}
+
+// close unregisters w; the last waiter of a channel makes the nodes stop
+// listening on it.
+func (w *waiter) close() {
+	if w == nil {
+		return
+	}
+	n := w.n
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	w.unqueue()
+	w.ch.refs--
+	if w.ch.refs == 0 && n.channels[w.ch.name] == w.ch {
+		delete(n.channels, w.ch.name)
+		n.kickAll()
+	}
+}
+
+// wakeOne wakes the waiter that has waited longest, or, when none is
+// waiting now, remembers the release for the next one. The caller holds
+// n.mu.
+func (ch *channelWait) wakeOne(at time.Time) {
+	if len(ch.queue) == 0 {
+		ch.pending = at
+		return
+	}
+	w := ch.queue[0]
+	ch.queue = slices.Delete(ch.queue, 0, 1)
+	w.queued = false
+	select {
+	case w.wake <- struct{}{}:
+	default:
+	}
+}
+
+// announced counts node's message of the release id and reports whether a
+// quorum has now announced it (once per release).
+func (ch *channelWait) announced(node, nodes, quorum int, id string) bool {
+	i := slices.IndexFunc(ch.releases, func(r releaseSeen) bool { return r.id == id })
+	if i < 0 {
+		if len(ch.releases) == releaseMemory {
+			ch.releases = slices.Delete(ch.releases, 0, 1)
+		}
+		ch.releases = append(ch.releases, releaseSeen{id: id, nodes: make([]bool, nodes)})
+		i = len(ch.releases) - 1
+	}
+	r := &ch.releases[i]
+	if r.nodes[node] {
+		return false
+	}
+	r.nodes[node] = true
+	r.count++
+	if r.fired || r.count < quorum {
+		return false
+	}
+	r.fired = true
+	return true
+}
+
+// receive handles a message of node's listener of generation gen.
+func (n *notifier) receive(ln *listenNode, gen uint64, msg redis.Message) {
+	now := time.Now()
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if gen != ln.gen {
+		return // from a listener that was replaced or closed
+	}
+	slot := ln.slot
+	switch {
+	case msg.Err != nil:
+		ln.broken = true
+		for _, ch := range n.channels {
+			if ch.confirmed[slot] {
+				ch.confirmed[slot] = false
+				ch.nconfirm--
+			}
+		}
+		ln.kickLocked()
+	case msg.Subscribed:
+		ln.failures = 0
+		ch := n.channels[msg.Channel]
+		if ch == nil || ch.confirmed[slot] {
+			return
+		}
+		ch.confirmed[slot] = true
+		ch.nconfirm++
+		if ch.nconfirm == n.quorum {
+			// A quorum listens only now: a release during the set-up may
+			// have gone unheard.
+			ch.wakeOne(now)
+		}
+	default:
+		ch := n.channels[msg.Channel]
+		if ch != nil && ch.announced(slot, len(n.nodes), n.quorum, msg.Payload) {
+			ch.wakeOne(now)
+		}
+	}
+}
+
+// kickAll tells every node's listener to catch up with the watched
+// channels, starting it if needed. The caller holds n.mu.
+func (n *notifier) kickAll() {
+	for _, ln := range n.nodes {
+		if !ln.running && len(n.channels) > 0 {
+			ln.running = true
+			go ln.run()
+			continue
+		}
+		ln.kickLocked()
+	}
+}
+
+// listenNode owns the listening connection to one node: its goroutine
+// (run) subscribes and unsubscribes as channels come and go, reconnects
+// after failures, and ends, closing the connection, when no channel is
+// watched.
+type listenNode struct {
+	n     *notifier
+	index int // in the Redsync's pools
+	slot  int // in n.nodes, for node sets
+	sub   redis.Subscriber
+	kick  chan struct{} // one token: look at the channels again
+
+	// Guarded by n.mu.
+	running  bool   // run is active
+	gen      uint64 // generation of the current listener
+	broken   bool   // the current listener reported a failure
+	failures int    // failures since the last confirmed subscription
+}
+
+func (ln *listenNode) kickLocked() {
+	select {
+	case ln.kick <- struct{}{}:
+	default:
+	}
+}
+
+// run keeps the node's listener in step with the watched channels.
+func (ln *listenNode) run() {
+	n := ln.n
+	var (
+		lis        redis.Listener
+		subscribed = map[string]bool{}
+		retryAt    time.Time
+		timer      = time.NewTimer(time.Hour)
+	)
+	timer.Stop()
+	defer timer.Stop()
+	for {
+		n.mu.Lock()
+		if ln.broken || len(n.channels) == 0 {
+			// Retire the listener: late messages of it are ignored.
+			ln.gen++
+			old := lis
+			lis = nil
+			clear(subscribed)
+			if ln.broken {
+				ln.broken = false
+				retryAt = time.Now().Add(backoff(ln.failures))
+			}
+			stop := len(n.channels) == 0
+			if stop {
+				ln.running = false
+			}
+			n.mu.Unlock()
+			if old != nil {
+				_ = old.Close()
+			}
+			if stop {
+				return
+			}
+			continue
+		}
+		var add, remove []string
+		for name := range n.channels {
+			if !subscribed[name] {
+				add = append(add, name)
+			}
+		}
+		for name := range subscribed {
+			if n.channels[name] == nil {
+				remove = append(remove, name)
+			}
+		}
+		gen := ln.gen
+		n.mu.Unlock()
+
+		if wait := time.Until(retryAt); lis == nil && wait > 0 {
+			timer.Reset(wait)
+			select {
+			case <-ln.kick:
+			case <-timer.C:
+			}
+			timer.Stop()
+			continue
+		}
+
+		err := ln.apply(&lis, gen, subscribed, add, remove)
+		if err != nil {
+			n.mu.Lock()
+			if gen == ln.gen {
+				ln.broken = true
+				ln.failures++
+			}
+			n.mu.Unlock()
+			continue
+		}
+		<-ln.kick
+	}
+}
+
+// apply opens the listener if needed, then subscribes and unsubscribes.
+func (ln *listenNode) apply(lis *redis.Listener, gen uint64, subscribed map[string]bool, add, remove []string) error {
+	ctx, cancel := context.WithTimeout(context.Background(), listenTimeout)
+	defer cancel()
+	if *lis == nil {
+		l, err := ln.sub.Listen(ctx, func(msg redis.Message) { ln.n.receive(ln, gen, msg) })
+		if err != nil {
+			return err
+		}
+		*lis = l
+	}
+	if len(add) > 0 {
+		if err := (*lis).Subscribe(ctx, add...); err != nil {
+			return err
+		}
+		for _, name := range add {
+			subscribed[name] = true
+		}
+	}
+	if len(remove) > 0 {
+		if err := (*lis).Unsubscribe(ctx, remove...); err != nil {
+			return err
+		}
+		for _, name := range remove {
+			delete(subscribed, name)
+		}
+	}
+	return nil
+}
+
+// backoff is the wait before reconnecting after failures failures.
+func backoff(failures int) time.Duration {
+	d := listenBackoff
+	for range min(failures, 10) {
+		d *= 2
+	}
+	d = min(d, listenMaxDelay)
+	return d/2 + rand.N(d/2)
+}
+
+// lockWait is the wait of one Lock call between tries: the retry delay,
+// cut short by a release announcement when the Mutex uses notification,
+// and by a short random back-off after a try that nobody won.
+type lockWait struct {
+	w      *waiter
+	since  time.Time // start of the last try
+	splits int       // consecutive tries that nobody won
+}
+
+// tryStarts notes the start of a try.
+func (lw *lockWait) tryStarts(m *Mutex) {
+	if m.notify != nil && !m.noNotify {
+		lw.since = time.Now()
+	}
+}
+
+// failed runs after a failed try that will be followed by another: the
+// first one makes the Lock call a waiter.
+func (lw *lockWait) failed(m *Mutex) {
+	if lw.w == nil && m.notify != nil && !m.noNotify {
+		lw.w = m.notify.watch(m.name)
+	}
+}
+
+// delay returns the wait before the next try: d from the DelayFunc, or,
+// with notification, a short random back-off after a try that nobody won
+// (the lock was held on no quorum: it changes hands now and a release
+// announcement may never come).
+func (lw *lockWait) delay(d time.Duration, last error) time.Duration {
+	if lw.w == nil {
+		return d
+	}
+	if !isSplit(last) {
+		lw.splits = 0
+		return d
+	}
+	lw.splits++
+	limit := time.Millisecond << min(lw.splits-1, 4)
+	return min(d, rand.N(limit))
+}
+
+// ready returns the channel on which a release wakes the waiter.
+func (lw *lockWait) ready() <-chan struct{} {
+	return lw.w.wait(lw.since)
+}
+
+// stop ends the current wait.
+func (lw *lockWait) stop() {
+	lw.w.stopWaiting()
+}
+
+// close unregisters the waiter.
+func (lw *lockWait) close() {
+	lw.w.close()
+}
+
+// isSplit reports whether err is a failed try in which some nodes were
+// taken but no other owner held a quorum, and no node failed.
+func isSplit(err error) bool {
+	var (
+		taken     *ErrTaken
+		nodeTaken *ErrNodeTaken
+		redisErr  *RedisError
+	)
+	return err != nil && !errors.As(err, &taken) && errors.As(err, &nodeTaken) && !errors.As(err, &redisErr)
+}
