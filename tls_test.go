@@ -38,8 +38,8 @@ import (
 // signed, and the same material loaded for Go clients.
 type tlsFiles struct {
 	caCert, serverCert, serverKey string // paths
-	roots                             *x509.CertPool
-	client                            tls.Certificate
+	roots                         *x509.CertPool
+	client                        tls.Certificate
 }
 
 // writeTLSFiles makes a CA and, signed by it, a server certificate for
