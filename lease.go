@@ -2,6 +2,7 @@ package redsync
 
 import (
 	"context"
+	"errors"
 	"math/rand/v2"
 	"time"
 )
@@ -201,6 +202,12 @@ func (l *lease) extendLoop(interval time.Duration) {
 		// An extension that cannot finish within the validity is worthless.
 		ctx, cancel := context.WithTimeout(context.Background(), left)
 		ok, err := m.extendValue(ctx, l.value)
+		// A node that timed out or dropped the connection may answer the
+		// next time; a lock that the nodes say is gone or taken will not
+		// come back.
+		for try := 1; !ok && try < extendTries && extendRetriable(err) && ctx.Err() == nil; try++ {
+			ok, err = m.extendValue(ctx, l.value)
+		}
 		cancel()
 		if !ok {
 			l.end(&lostError{reason: "extension failed", err: err})
@@ -208,6 +215,18 @@ func (l *lease) extendLoop(interval time.Duration) {
 		}
 		timer.Reset(jitterDown(interval))
 	}
+}
+
+// extendTries is how many times an automatic extension is tried in a row
+// before the lock counts as lost, when the failures are node errors.
+const extendTries = 3
+
+// extendRetriable reports whether a failed extension may succeed when
+// tried again at once: no node reported the key taken by another owner,
+// and it had not expired on too many nodes.
+func extendRetriable(err error) bool {
+	var taken *ErrNodeTaken
+	return !errors.Is(err, ErrLockAlreadyExpired) && !errors.Is(err, ErrNotLocked) && !errors.As(err, &taken)
 }
 
 // jitterDown returns d less a random 0-10%.

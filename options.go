@@ -146,9 +146,12 @@ func WithShufflePools(b bool) Option {
 // successful Lock until Unlock, a goroutine of the Mutex calls Extend every
 // interval, less a random 0-10% so that many holders do not extend in step.
 // An interval of 0 means a third of the expiry; it must be shorter than
-// the validity (the expiry less the drift and the per-node timeout). When
-// an extension fails, the lock is treated as lost: [Mutex.Context] ends
-// with a cause matching [ErrLockLost] and extension stops. [Redsync.Do]
+// the validity (the expiry less the drift and the per-node timeout). An
+// extension that fails because of node errors (timeouts, dropped
+// connections) is tried again at once, up to three tries in all; when it
+// still fails, or when the nodes report the key expired or taken, the lock
+// is treated as lost: [Mutex.Context] ends with a cause matching
+// [ErrLockLost] and extension stops. [Redsync.Do]
 // always extends, with this option's interval when given. The default is
 // no automatic extension.
 func WithAutoExtend(interval time.Duration) Option {

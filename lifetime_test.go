@@ -1,0 +1,520 @@
+package redsync_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	redigolib "github.com/gomodule/redigo/redis"
+	goredislib "github.com/redis/go-redis/v9"
+
+	"github.com/go-redlock/redsync"
+	"github.com/go-redlock/redsync/internal/redistest"
+	"github.com/go-redlock/redsync/redis"
+	"github.com/go-redlock/redsync/redis/goredis"
+	"github.com/go-redlock/redsync/redis/redigo"
+)
+
+// lifetimeDriver makes a Pool for one node with one driver.
+type lifetimeDriver struct {
+	name    string
+	newPool func(t *testing.T, addr string) redis.Pool
+}
+
+var lifetimeDrivers = []lifetimeDriver{
+	{"goredis", func(t *testing.T, addr string) redis.Pool {
+		client := goredislib.NewClient(&goredislib.Options{Addr: addr, MaxRetries: -1})
+		t.Cleanup(func() { client.Close() })
+		return goredis.NewPool(client)
+	}},
+	{"redigo", func(t *testing.T, addr string) redis.Pool {
+		p := &redigolib.Pool{
+			MaxIdle: 8,
+			Dial:    func() (redigolib.Conn, error) { return redigolib.Dial("tcp", addr) },
+		}
+		t.Cleanup(func() { p.Close() })
+		return redigo.NewPool(p)
+	}},
+}
+
+// lifetimeNodes starts n servers and returns them with one pool per node.
+func lifetimeNodes(t *testing.T, d lifetimeDriver, n int) ([]*redistest.Server, []redis.Pool) {
+	t.Helper()
+	servers := redistest.StartN(t, n)
+	pools := make([]redis.Pool, n)
+	for i, s := range servers {
+		pools[i] = d.newPool(t, s.Addr())
+	}
+	return servers, pools
+}
+
+// waitDone waits up to limit for ctx to end and returns how long it took.
+func waitDone(t *testing.T, ctx context.Context, limit time.Duration) time.Duration {
+	t.Helper()
+	start := time.Now()
+	select {
+	case <-ctx.Done():
+		return time.Since(start)
+	case <-time.After(limit):
+		t.Fatalf("context still not done after %v", limit)
+		return 0
+	}
+}
+
+func TestAutoExtendHoldsTenTimesExpiry(t *testing.T) {
+	for _, d := range lifetimeDrivers {
+		t.Run(d.name, func(t *testing.T) {
+			_, pools := lifetimeNodes(t, d, 3)
+			rs := redsync.New(pools...)
+			const expiry = 300 * time.Millisecond
+			m := rs.NewMutex("auto", redsync.WithExpiry(expiry), redsync.WithAutoExtend(0))
+			if err := m.Lock(); err != nil {
+				t.Fatalf("Lock() = %v, want nil", err)
+			}
+			ctx := m.Context()
+			firstDeadline, _ := ctx.Deadline()
+			other := rs.NewMutex("auto", redsync.WithExpiry(expiry))
+			end := time.Now().Add(10 * expiry)
+			for time.Now().Before(end) {
+				if err := other.TryLock(); err == nil {
+					t.Fatalf("TryLock() by a competitor succeeded %v after Lock, while the lock is auto-extended", time.Until(end)-10*expiry)
+				}
+				if ctx.Err() != nil {
+					t.Fatalf("Context() ended while auto-extended: %v", context.Cause(ctx))
+				}
+				time.Sleep(50 * time.Millisecond)
+			}
+			if d, _ := ctx.Deadline(); !d.After(firstDeadline.Add(8 * expiry)) {
+				t.Errorf("Deadline() = %v, want it moved well past the first %v", d, firstDeadline)
+			}
+			if ok, err := m.Unlock(); !ok || err != nil {
+				t.Fatalf("Unlock() = %v, %v, want true, nil", ok, err)
+			}
+			waitDone(t, ctx, time.Second)
+			if err := context.Cause(ctx); !errors.Is(err, context.Canceled) || errors.Is(err, redsync.ErrLockLost) {
+				t.Errorf("Cause after Unlock = %v, want context.Canceled, not ErrLockLost", err)
+			}
+			if err := other.TryLock(); err != nil {
+				t.Errorf("TryLock() after Unlock = %v, want nil", err)
+			}
+		})
+	}
+}
+
+// TestLostLockContext checks that the lock's context ends within about one
+// extension interval when the lock is lost in each of the ways a holder
+// cannot prevent.
+func TestLostLockContext(t *testing.T) {
+	const (
+		expiry   = 600 * time.Millisecond
+		interval = 100 * time.Millisecond
+		// One interval, plus the per-node timeout of the failing extension
+		// and scheduling slack on a busy machine.
+		limit = interval + 30*time.Millisecond + 150*time.Millisecond
+	)
+	faults := []struct {
+		name   string
+		inject func(t *testing.T, servers []*redistest.Server, key string)
+	}{
+		{"key deleted on a majority", func(t *testing.T, servers []*redistest.Server, key string) {
+			for _, s := range servers[:2] {
+				s.MustDo(t, "DEL", key)
+			}
+		}},
+		{"majority killed", func(t *testing.T, servers []*redistest.Server, key string) {
+			for _, s := range servers[:2] {
+				if err := s.Kill(); err != nil {
+					t.Fatal(err)
+				}
+			}
+		}},
+		{"extension refused", func(t *testing.T, servers []*redistest.Server, key string) {
+			for _, s := range servers[:2] {
+				s.MustDo(t, "SET", key, "someone else")
+			}
+		}},
+	}
+	for _, d := range lifetimeDrivers {
+		for _, f := range faults {
+			t.Run(d.name+"/"+f.name, func(t *testing.T) {
+				servers, pools := lifetimeNodes(t, d, 3)
+				m := redsync.New(pools...).NewMutex("lost", redsync.WithExpiry(expiry), redsync.WithAutoExtend(interval))
+				if err := m.Lock(); err != nil {
+					t.Fatalf("Lock() = %v, want nil", err)
+				}
+				ctx := m.Context()
+				time.Sleep(2 * interval) // a few extensions succeed first
+				if ctx.Err() != nil {
+					t.Fatalf("Context() ended before the fault: %v", context.Cause(ctx))
+				}
+				f.inject(t, servers, "lost")
+				took := waitDone(t, ctx, 2*time.Second)
+				if took > limit {
+					t.Errorf("Context() ended %v after the fault, want within %v", took, limit)
+				}
+				if err := context.Cause(ctx); !errors.Is(err, redsync.ErrLockLost) || !errors.Is(err, redsync.ErrExtendFailed) {
+					t.Errorf("Cause = %v, want ErrLockLost and ErrExtendFailed", err)
+				}
+				m.Unlock()
+			})
+		}
+	}
+}
+
+func TestContextEndsWithValidity(t *testing.T) {
+	_, pools := lifetimeNodes(t, lifetimeDrivers[0], 3)
+	const expiry = 200 * time.Millisecond
+	m := redsync.New(pools...).NewMutex("validity", redsync.WithExpiry(expiry))
+	if err := m.Lock(); err != nil {
+		t.Fatalf("Lock() = %v, want nil", err)
+	}
+	ctx := m.Context()
+	deadline, ok := ctx.Deadline()
+	if !ok || !deadline.Equal(m.Until()) {
+		t.Errorf("Deadline() = %v, %v, want Until() = %v", deadline, ok, m.Until())
+	}
+	waitDone(t, ctx, time.Second)
+	if late := time.Since(deadline); late < 0 || late > 100*time.Millisecond {
+		t.Errorf("Context() ended %v after Until, want within 100ms after", late)
+	}
+	if err := context.Cause(ctx); !errors.Is(err, redsync.ErrLockLost) {
+		t.Errorf("Cause = %v, want ErrLockLost", err)
+	}
+}
+
+func TestContextFollowsManualExtend(t *testing.T) {
+	_, pools := lifetimeNodes(t, lifetimeDrivers[0], 3)
+	const expiry = 300 * time.Millisecond
+	m := redsync.New(pools...).NewMutex("manual", redsync.WithExpiry(expiry))
+	if err := m.Lock(); err != nil {
+		t.Fatalf("Lock() = %v, want nil", err)
+	}
+	defer m.Unlock()
+	ctx := m.Context()
+	first, _ := ctx.Deadline()
+	for range 4 {
+		time.Sleep(expiry / 3)
+		if ok, err := m.Extend(); !ok || err != nil {
+			t.Fatalf("Extend() = %v, %v, want true, nil", ok, err)
+		}
+	}
+	if ctx.Err() != nil {
+		t.Fatalf("Context() ended although extended: %v", context.Cause(ctx))
+	}
+	if d, _ := ctx.Deadline(); !d.After(first.Add(expiry)) {
+		t.Errorf("Deadline() = %v, want it moved past %v", d, first.Add(expiry))
+	}
+}
+
+func TestMaxHold(t *testing.T) {
+	_, pools := lifetimeNodes(t, lifetimeDrivers[0], 3)
+	rs := redsync.New(pools...)
+	start := time.Now()
+	err := rs.Do(context.Background(), "maxhold", func(ctx context.Context) error {
+		<-ctx.Done()
+		return ctx.Err()
+	}, redsync.WithExpiry(300*time.Millisecond), redsync.WithMaxHold(500*time.Millisecond))
+	took := time.Since(start)
+	if !errors.Is(err, redsync.ErrLockLost) || !errors.Is(err, context.Canceled) {
+		t.Errorf("Do() = %v, want ErrLockLost and the function's context.Canceled", err)
+	}
+	if took < 450*time.Millisecond || took > 900*time.Millisecond {
+		t.Errorf("Do() took %v, want about 500ms", took)
+	}
+	if err := rs.NewMutex("maxhold").TryLock(); err != nil {
+		t.Errorf("TryLock() after Do = %v, want nil (released)", err)
+	}
+}
+
+func TestDo(t *testing.T) {
+	for _, d := range lifetimeDrivers {
+		t.Run(d.name, func(t *testing.T) {
+			_, pools := lifetimeNodes(t, d, 3)
+			rs := redsync.New(pools...)
+			boom := errors.New("boom")
+
+			t.Run("holds, extends and releases", func(t *testing.T) {
+				const expiry = 200 * time.Millisecond
+				err := rs.Do(context.Background(), "do", func(ctx context.Context) error {
+					m := redsync.MutexFromContext(ctx)
+					if m == nil || m.Name() != "do" || m.Value() == "" {
+						return fmt.Errorf("MutexFromContext() = %v, want the held mutex", m)
+					}
+					if d, ok := ctx.Deadline(); !ok || !d.Equal(m.Until()) {
+						return fmt.Errorf("Deadline() = %v, %v, want Until() %v", d, ok, m.Until())
+					}
+					time.Sleep(4 * expiry)
+					if ctx.Err() != nil {
+						return fmt.Errorf("ctx ended while held: %w", context.Cause(ctx))
+					}
+					if err := rs.NewMutex("do").TryLock(); err == nil {
+						return errors.New("a competitor got the lock during Do")
+					}
+					return boom
+				}, redsync.WithExpiry(expiry))
+				if !errors.Is(err, boom) || errors.Is(err, redsync.ErrLockLost) {
+					t.Fatalf("Do() = %v, want exactly the function's error", err)
+				}
+				if err := rs.NewMutex("do").TryLock(); err != nil {
+					t.Errorf("TryLock() after Do = %v, want nil", err)
+				}
+			})
+
+			t.Run("caller cancels", func(t *testing.T) {
+				cause := errors.New("shutting down")
+				ctx, cancel := context.WithCancelCause(context.Background())
+				err := rs.Do(ctx, "do-cancel", func(fctx context.Context) error {
+					cancel(cause)
+					<-fctx.Done()
+					c := context.Cause(fctx)
+					if !errors.Is(c, redsync.ErrLockLost) || !errors.Is(c, cause) {
+						return fmt.Errorf("Cause = %v, want ErrLockLost and the caller's cause", c)
+					}
+					return nil
+				})
+				if !errors.Is(err, redsync.ErrLockLost) || !errors.Is(err, cause) {
+					t.Fatalf("Do() = %v, want ErrLockLost and the caller's cause", err)
+				}
+				if err := rs.NewMutex("do-cancel").TryLock(); err != nil {
+					t.Errorf("TryLock() after Do = %v, want nil (released although ctx ended)", err)
+				}
+			})
+
+			t.Run("panic releases", func(t *testing.T) {
+				func() {
+					defer func() {
+						if recover() == nil {
+							t.Error("Do() did not pass the panic on")
+						}
+					}()
+					rs.Do(context.Background(), "do-panic", func(context.Context) error { panic("boom") })
+				}()
+				if err := rs.NewMutex("do-panic").TryLock(); err != nil {
+					t.Errorf("TryLock() after a panicking Do = %v, want nil", err)
+				}
+			})
+
+			t.Run("lock fails", func(t *testing.T) {
+				holder := rs.NewMutex("do-taken")
+				if err := holder.Lock(); err != nil {
+					t.Fatal(err)
+				}
+				defer holder.Unlock()
+				called := false
+				err := rs.Do(context.Background(), "do-taken", func(context.Context) error {
+					called = true
+					return nil
+				}, redsync.WithTries(2), redsync.WithRetryDelay(time.Millisecond))
+				if !errors.Is(err, redsync.ErrFailed) || called {
+					t.Errorf("Do() = %v (fn called %v), want ErrFailed without calling fn", err, called)
+				}
+			})
+		})
+	}
+}
+
+// subscriberCount returns the pub/sub connections of srv (CLIENT LIST
+// TYPE pubsub) and the subscribers of channel (PUBSUB NUMSUB).
+func subscriberCount(t *testing.T, srv *redistest.Server, channel string) (conns int, subs int64) {
+	t.Helper()
+	rep := srv.MustDo(t, "CLIENT", "LIST", "TYPE", "pubsub")
+	for _, line := range strings.Split(strings.TrimSpace(rep.Text()), "\n") {
+		if strings.TrimSpace(line) != "" {
+			conns++
+		}
+	}
+	numsub := srv.MustDo(t, "PUBSUB", "NUMSUB", channel)
+	if len(numsub.Elems) == 2 {
+		subs, _ = numsub.Elems[1].Integer()
+	}
+	return conns, subs
+}
+
+// waitNoSubscribers waits until no node has a pub/sub connection left.
+func waitNoSubscribers(t *testing.T, servers []*redistest.Server, channel string) {
+	t.Helper()
+	deadline := time.Now().Add(3 * time.Second)
+	for {
+		busy := ""
+		for i, s := range servers {
+			if !s.Running() {
+				continue
+			}
+			if conns, subs := subscriberCount(t, s, channel); conns != 0 || subs != 0 {
+				busy += fmt.Sprintf(" node %d: %d pub/sub connections, NUMSUB %d;", i, conns, subs)
+			}
+		}
+		if busy == "" {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("listening connections left after the waiters finished:%s", busy)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func TestHandOff(t *testing.T) {
+	for _, d := range lifetimeDrivers {
+		t.Run(d.name, func(t *testing.T) {
+			servers, pools := lifetimeNodes(t, d, 3)
+			rs := redsync.New(pools...)
+			holder := rs.NewMutex("handoff")
+			if err := holder.Lock(); err != nil {
+				t.Fatal(err)
+			}
+			// The waiters' polling is far too slow to explain a quick
+			// hand-off: only the notification can.
+			const waiters = 3
+			acquired := make(chan time.Time, waiters)
+			errs := make(chan error, waiters)
+			var wg sync.WaitGroup
+			for range waiters {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					m := rs.NewMutex("handoff", redsync.WithRetryDelay(10*time.Second), redsync.WithTries(5))
+					if err := m.Lock(); err != nil {
+						errs <- err
+						return
+					}
+					acquired <- time.Now()
+					time.Sleep(5 * time.Millisecond)
+					if _, err := m.Unlock(); err != nil {
+						errs <- err
+					}
+				}()
+			}
+			// Let every waiter fail its first try and subscribe.
+			time.Sleep(300 * time.Millisecond)
+			released := time.Now()
+			if ok, err := holder.Unlock(); !ok || err != nil {
+				t.Fatalf("Unlock() = %v, %v", ok, err)
+			}
+			wg.Wait()
+			close(acquired)
+			close(errs)
+			for err := range errs {
+				t.Errorf("waiter: %v", err)
+			}
+			var last time.Time
+			n := 0
+			for at := range acquired {
+				n++
+				if at.After(last) {
+					last = at
+				}
+			}
+			if n != waiters {
+				t.Fatalf("%d of %d waiters acquired", n, waiters)
+			}
+			// Three hand-offs, each one hold of 5ms plus a few round trips.
+			if took := last.Sub(released); took > 500*time.Millisecond {
+				t.Errorf("%d hand-offs took %v, want well under the 10s retry delay", waiters, took)
+			}
+			waitNoSubscribers(t, servers, "redsync:released:handoff")
+		})
+	}
+}
+
+// TestHandOffReleaseDuringSetUp releases the lock right after the waiter's
+// first try failed, while its subscriptions are being set up: the waiter
+// must not sleep its whole retry delay.
+func TestHandOffReleaseDuringSetUp(t *testing.T) {
+	servers, pools := lifetimeNodes(t, lifetimeDrivers[0], 3)
+	rs := redsync.New(pools...)
+	for round := range 5 {
+		holder := rs.NewMutex("setup")
+		if err := holder.Lock(); err != nil {
+			t.Fatal(err)
+		}
+		done := make(chan error, 1)
+		go func() {
+			m := rs.NewMutex("setup", redsync.WithRetryDelay(5*time.Second), redsync.WithTries(3))
+			err := m.Lock()
+			if err == nil {
+				_, err = m.Unlock()
+			}
+			done <- err
+		}()
+		time.Sleep(time.Duration(round) * time.Millisecond)
+		holder.Unlock()
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Fatalf("round %d: waiter: %v", round, err)
+			}
+		case <-time.After(2 * time.Second):
+			t.Fatalf("round %d: the waiter missed the release made during its set-up", round)
+		}
+	}
+	waitNoSubscribers(t, servers, "redsync:released:setup")
+}
+
+func TestHandOffOptOut(t *testing.T) {
+	servers, pools := lifetimeNodes(t, lifetimeDrivers[0], 3)
+	rs := redsync.New(pools...)
+	holder := rs.NewMutex("optout", redsync.WithReleaseNotification(false))
+	if err := holder.Lock(); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan time.Duration, 1)
+	go func() {
+		m := rs.NewMutex("optout", redsync.WithReleaseNotification(false), redsync.WithRetryDelay(400*time.Millisecond))
+		start := time.Now()
+		if err := m.Lock(); err != nil {
+			done <- -1
+			return
+		}
+		done <- time.Since(start)
+		m.Unlock()
+	}()
+	time.Sleep(50 * time.Millisecond)
+	for i, s := range servers {
+		if conns, _ := subscriberCount(t, s, "redsync:released:optout"); conns != 0 {
+			t.Errorf("node %d: %d pub/sub connections with notification off, want 0", i, conns)
+		}
+	}
+	holder.Unlock()
+	if took := <-done; took < 400*time.Millisecond {
+		t.Errorf("waiter took %v, want the whole 400ms retry delay (no notification)", took)
+	}
+}
+
+// TestHandOffNodeDown keeps handing off with a minority of nodes dead: the
+// notification needs only a quorum of announcements.
+func TestHandOffNodeDown(t *testing.T) {
+	servers, pools := lifetimeNodes(t, lifetimeDrivers[0], 3)
+	if err := servers[2].Kill(); err != nil {
+		t.Fatal(err)
+	}
+	rs := redsync.New(pools...)
+	holder := rs.NewMutex("down")
+	if err := holder.Lock(); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() {
+		m := rs.NewMutex("down", redsync.WithRetryDelay(5*time.Second), redsync.WithTries(3))
+		err := m.Lock()
+		if err == nil {
+			_, err = m.Unlock()
+		}
+		done <- err
+	}()
+	time.Sleep(200 * time.Millisecond)
+	holder.Unlock()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("waiter: %v", err)
+		}
+	case <-time.After(2 * time.Second):
+		t.Fatal("no hand-off with one node of three dead")
+	}
+	waitNoSubscribers(t, servers, "redsync:released:down")
+}
