@@ -2,6 +2,20 @@ package rueidis_test
 
 import (
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
+	"errors"
+	"math/big"
+	"net"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -58,7 +72,9 @@ var clientOptions = []struct {
 	{"Default", nil},
 	// RESP2 connections, as to a server older than Redis 6.
 	{"RESP2", func(o *rueidislib.ClientOption) { o.DisableCache, o.AlwaysRESP2 = true, true }},
-	// One connection per command, without auto-pipelining.
+	// A standalone node without the CLUSTER SLOTS probe.
+	{"ForceSingleClient", func(o *rueidislib.ClientOption) { o.DisableCache, o.ForceSingleClient = true, true }},
+	// Commands on pooled connections instead of auto-pipelined ones.
 	{"NoAutoPipelining", func(o *rueidislib.ClientOption) {
 		o.DisableCache, o.DisableAutoPipelining = true, true
 	}},
@@ -168,5 +184,248 @@ func TestDefaultOptions(t *testing.T) {
 	}
 	if ok, err := m.Unlock(); !ok || err != nil {
 		t.Errorf("Unlock() = %v, %v; want true, nil", ok, err)
+	}
+}
+
+// aclRules are the permissions docs/ECOSYSTEM.md lists for Lock, Extend,
+// Valid and Unlock with release notification.
+var aclRules = []string{
+	"resetkeys", "~*", "resetchannels", "&redsync:released:*", "-@all",
+	"+evalsha", "+eval", "+get", "+set", "+pexpire", "+del",
+	"+publish", "+subscribe", "+unsubscribe", "+ping",
+}
+
+// aclPools returns pools over servers whose clients authenticate as user
+// with password, as docs/ECOSYSTEM.md advises for a standalone node.
+func aclPools(t *testing.T, servers []*redistest.Server, user, password string) []redis.Pool {
+	t.Helper()
+	pools := make([]redis.Pool, len(servers))
+	for i, srv := range servers {
+		pools[i] = rueidis.NewPool(newClient(t, srv.Addr(), func(o *rueidislib.ClientOption) {
+			o.Username, o.Password = user, password
+			// No CLIENT TRACKING, and no CLUSTER SLOTS probe: the user
+			// may run neither.
+			o.DisableCache, o.ForceSingleClient = true, true
+		}))
+	}
+	return pools
+}
+
+func TestACL(t *testing.T) {
+	servers := redistest.StartN(t, 3)
+	for _, srv := range servers {
+		srv.MustDo(t, append([]string{"ACL", "SETUSER", "minimal", "reset", "on", ">pw"}, aclRules...)...)
+		srv.MustDo(t, "ACL", "SETUSER", "noeval", "reset", "on", ">pw", "~*", "+@all", "-eval", "-evalsha")
+	}
+
+	t.Run("MinimalPermissions", func(t *testing.T) {
+		m := redsync.New(aclPools(t, servers, "minimal", "pw")...).NewMutex("rueidis:acl")
+		if err := m.Lock(); err != nil {
+			t.Fatalf("Lock() = %v, want nil", err)
+		}
+		if ok, err := m.Extend(); !ok || err != nil {
+			t.Errorf("Extend() = %v, %v; want true, nil", ok, err)
+		}
+		if ok, err := m.Unlock(); !ok || err != nil {
+			t.Errorf("Unlock() = %v, %v; want true, nil", ok, err)
+		}
+		for i, srv := range servers {
+			for _, entry := range srv.MustDo(t, "ACL", "LOG").Elems {
+				// Entries are flat lists of field names and values.
+				var user, object string
+				for j := 0; j+1 < len(entry.Elems); j += 2 {
+					switch entry.Elems[j].Text() {
+					case "username":
+						user = entry.Elems[j+1].Text()
+					case "object":
+						object = entry.Elems[j+1].Text()
+					}
+				}
+				// rueidis ignores the failure of CLIENT SETINFO, whose
+				// denial Redis 7.2 and later log.
+				if user == "minimal" && object != "client|setinfo" {
+					t.Errorf("node %d denied user minimal %q", i, object)
+				}
+			}
+		}
+	})
+
+	t.Run("CacheNeedsClientTracking", func(t *testing.T) {
+		// With client-side caching on, rueidis sends CLIENT TRACKING
+		// when it connects, which the minimal user may not run.
+		client, err := rueidislib.NewClient(rueidislib.ClientOption{
+			InitAddress: []string{servers[0].Addr()},
+			Username:    "minimal",
+			Password:    "pw",
+		})
+		if err == nil {
+			client.Close()
+			t.Fatal("NewClient() with caching on as a user without CLIENT TRACKING = nil error, want one")
+		}
+		if !strings.Contains(err.Error(), "NOPERM") {
+			t.Errorf("NewClient() with caching on as a user without CLIENT TRACKING = %v, want a NOPERM error", err)
+		}
+	})
+
+	t.Run("NoEval", func(t *testing.T) {
+		start := time.Now()
+		err := redsync.New(aclPools(t, servers, "noeval", "pw")...).NewMutex("rueidis:acl").Lock()
+		if elapsed := time.Since(start); elapsed >= time.Second {
+			t.Errorf("Lock() as a user without EVAL took %v, want well under 1s (no retries)", elapsed)
+		}
+		if !errors.Is(err, redsync.ErrFailed) {
+			t.Errorf("Lock() as a user without EVAL = %v, want ErrFailed", err)
+		}
+		for i := range servers {
+			want := "node #" + strconv.Itoa(i) + ": NOPERM this user has no permissions to run the 'evalsha' command"
+			if err == nil || !strings.Contains(err.Error(), want) {
+				t.Errorf("Lock() as a user without EVAL = %v, want it to contain %q", err, want)
+			}
+		}
+	})
+
+	t.Run("WrongPassword", func(t *testing.T) {
+		// rueidis connects in NewClient, so a wrong password shows there.
+		client, err := rueidislib.NewClient(rueidislib.ClientOption{
+			InitAddress:  []string{servers[0].Addr()},
+			Username:     "minimal",
+			Password:     "wrong",
+			DisableCache: true,
+		})
+		if err == nil {
+			client.Close()
+			t.Fatal("NewClient() with a wrong password = nil error, want one")
+		}
+		if !strings.HasPrefix(err.Error(), "WRONGPASS") {
+			t.Errorf("NewClient() with a wrong password = %v, want WRONGPASS first", err)
+		}
+	})
+}
+
+// writeServerCert writes a self-signed ECDSA P-256 certificate for
+// 127.0.0.1, valid for an hour, and its key into dir, and returns a pool
+// trusting it.
+func writeServerCert(t *testing.T, dir string) (certFile, keyFile string, roots *x509.CertPool) {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber:          big.NewInt(1),
+		Subject:               pkix.Name{CommonName: "redsync rueidis test"},
+		NotBefore:             time.Now().Add(-time.Minute),
+		NotAfter:              time.Now().Add(time.Hour),
+		IsCA:                  true,
+		BasicConstraintsValid: true,
+		KeyUsage:              x509.KeyUsageDigitalSignature | x509.KeyUsageCertSign,
+		ExtKeyUsage:           []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+		IPAddresses:           []net.IP{net.IPv4(127, 0, 0, 1)},
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cert, err := x509.ParseCertificate(der)
+	if err != nil {
+		t.Fatal(err)
+	}
+	keyDER, err := x509.MarshalPKCS8PrivateKey(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	certFile, keyFile = filepath.Join(dir, "server.crt"), filepath.Join(dir, "server.key")
+	if err := os.WriteFile(certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: keyDER}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	roots = x509.NewCertPool()
+	roots.AddCert(cert)
+	return certFile, keyFile, roots
+}
+
+// startTLSServer starts a redis-server that also accepts TLS connections
+// (client certificates not required) on a port of its own, and returns
+// that port's address.
+func startTLSServer(t *testing.T, certFile, keyFile string) string {
+	t.Helper()
+	var errs []error
+	// Another process may take the TLS port before the server binds it.
+	for range 5 {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		addr := l.Addr().String()
+		l.Close()
+		_, port, _ := net.SplitHostPort(addr)
+		srv, err := redistest.Launch("--tls-port", port,
+			"--tls-cert-file", certFile, "--tls-key-file", keyFile,
+			"--tls-ca-cert-file", certFile, "--tls-auth-clients", "no")
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		t.Cleanup(func() {
+			if err := srv.Close(); err != nil {
+				t.Errorf("closing redis-server: %v", err)
+			}
+		})
+		return addr
+	}
+	t.Fatalf("starting redis-server with TLS: %v", errors.Join(errs...))
+	return ""
+}
+
+func TestTLS(t *testing.T) {
+	certFile, keyFile, roots := writeServerCert(t, t.TempDir())
+	addrs := make([]string, 3)
+	for i := range addrs {
+		addrs[i] = startTLSServer(t, certFile, keyFile)
+	}
+	tests := []struct {
+		name    string
+		options func(t *testing.T, addr string) rueidislib.ClientOption
+	}{
+		{"TLSConfig", func(t *testing.T, addr string) rueidislib.ClientOption {
+			return rueidislib.ClientOption{
+				InitAddress:  []string{addr},
+				TLSConfig:    &tls.Config{RootCAs: roots, MinVersion: tls.VersionTLS12},
+				DisableCache: true,
+			}
+		}},
+		{"ParseURL", func(t *testing.T, addr string) rueidislib.ClientOption {
+			opt, err := rueidislib.ParseURL("rediss://" + addr + "/0?client_cache=0")
+			if err != nil {
+				t.Fatalf("ParseURL() = %v", err)
+			}
+			if opt.TLSConfig == nil || !opt.DisableCache {
+				t.Fatalf("ParseURL(rediss://...?client_cache=0) = TLSConfig %v, DisableCache %v; want TLS on and caching off", opt.TLSConfig, opt.DisableCache)
+			}
+			opt.TLSConfig.RootCAs = roots
+			return opt
+		}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			pools := make([]redis.Pool, len(addrs))
+			for i, addr := range addrs {
+				client, err := rueidislib.NewClient(tt.options(t, addr))
+				if err != nil {
+					t.Fatalf("NewClient(%s) over TLS = %v", addr, err)
+				}
+				t.Cleanup(client.Close)
+				pools[i] = rueidis.NewPool(client)
+			}
+			m := redsync.New(pools...).NewMutex("rueidis:tls:" + tt.name)
+			if err := m.Lock(); err != nil {
+				t.Fatalf("Lock() over TLS = %v, want nil", err)
+			}
+			if ok, err := m.Unlock(); !ok || err != nil {
+				t.Errorf("Unlock() over TLS = %v, %v; want true, nil", ok, err)
+			}
+		})
 	}
 }
