@@ -5,7 +5,9 @@ import (
 	"errors"
 	"math/rand/v2"
 	"slices"
+	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/go-redlock/redsync/redis"
@@ -53,8 +55,10 @@ type notifier struct {
 	quorum int
 	nodes  []*listenNode // one per pool that is a redis.Subscriber
 
+	watched atomic.Int32 // len(channels), read without the lock
+
 	mu       sync.Mutex
-	channels map[string]*channelWait // by channel name; present while watched
+	channels map[string]*channelWait // by lock name (key); present while watched
 	tickets  uint64                  // last ticket handed to a waiter
 }
 
@@ -75,7 +79,8 @@ func newNotifier(pools []redis.Pool) *notifier {
 
 // channelWait is the state of one watched channel.
 type channelWait struct {
-	name      string
+	key       string    // the lock name
+	name      string    // the channel
 	refs      int       // registered waiters
 	queue     []*waiter // waiters waiting now, by ticket
 	confirmed []bool    // by node slot: the subscription is confirmed
@@ -108,14 +113,14 @@ type waiter struct {
 // watch registers a waiter for the releases of key and makes sure every
 // node listens on its channel.
 func (n *notifier) watch(key string) *waiter {
-	name := releaseChannel(key)
 	n.mu.Lock()
 	defer n.mu.Unlock()
-	ch := n.channels[name]
+	ch := n.channels[key]
 	if ch == nil {
-		ch = &channelWait{name: name}
+		ch = &channelWait{key: key, name: releaseChannel(key)}
 		ch.confirmed = make([]bool, len(n.nodes))
-		n.channels[name] = ch
+		n.channels[key] = ch
+		n.watched.Store(int32(len(n.channels)))
 		n.kickAll()
 	}
 	ch.refs++
@@ -188,8 +193,9 @@ func (w *waiter) close() {
 	defer n.mu.Unlock()
 	w.unqueue()
 	w.ch.refs--
-	if w.ch.refs == 0 && n.channels[w.ch.name] == w.ch {
-		delete(n.channels, w.ch.name)
+	if w.ch.refs == 0 && n.channels[w.ch.key] == w.ch {
+		delete(n.channels, w.ch.key)
+		n.watched.Store(int32(len(n.channels)))
 		n.kickAll()
 	}
 }
@@ -256,7 +262,7 @@ func (n *notifier) receive(ln *listenNode, gen uint64, msg redis.Message) {
 		ln.kickLocked()
 	case msg.Subscribed:
 		ln.failures = 0
-		ch := n.channels[msg.Channel]
+		ch := n.channelOf(msg.Channel)
 		if ch == nil || ch.confirmed[slot] {
 			return
 		}
@@ -268,11 +274,21 @@ func (n *notifier) receive(ln *listenNode, gen uint64, msg redis.Message) {
 			ch.wakeOne(now)
 		}
 	default:
-		ch := n.channels[msg.Channel]
+		ch := n.channelOf(msg.Channel)
 		if ch != nil && ch.announced(slot, len(n.nodes), n.quorum, msg.Payload) {
 			ch.wakeOne(now)
 		}
 	}
+}
+
+// channelOf returns the state of a watched channel, or nil. The caller
+// holds n.mu.
+func (n *notifier) channelOf(channel string) *channelWait {
+	key, ok := strings.CutPrefix(channel, releaseChannelPrefix)
+	if !ok {
+		return nil
+	}
+	return n.channels[key]
 }
 
 // kickAll tells every node's listener to catch up with the watched
@@ -350,13 +366,13 @@ func (ln *listenNode) run() {
 			continue
 		}
 		var add, remove []string
-		for name := range n.channels {
-			if !subscribed[name] {
-				add = append(add, name)
+		for _, ch := range n.channels {
+			if !subscribed[ch.name] {
+				add = append(add, ch.name)
 			}
 		}
 		for name := range subscribed {
-			if n.channels[name] == nil {
+			if n.channelOf(name) == nil {
 				remove = append(remove, name)
 			}
 		}
@@ -481,6 +497,30 @@ func (lw *lockWait) stop() {
 // close unregisters the waiter.
 func (lw *lockWait) close() {
 	lw.w.close()
+}
+
+// behindLocalWaiters makes the Lock call a waiter at once, without a first
+// try, when other Lock calls of this Redsync already wait for the same lock
+// and a quorum of nodes listens for its release: the lock is held, so the
+// call queues behind them instead of sending a try that would fail. This
+// keeps the waiters of one process in order (FIFO) and halves the commands
+// sent under contention.
+func (lw *lockWait) behindLocalWaiters(m *Mutex) bool {
+	if m.notify == nil || m.noNotify {
+		return false
+	}
+	n := m.notify
+	if n.watched.Load() == 0 {
+		return false
+	}
+	n.mu.Lock()
+	ch := n.channels[m.name]
+	queued := ch != nil && len(ch.queue) > 0 && ch.nconfirm >= n.quorum
+	n.mu.Unlock()
+	if queued {
+		lw.w = n.watch(m.name)
+	}
+	return queued
 }
 
 // isSplit reports whether err is a failed try in which some nodes were

@@ -177,8 +177,11 @@ func WithMaxHold(d time.Duration) Option {
 // a Lock that has to wait listens on that channel on every node whose pool
 // implements [redis.Subscriber], retrying as soon as a quorum of nodes
 // announced a release instead of sleeping the whole retry delay; the retry
-// delay stays as a fallback. When off, Unlock publishes nothing and Lock
-// only polls, as redsync v4 does. The default is on.
+// delay stays as a fallback. Each release wakes one waiter of the Redsync,
+// the one that has waited longest, and a Lock that finds others of the
+// same Redsync already waiting for the lock queues behind them without a
+// first try. When off, Unlock publishes nothing and Lock only polls, as
+// redsync v4 does. The default is on.
 func WithReleaseNotification(enabled bool) Option {
 	return OptionFunc(func(m *Mutex) {
 		m.noNotify = !enabled
