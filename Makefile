@@ -4,7 +4,7 @@
 
 STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.7.0
 
-.PHONY: test bench lint demo chaos
+.PHONY: test bench bench-handoff lint demo chaos
 
 # Vet and race-test the root module; compile and test the benchmark module.
 test:
@@ -13,6 +13,11 @@ test:
 # Run the benchmarks and print the comparison table.
 bench:
 	bash scripts/ensure-redis.sh && cd benchmarks && go run ./cmd/benchtable
+
+# Contended hand-off (16 goroutines, one key, 5 nodes): this library, redsync
+# v4 and rueidislock side by side; see benchmarks/cmd/handoff.
+bench-handoff:
+	bash scripts/ensure-redis.sh && cd benchmarks && go run ./cmd/handoff
 
 # gofmt (must list nothing), go vet and staticcheck.
 lint:

@@ -1,0 +1,382 @@
+// Command handoff measures how fast a contended lock changes hands.
+//
+// G goroutines (default 16) compete for one key: each takes the lock,
+// holds it for -hold (1ms), releases it, then works -work (5ms) outside the
+// lock, over and over for -duration (5s) per library. All libraries run in
+// one invocation, against the same redis-server processes (started on
+// 127.0.0.1 through internal/redistest):
+//
+//   - redlock: this module with default options (hand-off by notification
+//     on), one Redsync over -nodes nodes (default 5), one Mutex per goroutine;
+//   - redsyncv4: github.com/go-redsync/redsync/v4 with default options, the
+//     same shape;
+//   - rueidislock: github.com/redis/rueidis/rueidislock on one node
+//     (KeyMajority 1), whose waiters are woken by client-side caching
+//     invalidations: the single-node anchor.
+//
+// For each library it prints hand-offs per second (acquisitions / duration),
+// the wait of Lock (from the call to the grant) at p50 and p99, Jain's
+// fairness index over the goroutines' acquisition counts (1 = all equal,
+// 1/G = one goroutine got everything), and Lock calls that failed. The
+// limit line gives 1 / (hold + one round trip), with the hold and the
+// round trip (an uncontended redlock Lock on -nodes nodes) measured first.
+//
+// Run it from the benchmarks directory:
+//
+//	go run ./cmd/handoff
+//	go run ./cmd/handoff -duration 10s -libs redlock,redsyncv4
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"math"
+	"os"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	redsyncv4 "github.com/go-redsync/redsync/v4"
+	redsyncv4redis "github.com/go-redsync/redsync/v4/redis"
+	redsyncv4goredis "github.com/go-redsync/redsync/v4/redis/goredis/v9"
+	goredislib "github.com/redis/go-redis/v9"
+	"github.com/redis/rueidis"
+	"github.com/redis/rueidis/rueidislock"
+
+	redlock "github.com/go-redlock/redsync"
+	"github.com/go-redlock/redsync/internal/redistest"
+	redlockredis "github.com/go-redlock/redsync/redis"
+	redlockgoredis "github.com/go-redlock/redsync/redis/goredis"
+)
+
+// config is the workload.
+type config struct {
+	duration   time.Duration
+	goroutines int
+	hold       time.Duration
+	work       time.Duration
+	nodes      int
+}
+
+// locker is one goroutine's handle on the contended lock of a library.
+type locker interface {
+	lock(ctx context.Context) error
+	unlock() error
+}
+
+// library sets up one library over addrs; close releases its clients.
+type library struct {
+	name  string
+	nodes func(cfg config) int
+	setup func(addrs []string, key string, goroutines int) (lockers []locker, close func(), err error)
+}
+
+var libraries = []library{
+	{"redlock", func(c config) int { return c.nodes }, setupRedlock},
+	{"redsyncv4", func(c config) int { return c.nodes }, setupRedsyncV4},
+	{"rueidislock", func(config) int { return 1 }, setupRueidislock},
+}
+
+func main() {
+	var cfg config
+	flag.DurationVar(&cfg.duration, "duration", 5*time.Second, "run `time` per library")
+	flag.IntVar(&cfg.goroutines, "goroutines", 16, "competing goroutines")
+	flag.DurationVar(&cfg.hold, "hold", time.Millisecond, "time each goroutine holds the lock")
+	flag.DurationVar(&cfg.work, "work", 5*time.Millisecond, "time each goroutine works outside the lock between acquisitions")
+	flag.IntVar(&cfg.nodes, "nodes", 5, "Redis nodes of the Redlock libraries")
+	libs := flag.String("libs", "redlock,redsyncv4,rueidislock", "comma-separated `libraries` to run")
+	flag.Parse()
+	if cfg.goroutines < 1 || cfg.nodes < 1 || cfg.duration <= 0 {
+		fmt.Fprintln(os.Stderr, "handoff: -goroutines, -nodes and -duration must be positive")
+		os.Exit(2)
+	}
+	if err := run(cfg, strings.Split(*libs, ",")); err != nil {
+		fmt.Fprintln(os.Stderr, "handoff:", err)
+		os.Exit(1)
+	}
+}
+
+func run(cfg config, names []string) error {
+	servers, err := redistest.LaunchN(cfg.nodes)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		for _, s := range servers {
+			s.Close()
+		}
+	}()
+	addrs := make([]string, len(servers))
+	for i, s := range servers {
+		addrs[i] = s.Addr()
+	}
+
+	rtt, err := measureRoundTrip(addrs)
+	if err != nil {
+		return err
+	}
+	hold := measureHold(cfg.hold)
+	limit := 1 / (hold + rtt).Seconds()
+
+	fmt.Printf("command: go run ./cmd/handoff %s\n", strings.Join(os.Args[1:], " "))
+	fmt.Printf("workload: %d goroutines, one key, hold %v, work %v outside the lock, %v per library; redis-server on 127.0.0.1\n",
+		cfg.goroutines, cfg.hold, cfg.work, cfg.duration)
+	fmt.Printf("limit: 1/(hold %v measured + round trip %v, an uncontended Lock on %d nodes) = %.0f hand-offs/s\n\n",
+		hold.Round(time.Microsecond), rtt.Round(time.Microsecond), cfg.nodes, limit)
+	fmt.Println("| library | nodes | hand-offs/s | % of limit | wait p50 | wait p99 | Jain's fairness | failed Lock calls |")
+	fmt.Println("|---|---|---|---|---|---|---|---|")
+	for _, name := range names {
+		i := slices.IndexFunc(libraries, func(l library) bool { return l.name == strings.TrimSpace(name) })
+		if i < 0 {
+			return fmt.Errorf("unknown library %q", name)
+		}
+		lib := libraries[i]
+		n := lib.nodes(cfg)
+		res, err := measure(cfg, lib, addrs[:n])
+		if err != nil {
+			return fmt.Errorf("%s: %w", lib.name, err)
+		}
+		rate := float64(res.acquisitions) / cfg.duration.Seconds()
+		fmt.Printf("| %s | %d | %.0f | %.0f%% | %v | %v | %.3f | %d |\n",
+			lib.name, n, rate, 100*rate/limit, res.p50.Round(10*time.Microsecond), res.p99.Round(10*time.Microsecond), res.fairness, res.failed)
+	}
+	return nil
+}
+
+// result is the outcome of one library's run.
+type result struct {
+	acquisitions int
+	p50, p99     time.Duration
+	fairness     float64
+	failed       int
+}
+
+// measure runs the workload with one library.
+func measure(cfg config, lib library, addrs []string) (result, error) {
+	key := "handoff:" + lib.name
+	lockers, closeLib, err := lib.setup(addrs, key, cfg.goroutines)
+	if err != nil {
+		return result{}, err
+	}
+	defer closeLib()
+
+	// Warm up: connect, load scripts, subscribe once.
+	for _, l := range lockers {
+		if err := l.lock(context.Background()); err != nil {
+			return result{}, fmt.Errorf("warm-up: %w", err)
+		}
+		if err := l.unlock(); err != nil {
+			return result{}, fmt.Errorf("warm-up: %w", err)
+		}
+	}
+
+	start := time.Now()
+	end := start.Add(cfg.duration)
+	ctx, cancel := context.WithDeadline(context.Background(), end)
+	defer cancel()
+	counts := make([]int, cfg.goroutines)
+	waits := make([][]time.Duration, cfg.goroutines)
+	failed := make([]int, cfg.goroutines)
+	errs := make(chan error, cfg.goroutines)
+	var wg sync.WaitGroup
+	for g, l := range lockers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for ctx.Err() == nil {
+				t0 := time.Now()
+				if err := l.lock(ctx); err != nil {
+					if ctx.Err() == nil {
+						failed[g]++
+					}
+					continue
+				}
+				granted := time.Now()
+				if granted.Before(end) {
+					counts[g]++
+					waits[g] = append(waits[g], granted.Sub(t0))
+				}
+				time.Sleep(cfg.hold)
+				if err := l.unlock(); err != nil {
+					errs <- fmt.Errorf("unlock: %w", err)
+					return
+				}
+				time.Sleep(cfg.work)
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	if err := <-errs; err != nil {
+		return result{}, err
+	}
+
+	var res result
+	var all []time.Duration
+	var sum, sumSq float64
+	for g := range counts {
+		res.acquisitions += counts[g]
+		res.failed += failed[g]
+		all = append(all, waits[g]...)
+		sum += float64(counts[g])
+		sumSq += float64(counts[g]) * float64(counts[g])
+	}
+	if sumSq > 0 {
+		res.fairness = sum * sum / (float64(len(counts)) * sumSq)
+	}
+	slices.Sort(all)
+	res.p50, res.p99 = percentile(all, 0.50), percentile(all, 0.99)
+	return res, nil
+}
+
+// percentile returns the p-quantile of sorted durations (nearest rank).
+func percentile(sorted []time.Duration, p float64) time.Duration {
+	if len(sorted) == 0 {
+		return 0
+	}
+	i := int(math.Ceil(p*float64(len(sorted)))) - 1
+	return sorted[max(i, 0)]
+}
+
+// measureRoundTrip returns the median of 200 uncontended Locks of this
+// library on addrs: one round trip of the Redlock protocol.
+func measureRoundTrip(addrs []string) (time.Duration, error) {
+	lockers, closeLib, err := setupRedlock(addrs, "handoff:rtt", 1)
+	if err != nil {
+		return 0, err
+	}
+	defer closeLib()
+	l := lockers[0]
+	var samples []time.Duration
+	for i := range 220 {
+		t0 := time.Now()
+		if err := l.lock(context.Background()); err != nil {
+			return 0, err
+		}
+		if i >= 20 { // the first ones connect and load the scripts
+			samples = append(samples, time.Since(t0))
+		}
+		if err := l.unlock(); err != nil {
+			return 0, err
+		}
+	}
+	slices.Sort(samples)
+	return percentile(samples, 0.5), nil
+}
+
+// measureHold returns the median real length of time.Sleep(hold).
+func measureHold(hold time.Duration) time.Duration {
+	samples := make([]time.Duration, 100)
+	for i := range samples {
+		t0 := time.Now()
+		time.Sleep(hold)
+		samples[i] = time.Since(t0)
+	}
+	slices.Sort(samples)
+	return percentile(samples, 0.5)
+}
+
+// goredisClients opens one go-redis client (default options) per address.
+func goredisClients(addrs []string) ([]*goredislib.Client, func()) {
+	clients := make([]*goredislib.Client, len(addrs))
+	for i, a := range addrs {
+		clients[i] = goredislib.NewClient(&goredislib.Options{Addr: a})
+	}
+	return clients, func() {
+		for _, c := range clients {
+			c.Close()
+		}
+	}
+}
+
+type redlockLocker struct{ m *redlock.Mutex }
+
+func (l redlockLocker) lock(ctx context.Context) error { return l.m.LockContext(ctx) }
+func (l redlockLocker) unlock() error                  { return unlocked(l.m.Unlock()) }
+
+func setupRedlock(addrs []string, key string, goroutines int) ([]locker, func(), error) {
+	clients, closeClients := goredisClients(addrs)
+	pools := make([]redlockredis.Pool, len(clients))
+	for i, c := range clients {
+		pools[i] = redlockgoredis.NewPool(c)
+	}
+	rs := redlock.New(pools...)
+	lockers := make([]locker, goroutines)
+	for i := range lockers {
+		lockers[i] = redlockLocker{rs.NewMutex(key)}
+	}
+	return lockers, closeClients, nil
+}
+
+type redsyncV4Locker struct{ m *redsyncv4.Mutex }
+
+func (l redsyncV4Locker) lock(ctx context.Context) error { return l.m.LockContext(ctx) }
+func (l redsyncV4Locker) unlock() error                  { return unlocked(l.m.Unlock()) }
+
+func setupRedsyncV4(addrs []string, key string, goroutines int) ([]locker, func(), error) {
+	clients, closeClients := goredisClients(addrs)
+	pools := make([]redsyncv4redis.Pool, len(clients))
+	for i, c := range clients {
+		pools[i] = redsyncv4goredis.NewPool(c)
+	}
+	rs := redsyncv4.New(pools...)
+	lockers := make([]locker, goroutines)
+	for i := range lockers {
+		lockers[i] = redsyncV4Locker{rs.NewMutex(key)}
+	}
+	return lockers, closeClients, nil
+}
+
+// rueidisLocker holds the release function of its current acquisition.
+type rueidisLocker struct {
+	locker  rueidislock.Locker
+	key     string
+	release context.CancelFunc
+}
+
+func (l *rueidisLocker) lock(ctx context.Context) error {
+	_, cancel, err := l.locker.WithContext(ctx, l.key)
+	if err != nil {
+		return err
+	}
+	l.release = cancel
+	return nil
+}
+
+func (l *rueidisLocker) unlock() error {
+	if l.release == nil {
+		return errors.New("not locked")
+	}
+	l.release()
+	l.release = nil
+	return nil
+}
+
+func setupRueidislock(addrs []string, key string, goroutines int) ([]locker, func(), error) {
+	lk, err := rueidislock.NewLocker(rueidislock.LockerOption{
+		ClientOption: rueidis.ClientOption{InitAddress: addrs[:1]},
+		KeyMajority:  1,
+	})
+	if err != nil {
+		return nil, nil, err
+	}
+	lockers := make([]locker, goroutines)
+	for i := range lockers {
+		lockers[i] = &rueidisLocker{locker: lk, key: key}
+	}
+	return lockers, lk.Close, nil
+}
+
+// unlocked turns the result of an Unlock into an error.
+func unlocked(ok bool, err error) error {
+	if err != nil {
+		return err
+	}
+	if !ok {
+		return errors.New("the lock was not held")
+	}
+	return nil
+}
