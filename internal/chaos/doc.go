@@ -1,0 +1,32 @@
+// Package chaos is the fault-injection harness of redsync: it checks that
+// two holders of one lock never overlap while real redis-server nodes are
+// killed, restarted, paused, slowed, cut off or reset, and that its
+// checkers catch the faults that plain Redlock cannot survive.
+//
+// Each row of the fault table (rows_test.go) starts five lock nodes, each
+// behind a [Proxy] that injects network faults, and three worker
+// processes: the test binary re-executed with $REDSYNC_CHAOS_WORKER set
+// ([WorkerMain]), so that a worker can be paused with SIGSTOP. The workers
+// lock one key in a loop with TryLock and, while holding it, run a critical
+// section on a separate resource node that no fault touches ([Resource]).
+// Each grant is logged as a JSON line ([Grant]) with CLOCK_MONOTONIC
+// timestamps ([Mono]), the same clock in every process.
+//
+// The checkers:
+//   - the validity sweep ([Sweep]): the windows [acquire returned,
+//     min(validity end, release called)] of two holders must not overlap;
+//   - the resource's occupancy flag: entering while someone is inside
+//     counts a conflict;
+//   - the resource's read-sleep-write counter: critical sections minus the
+//     final counter are lost updates;
+//   - the auditor ([Auditor], [Audit]): how many nodes hold the valid
+//     holder's value, sampled every 10 ms, directly on the nodes.
+//
+// Rows marked canary are known unsafe (a majority restarted empty without
+// the restart guard, a worker paused past its validity): the test fails if
+// the checkers do not fire on them.
+//
+// go test runs a short table (150 acquisitions per row); make chaos runs
+// the long one (-args -long: at least 10,000 acquisitions per row).
+// Results are in docs/RELIABILITY.md.
+package chaos

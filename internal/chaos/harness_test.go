@@ -1,0 +1,444 @@
+package chaos
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/go-redlock/redsync/internal/redistest"
+)
+
+const (
+	lockNodes  = 5
+	quorum     = lockNodes/2 + 1
+	numWorkers = 3
+	lockKey    = "chaos:lock"
+)
+
+// rowKind tells what a row must show.
+type rowKind int
+
+const (
+	safe   rowKind = iota // 0 double grants, 0 lost updates, 0 conflicts
+	unsafe                // known unsafe: reported, not asserted
+	canary                // known unsafe: the checkers must fire
+)
+
+func (k rowKind) String() string {
+	return [...]string{"safe", "known unsafe", "canary"}[k]
+}
+
+// A row is one fault of the table, with the lock settings it runs with.
+type row struct {
+	name  string
+	fault string // what is injected, for the report
+	kind  rowKind
+
+	ttl           time.Duration // the lock expiry
+	guard         bool          // WithRestartGuard(ttl)
+	timeoutFactor float64       // 0 for the default
+	nodeArgs      []string      // extra redis-server arguments of the lock nodes
+	longHold      bool          // one grant in longEvery holds longHold
+	oneShot       bool          // the fault happens once: one cycle
+
+	// inject runs fault cycles until ctx ends, counting each in
+	// h.cycles, and leaves every node and proxy healthy when it returns.
+	inject func(ctx context.Context, h *harness) error
+}
+
+// Timing of the rows.
+const (
+	hold     = time.Millisecond       // a critical section's sleep
+	longHold = 500 * time.Millisecond // a long critical section's sleep
+)
+
+// scale bounds a row's run.
+type scale struct {
+	target      int           // acquisitions wanted
+	minCycles   int64         // fault cycles wanted
+	minDuration time.Duration // shortest run
+	maxDuration time.Duration // longest run, whatever was reached
+	longEvery   int           // one grant in longEvery is long, in rows with long holds
+}
+
+var (
+	shortScale = scale{target: 150, minCycles: 2, minDuration: 3 * time.Second, maxDuration: 20 * time.Second, longEvery: 20}
+	longScale  = scale{target: 10000, minCycles: 10, minDuration: 30 * time.Second, maxDuration: 20 * time.Minute, longEvery: 100}
+)
+
+// harness is one row's run: its lock nodes, proxies, workers, and the
+// resource.
+type harness struct {
+	t       *testing.T
+	row     row
+	dir     string
+	nodes   []*redistest.Server
+	proxies []*Proxy
+	res     *Resource
+
+	mu      sync.Mutex
+	workers []*WorkerProc
+	notes   []string
+
+	cycles atomic.Int64
+	hits   atomic.Int64 // cycles during which the resource counted conflicts
+}
+
+// result is what a row's run measured.
+type result struct {
+	row          row
+	duration     time.Duration
+	cycles       int64
+	acquisitions int
+	failedTries  map[string]int
+	doubleGrants int
+	overlaps     []Overlap
+	lostUpdates  int64
+	conflicts    int64
+	p50, p99     time.Duration
+	audit        AuditResult
+	resets       int64
+	notes        []string
+}
+
+// violations sums what the checkers found.
+func (r *result) violations() int64 {
+	return int64(r.doubleGrants) + r.lostUpdates + r.conflicts
+}
+
+func (h *harness) note(format string, args ...any) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.notes = append(h.notes, fmt.Sprintf(format, args...))
+}
+
+// runRow runs r at scale sc against the resource node and returns what
+// the checkers found.
+func runRow(t *testing.T, resource *redistest.Server, r row, sc scale) result {
+	ctx := context.Background()
+	h := &harness{t: t, row: r, dir: t.TempDir()}
+	h.nodes = redistest.StartN(t, lockNodes, r.nodeArgs...)
+	started := time.Now()
+	var nodeAddrs []string
+	for _, n := range h.nodes {
+		p, err := StartProxy(n.Addr())
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { p.Close() })
+		h.proxies = append(h.proxies, p)
+		nodeAddrs = append(nodeAddrs, n.Addr())
+	}
+	prefix := "chaos:" + r.name
+	h.res = NewResource(resource.Addr(), prefix)
+	defer h.res.Close()
+	if err := h.res.Reset(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if r.guard {
+		// The nodes vote once up for the guard's span (plus a second).
+		time.Sleep(time.Until(started.Add(r.ttl + 1100*time.Millisecond)))
+	}
+
+	auditor := StartAuditor(nodeAddrs, lockKey, 10*time.Millisecond)
+	bin, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for id := range numWorkers {
+		cfg := WorkerConfig{
+			ID:            id,
+			Resource:      resource.Addr(),
+			Prefix:        prefix,
+			Key:           lockKey,
+			Expiry:        r.ttl,
+			Hold:          hold,
+			TimeoutFactor: r.timeoutFactor,
+			Log:           filepath.Join(h.dir, fmt.Sprintf("worker%d.jsonl", id)),
+		}
+		for _, p := range h.proxies {
+			cfg.Nodes = append(cfg.Nodes, p.Addr())
+		}
+		if r.guard {
+			cfg.Guard = r.ttl
+		}
+		if r.longHold {
+			cfg.LongHold, cfg.LongEvery = longHold, sc.longEvery
+		}
+		stderr, err := os.Create(filepath.Join(h.dir, fmt.Sprintf("worker%d.stderr", id)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer stderr.Close()
+		w, err := StartWorker(bin, cfg, stderr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		h.workers = append(h.workers, w)
+	}
+	stopWorkers := func() {
+		for _, w := range h.workers {
+			w.Terminate()
+		}
+		for _, w := range h.workers {
+			if err := w.Stop(30 * time.Second); err != nil {
+				t.Errorf("worker %d: %v", w.Config.ID, err)
+			}
+		}
+	}
+
+	// Faults start once the workers are locking.
+	spawned := time.Now()
+	if err := h.waitSections(ctx, 1, 30*time.Second); err != nil {
+		stopWorkers()
+		auditor.Stop()
+		t.Fatalf("the workers never finished a critical section: %v%s", err, h.workerErrors())
+	}
+	begin := time.Now()
+	t.Logf("workers locking %v after they were started", begin.Sub(spawned).Round(time.Millisecond))
+	faultCtx, stopFault := context.WithCancel(ctx)
+	faultDone := make(chan error, 1)
+	go func() { faultDone <- r.inject(faultCtx, h) }()
+
+	deadline := begin.Add(sc.maxDuration)
+	for {
+		time.Sleep(100 * time.Millisecond)
+		tot, err := h.res.Totals(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		cycles := h.cycles.Load()
+		if r.oneShot {
+			cycles = sc.minCycles
+		}
+		enough := tot.Sections >= int64(sc.target) && cycles >= sc.minCycles && time.Since(begin) >= sc.minDuration
+		if r.kind == canary && sc == shortScale {
+			// A short canary run ends at its first detection.
+			enough = tot.Conflicts > 0 && h.cycles.Load() >= 1 && time.Since(begin) >= sc.minDuration/2
+		}
+		if enough || time.Now().After(deadline) {
+			break
+		}
+	}
+	stopFault()
+	if err := <-faultDone; err != nil {
+		t.Errorf("fault injection: %v", err)
+	}
+	duration := time.Since(begin)
+	stopWorkers()
+	samples := auditor.Stop()
+	t.Logf("workers stopped in %v", (time.Since(begin) - duration).Round(time.Millisecond))
+
+	res := result{row: r, duration: duration, cycles: h.cycles.Load(), failedTries: map[string]int{}}
+	var grants []Grant
+	for _, w := range h.workers {
+		g, sum, err := ReadLog(w.Config.Log)
+		if err != nil {
+			t.Fatalf("worker %d: %v", w.Config.ID, err)
+		}
+		if sum == nil {
+			t.Errorf("worker %d wrote no summary%s", w.Config.ID, h.workerErrors())
+		} else {
+			for class, n := range sum.Failures {
+				res.failedTries[class] += n
+			}
+		}
+		for _, gr := range g {
+			if gr.ResourceErr != "" {
+				t.Errorf("worker %d: the resource failed: %s", gr.Worker, gr.ResourceErr)
+			}
+		}
+		grants = append(grants, g...)
+	}
+	tot, err := h.res.Totals(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res.acquisitions = len(grants)
+	res.overlaps = Sweep(grants)
+	res.doubleGrants = len(res.overlaps)
+	res.lostUpdates = tot.LostUpdates()
+	res.conflicts = tot.Conflicts
+	if c := int64(Conflicts(grants)); c != tot.Conflicts {
+		t.Errorf("the workers logged %d conflicts, the resource counted %d", c, tot.Conflicts)
+	}
+	if tot.Sections != int64(len(grants)) {
+		t.Errorf("the resource counted %d critical sections, the workers logged %d grants", tot.Sections, len(grants))
+	}
+	res.p50, res.p99 = TryLatency(grants, 0.5), TryLatency(grants, 0.99)
+	res.audit = Audit(samples, grants, quorum)
+	if r.kind == safe && len(res.overlaps) > 0 {
+		logSamples(t, samples, res.overlaps[0])
+	}
+	for _, p := range h.proxies {
+		res.resets += p.Resets()
+	}
+	res.notes = h.notes
+	if res.row.longHold {
+		res.notes = append(res.notes, fmt.Sprintf("conflicts in %d of %d cycles", h.hits.Load(), res.cycles))
+	}
+	return res
+}
+
+// logSamples logs what the auditor saw around a double grant: A marks a
+// node holding the earlier holder's value, B the later's, x another value,
+// - none, ? no answer.
+func logSamples(t *testing.T, samples []Sample, o Overlap) {
+	t.Logf("earlier holder: called %+.1fms, acquired 0, released %+.1fms; later holder: called %+.1fms, acquired %+.1fms",
+		ms(o.Earlier.Called-o.Earlier.Acquired), ms(o.Earlier.Released-o.Earlier.Acquired),
+		ms(o.Later.Called-o.Earlier.Acquired), ms(o.Later.Acquired-o.Earlier.Acquired))
+	for _, s := range samples {
+		if s.Start < o.Earlier.Called-100e6 || s.Start > o.Later.Acquired+50e6 {
+			continue
+		}
+		var nodes []string
+		for i, v := range s.Values {
+			tag := "-"
+			switch {
+			case !s.Known[i]:
+				tag = "?"
+			case v == o.Earlier.Value:
+				tag = "A"
+			case v == o.Later.Value:
+				tag = "B"
+			case v != "":
+				tag = "x"
+			}
+			nodes = append(nodes, tag)
+		}
+		t.Logf("auditor at %+.1fms: %v", ms(s.Start-o.Earlier.Acquired), nodes)
+	}
+}
+
+func ms(ns int64) float64 { return float64(ns) / 1e6 }
+
+// workerErrors returns the end of the workers' standard error, for
+// failure messages.
+func (h *harness) workerErrors() string {
+	var b strings.Builder
+	for id := range numWorkers {
+		data, _ := os.ReadFile(filepath.Join(h.dir, fmt.Sprintf("worker%d.stderr", id)))
+		if s := strings.TrimSpace(string(data)); s != "" {
+			fmt.Fprintf(&b, "\nworker %d stderr:\n%s", id, lastLines(s, 10))
+		}
+	}
+	return b.String()
+}
+
+func lastLines(s string, n int) string {
+	lines := strings.Split(s, "\n")
+	return strings.Join(lines[max(0, len(lines)-n):], "\n")
+}
+
+// waitSections waits until the resource counted n critical sections.
+func (h *harness) waitSections(ctx context.Context, n int64, timeout time.Duration) error {
+	deadline := time.Now().Add(timeout)
+	for {
+		tot, err := h.res.Totals(ctx)
+		if err != nil {
+			return err
+		}
+		if tot.Sections >= n {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("%d critical sections after %v", tot.Sections, timeout)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// conflicts returns the resource's conflict count, or -1.
+func (h *harness) conflicts() int64 {
+	tot, err := h.res.Totals(context.Background())
+	if err != nil {
+		return -1
+	}
+	return tot.Conflicts
+}
+
+// cycleDone counts a fault cycle, and a hit if the resource counted
+// conflicts since before (the count taken when the cycle began).
+func (h *harness) cycleDone(before int64) {
+	h.cycles.Add(1)
+	if c := h.conflicts(); before >= 0 && c > before {
+		h.hits.Add(1)
+	}
+}
+
+// waitLongHolder waits until a worker is inside a long critical section
+// and returns its id; ok is false when ctx ended first.
+func (h *harness) waitLongHolder(ctx context.Context) (id int, ok bool) {
+	for ctx.Err() == nil {
+		occ, err := h.res.Occupant(ctx)
+		if err == nil && IsLongHold(occ) {
+			if id, ok := WorkerOf(occ); ok {
+				return id, true
+			}
+		}
+		time.Sleep(time.Millisecond)
+	}
+	return 0, false
+}
+
+// waitFor waits d or until ctx ends, and reports whether d passed.
+func waitFor(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-t.C:
+		return true
+	}
+}
+
+// each runs fn on the nodes of idx concurrently and joins the errors.
+func (h *harness) each(idx []int, fn func(*redistest.Server) error) error {
+	errs := make([]error, len(idx))
+	var wg sync.WaitGroup
+	for i, n := range idx {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			errs[i] = fn(h.nodes[n])
+		}()
+	}
+	wg.Wait()
+	for _, err := range errs {
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// markdownRow formats res as a row of the results table.
+func (res *result) markdownRow(runs int) string {
+	var failed []string
+	for _, class := range []string{"taken", "nodes", "validity", "restarted"} {
+		if n := res.failedTries[class]; n > 0 {
+			failed = append(failed, fmt.Sprintf("%s %d", class, n))
+		}
+	}
+	notes := slices.Clone(res.notes)
+	if res.resets > 0 {
+		notes = append(notes, fmt.Sprintf("%d connections reset", res.resets))
+	}
+	return fmt.Sprintf("| %s | %s | %d | %v | %d | %d | %d | %d | %d | %v | %v | %d/%d (%d below quorum) | %s | %s |",
+		res.row.name, res.row.kind, runs, res.duration.Round(time.Second), res.cycles,
+		res.acquisitions, res.doubleGrants, res.lostUpdates, res.conflicts,
+		res.p50.Round(10*time.Microsecond), res.p99.Round(10*time.Microsecond),
+		res.audit.Samples-res.audit.BelowQuorum, res.audit.Samples, res.audit.BelowQuorum,
+		strings.Join(failed, ", "), strings.Join(notes, "; "))
+}
+
+const markdownHeader = `| row | kind | runs | time | fault cycles | acquisitions | double grants | lost updates | occupancy conflicts | try p50 | try p99 | auditor: samples with a quorum holding | failed tries | notes |
+|---|---|---|---|---|---|---|---|---|---|---|---|---|---|`

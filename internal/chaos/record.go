@@ -1,0 +1,50 @@
+package chaos
+
+import "time"
+
+// A Grant is one acquisition of the lock by a worker, as the worker logs
+// it: the CLOCK_MONOTONIC timestamps (see [Mono]) of the acquisition and
+// the operations of its critical section on the resource.
+type Grant struct {
+	Worker   int    `json:"w"`
+	Seq      int    `json:"seq"`
+	Value    string `json:"value"`     // the lock value: unique per acquisition
+	Called   int64  `json:"called"`    // TryLock called
+	Acquired int64  `json:"acquired"`  // TryLock returned nil
+	ValidEnd int64  `json:"valid_end"` // Mutex.Until, on the monotonic clock
+	Released int64  `json:"released"`  // Unlock called
+
+	// Found is "" when the worker entered an empty resource, else the
+	// occupant it found inside (an occupancy conflict).
+	Found       string        `json:"found,omitempty"`
+	Hold        time.Duration `json:"hold"`  // the sleep between read and write
+	Read        int64         `json:"read"`  // the counter read on entry
+	Wrote       int64         `json:"wrote"` // the counter written before leaving
+	ResourceErr string        `json:"resource_err,omitempty"`
+
+	Unlocked  bool   `json:"unlocked"`
+	UnlockErr string `json:"unlock_err,omitempty"`
+}
+
+// WindowEnd returns the end of the grant's validity window: the validity
+// end, or the release if it came first. No other holder may acquire the
+// lock between Acquired and WindowEnd.
+func (g *Grant) WindowEnd() int64 {
+	return min(g.ValidEnd, g.Released)
+}
+
+// A Summary is the last line of a worker's log: what the worker saw
+// besides its grants.
+type Summary struct {
+	Worker   int               `json:"w"`
+	Grants   int               `json:"grants"`
+	Failures map[string]int    `json:"failures"` // failed tries by class
+	Samples  map[string]string `json:"samples"`  // the first error of each class
+}
+
+// LogLine is one JSON line of a worker's log: a grant or, last, the
+// summary.
+type LogLine struct {
+	Grant   *Grant   `json:"grant,omitempty"`
+	Summary *Summary `json:"summary,omitempty"`
+}

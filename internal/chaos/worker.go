@@ -1,0 +1,258 @@
+package chaos
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+
+	goredislib "github.com/redis/go-redis/v9"
+
+	"github.com/go-redlock/redsync"
+	"github.com/go-redlock/redsync/redis"
+	"github.com/go-redlock/redsync/redis/goredis"
+)
+
+// WorkerEnv is the environment variable that turns a re-executed test
+// binary into a worker: it holds the worker's configuration as JSON.
+const WorkerEnv = "REDSYNC_CHAOS_WORKER"
+
+// WorkerConfig configures one worker process.
+type WorkerConfig struct {
+	ID       int           `json:"id"`
+	Nodes    []string      `json:"nodes"`    // lock node addresses (the proxies)
+	Resource string        `json:"resource"` // the resource node's address
+	Prefix   string        `json:"prefix"`   // the resource's key prefix
+	Key      string        `json:"key"`      // the lock key
+	Expiry   time.Duration `json:"expiry"`
+	Hold     time.Duration `json:"hold"`  // sleep between reading and writing the counter
+	Guard    time.Duration `json:"guard"` // WithRestartGuard's maxTTL; 0 for off
+	Log      string        `json:"log"`   // path of the JSON lines log
+
+	// One grant in LongEvery (0: none) sleeps LongHold instead of Hold,
+	// so that faults can be timed to hit a holder inside its critical
+	// section; its occupant name ends with "/L".
+	LongHold  time.Duration `json:"long_hold"`
+	LongEvery int           `json:"long_every"`
+	// TimeoutFactor is WithTimeoutFactor's; 0 for the default.
+	TimeoutFactor float64 `json:"timeout_factor"`
+}
+
+// WorkerMain runs the worker configured by $REDSYNC_CHAOS_WORKER until
+// SIGTERM, or until its parent dies, and returns the exit code.
+// ok is false when the variable is not set: the process is no worker.
+func WorkerMain() (code int, ok bool) {
+	env := os.Getenv(WorkerEnv)
+	if env == "" {
+		return 0, false
+	}
+	var cfg WorkerConfig
+	if err := json.Unmarshal([]byte(env), &cfg); err != nil {
+		fmt.Fprintln(os.Stderr, "chaos worker: bad configuration:", err)
+		return 2, true
+	}
+	goredislib.SetLogger(quietLogger{})
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
+	defer stop()
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	go watchParent(ctx, cancel)
+
+	f, err := os.Create(cfg.Log)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "chaos worker:", err)
+		return 2, true
+	}
+	err = RunWorker(ctx, cfg, f)
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "chaos worker %d: %v\n", cfg.ID, err)
+		return 1, true
+	}
+	return 0, true
+}
+
+// watchParent cancels the worker when the process that started it exits,
+// so that no worker outlives a harness killed by a timeout.
+func watchParent(ctx context.Context, cancel context.CancelFunc) {
+	parent := os.Getppid()
+	tick := time.NewTicker(200 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+			if os.Getppid() != parent {
+				cancel()
+				return
+			}
+		}
+	}
+}
+
+type quietLogger struct{}
+
+func (quietLogger) Printf(context.Context, string, ...any) {}
+
+// NewNodeClient returns the go-redis client a worker uses for one lock
+// node: no retries (a retried command may run twice), and commands bounded
+// by their context.
+func NewNodeClient(addr string) *goredislib.Client {
+	return goredislib.NewClient(&goredislib.Options{
+		Addr:                  addr,
+		MaxRetries:            -1,
+		DialTimeout:           time.Second,
+		ReadTimeout:           time.Second,
+		WriteTimeout:          time.Second,
+		ContextTimeoutEnabled: true,
+		PoolSize:              8,
+	})
+}
+
+// RunWorker locks cfg.Key in a loop until ctx ends, each time doing the
+// critical section on the resource, and writes a JSON line per grant and a
+// summary line to out. A try or a critical section under way when ctx
+// ends is finished first.
+func RunWorker(ctx context.Context, cfg WorkerConfig, out io.Writer) error {
+	pools := make([]redis.Pool, len(cfg.Nodes))
+	for i, addr := range cfg.Nodes {
+		client := NewNodeClient(addr)
+		defer client.Close()
+		pools[i] = goredis.NewPool(client)
+	}
+	res := NewResource(cfg.Resource, cfg.Prefix)
+	defer res.Close()
+	opts := []redsync.Option{redsync.WithExpiry(cfg.Expiry), redsync.WithTries(1)}
+	if cfg.Guard > 0 {
+		opts = append(opts, redsync.WithRestartGuard(cfg.Guard))
+	}
+	if cfg.TimeoutFactor > 0 {
+		opts = append(opts, redsync.WithTimeoutFactor(cfg.TimeoutFactor))
+	}
+	mutex := redsync.New(pools...).NewMutex(cfg.Key, opts...)
+
+	w := bufio.NewWriter(out)
+	enc := json.NewEncoder(w)
+	sum := Summary{Worker: cfg.ID, Failures: map[string]int{}, Samples: map[string]string{}}
+	for ctx.Err() == nil {
+		called := Mono()
+		err := mutex.TryLock()
+		acquired, now := Mono(), time.Now()
+		if err != nil {
+			class := FailureClass(err)
+			sum.Failures[class]++
+			if _, ok := sum.Samples[class]; !ok {
+				sum.Samples[class] = err.Error()
+			}
+			sleep(ctx, time.Millisecond+rand.N(3*time.Millisecond))
+			continue
+		}
+		g := Grant{
+			Worker:   cfg.ID,
+			Seq:      sum.Grants,
+			Value:    mutex.Value(),
+			Called:   called,
+			Acquired: acquired,
+			ValidEnd: acquired + int64(mutex.Until().Sub(now)),
+		}
+		hold, owner := cfg.Hold, fmt.Sprintf("%d/%s", cfg.ID, g.Value)
+		if cfg.LongEvery > 0 && rand.N(cfg.LongEvery) == 0 {
+			hold, owner = cfg.LongHold, owner+"/L"
+		}
+		g.Hold = hold
+		criticalSection(res, owner, hold, &g)
+		g.Released = Mono()
+		g.Unlocked, err = mutex.Unlock()
+		if err != nil {
+			g.UnlockErr = err.Error()
+		}
+		sum.Grants++
+		if err := enc.Encode(LogLine{Grant: &g}); err != nil {
+			return err
+		}
+	}
+	if err := enc.Encode(LogLine{Summary: &sum}); err != nil {
+		return err
+	}
+	return w.Flush()
+}
+
+// criticalSection enters the resource as owner, reads the counter, sleeps
+// hold, writes the counter plus one and leaves, noting each step in g.
+func criticalSection(res *Resource, owner string, hold time.Duration, g *Grant) {
+	ctx := context.Background()
+	var err error
+	defer func() {
+		if err != nil {
+			g.ResourceErr = err.Error()
+		}
+	}()
+	if g.Found, err = res.Enter(ctx, owner); err != nil {
+		return
+	}
+	if g.Read, err = res.ReadCounter(ctx); err != nil {
+		return
+	}
+	time.Sleep(hold)
+	g.Wrote = g.Read + 1
+	if err = res.WriteCounter(ctx, g.Wrote); err != nil {
+		return
+	}
+	err = res.Leave(ctx, owner)
+}
+
+// IsLongHold reports whether the occupant of the resource is in a long
+// critical section (see WorkerConfig.LongEvery).
+func IsLongHold(occupant string) bool {
+	return strings.HasSuffix(occupant, "/L")
+}
+
+// WorkerOf returns the worker id of an occupant of the resource.
+func WorkerOf(occupant string) (int, bool) {
+	id, _, ok := strings.Cut(occupant, "/")
+	if !ok {
+		return 0, false
+	}
+	var n int
+	if _, err := fmt.Sscanf(id, "%d", &n); err != nil {
+		return 0, false
+	}
+	return n, true
+}
+
+// FailureClass names the kind of a failed try: "taken" (another owner
+// holds a quorum), "restarted" (nodes refused by the restart guard),
+// "validity" (a quorum answered too late), or "nodes" (node errors:
+// timeouts, resets, refused connections).
+func FailureClass(err error) string {
+	var taken *redsync.ErrTaken
+	switch {
+	case errors.As(err, &taken):
+		return "taken"
+	case errors.Is(err, redsync.ErrNodeRestarted):
+		return "restarted"
+	case strings.Contains(err.Error(), "validity ran out"):
+		return "validity"
+	}
+	return "nodes"
+}
+
+func sleep(ctx context.Context, d time.Duration) {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+	case <-t.C:
+	}
+}
