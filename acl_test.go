@@ -1,8 +1,9 @@
 package redsync_test
 
 // ACL users: locking with a username and password through go-redis and
-// redigo, the permissions docs/ECOSYSTEM.md lists as enough, and the errors
-// of a user lacking EVAL/EVALSHA and of a wrong password.
+// redigo, the permissions docs/ECOSYSTEM.md lists as enough (with and
+// without the restart guard), and the errors of a user lacking EVAL/EVALSHA
+// and of a wrong password.
 
 import (
 	"context"
@@ -42,6 +43,12 @@ var aclUsers = map[string][]string{
 		"+evalsha", "+eval", "+get", "+set", "+pexpire", "+del",
 		"+publish", "+subscribe", "+unsubscribe", "+ping",
 		"+punsubscribe", "+echo",
+	},
+	// minimal, and what docs/ECOSYSTEM.md adds for WithRestartGuard.
+	"guarded": {
+		"resetkeys", "~*", "-@all",
+		"+evalsha", "+eval", "+get", "+set", "+pexpire", "+del",
+		"+time", "+lastsave", "+info",
 	},
 }
 
@@ -227,6 +234,39 @@ func TestACL(t *testing.T) {
 				}
 			})
 
+			t.Run("RestartGuardPermissions", func(t *testing.T) {
+				for _, srv := range servers {
+					srv.MustDo(t, "ACL", "LOG", "RESET")
+				}
+				rs := aclRedsync(t, d, servers, "guarded", aclPassword)
+				const expiry = 500 * time.Millisecond
+				// A short guard span keeps the wait short; the timeout
+				// factor leaves the first commands, which dial, time to
+				// connect and authenticate.
+				m := rs.NewMutex("acl-lock:guarded:"+d.name, redsync.WithExpiry(expiry),
+					redsync.WithTimeoutFactor(0.5), redsync.WithRestartGuard(expiry),
+					redsync.WithReleaseNotification(false))
+				// The nodes vote once they have been up for the guard's
+				// span; until then Lock fails with ErrNodeRestarted.
+				deadline := time.Now().Add(expiry + 3*time.Second)
+				for {
+					err := m.TryLock()
+					if err == nil {
+						break
+					}
+					if !errors.Is(err, redsync.ErrNodeRestarted) || time.Now().After(deadline) {
+						t.Fatalf("TryLock() with the restart guard = %v, want nil", err)
+					}
+					time.Sleep(50 * time.Millisecond)
+				}
+				if ok, err := m.Unlock(); !ok || err != nil {
+					t.Errorf("Unlock() = %v, %v; want true, nil", ok, err)
+				}
+				if denials := aclDenials(t, servers, "guarded"); len(denials) != 0 {
+					t.Errorf("the nodes denied user guarded:\n%s", strings.Join(denials, "\n"))
+				}
+			})
+
 			t.Run("NoEval", func(t *testing.T) {
 				rs := aclRedsync(t, d, servers, "noeval", aclPassword)
 				before := commandStat(t, servers, "evalsha", "rejected_calls")
@@ -298,8 +338,8 @@ func testACLLockUnlock(t *testing.T, servers []*redistest.Server, rs *redsync.Re
 		t.Errorf("Unlock() = %v, %v; want true, nil", ok, err)
 	}
 	for i, srv := range servers {
-		if keys, err := srv.Keys("*"); err != nil || len(keys) != 0 {
-			t.Errorf("node %d holds keys %q (%v) after Unlock, want none", i, keys, err)
+		if rep := srv.MustDo(t, "EXISTS", name); rep.Int != 0 {
+			t.Errorf("node %d still holds the lock after Unlock", i)
 		}
 	}
 }
