@@ -90,6 +90,8 @@ type channelWait struct {
 	// waiter took: the next waiter whose try started before it wakes at
 	// once.
 	pending time.Time
+	// fired is when a quorum last announced a release.
+	fired time.Time
 }
 
 // releaseSeen gathers the messages of one release from the nodes.
@@ -108,6 +110,10 @@ type waiter struct {
 	ticket uint64
 	wake   chan struct{} // one token: retry now
 	queued bool
+	since  time.Time // start of the try before the current wait
+	// behind is set by stopWaiting when the wait ended by the timer while
+	// the queue was moving: releases came, and went to waiters ahead.
+	behind bool
 }
 
 // watch registers a waiter for the releases of key and makes sure every
@@ -157,7 +163,7 @@ func (w *waiter) wait(since time.Time) <-chan struct{} {
 		return 0
 	})
 	ch.queue = slices.Insert(ch.queue, i, w)
-	w.queued = true
+	w.queued, w.since = true, since
 	return w.wake
 }
 
@@ -168,6 +174,8 @@ func (w *waiter) stopWaiting() {
 	}
 	w.n.mu.Lock()
 	defer w.n.mu.Unlock()
+	ch := w.ch
+	w.behind = w.queued && ch.queue[0] != w && ch.fired.After(w.since) && ch.nconfirm >= w.n.quorum
 	w.unqueue()
 }
 
@@ -276,6 +284,7 @@ func (n *notifier) receive(ln *listenNode, gen uint64, msg redis.Message) {
 	default:
 		ch := n.channelOf(msg.Channel)
 		if ch != nil && ch.announced(slot, len(n.nodes), n.quorum, msg.Payload) {
+			ch.fired = now
 			ch.wakeOne(now)
 		}
 	}
@@ -497,6 +506,27 @@ func (lw *lockWait) stop() {
 // close unregisters the waiter.
 func (lw *lockWait) close() {
 	lw.w.close()
+}
+
+// skipTry reports whether try (of tries) would certainly fail because
+// other waiters of this Redsync are ahead: the Lock call then goes on
+// waiting without sending it (it still counts as a try). That is so for
+// the first try when others already wait for the lock (see
+// behindLocalWaiters), and for a later try when the retry delay ran out
+// while releases went to waiters ahead in the queue. The last try is
+// always sent.
+func (lw *lockWait) skipTry(m *Mutex, try, tries int) bool {
+	if try+1 >= tries {
+		return false
+	}
+	if try == 0 {
+		return lw.behindLocalWaiters(m)
+	}
+	if lw.w == nil || !lw.w.behind {
+		return false
+	}
+	lw.w.behind = false
+	return true
 }
 
 // behindLocalWaiters makes the Lock call a waiter at once, without a first

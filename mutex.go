@@ -163,8 +163,8 @@ func (m *Mutex) lockContext(ctx context.Context, tries int) error {
 		}
 
 		wait.tryStarts(m)
-		if try == 0 && tries > 1 && wait.behindLocalWaiters(m) {
-			continue // queue behind this process's waiters; the wait is the next try's
+		if wait.skipTry(m, try, tries) {
+			continue // waiters of this process are ahead: keep waiting
 		}
 		until, permanent, err := m.acquire(ctx, calls)
 		if err == nil {
