@@ -48,6 +48,29 @@ var ErrNodeRestarted = errors.New("redsync: node restarted too recently to vote"
 // of Do matches it too when that happened before the function returned.
 var ErrLockLost = errors.New("redsync: lock lost")
 
+// ErrStaleToken is matched by the error of [GuardedSet] when the resource
+// has already accepted a write with a greater fencing token: the writer's
+// lock has passed to a later holder. The error is a *[StaleTokenError].
+var ErrStaleToken = errors.New("redsync: stale fencing token")
+
+// A StaleTokenError reports a write refused by [GuardedSet]: the token
+// Offered is less than the token Stored with the resource Key by an
+// earlier write. It matches [ErrStaleToken].
+type StaleTokenError struct {
+	Key     string
+	Stored  uint64
+	Offered uint64
+}
+
+func (e *StaleTokenError) Error() string {
+	return fmt.Sprintf("redsync: stale fencing token for %q: offered %d, the resource holds %d", e.Key, e.Offered, e.Stored)
+}
+
+// Is reports whether target is ErrStaleToken.
+func (e *StaleTokenError) Is(target error) bool {
+	return target == ErrStaleToken
+}
+
 // ErrTaken is the error of a lock attempt that found the lock held by
 // another owner on a quorum of nodes. Nodes lists their indexes (the order
 // of the pools given to New). It is returned as *ErrTaken and matches

@@ -35,6 +35,7 @@ type Mutex struct {
 	shuffle       bool
 	setNXOnExtend bool
 	guard         restartGuard // WithRestartGuard
+	fence         fencing      // WithFencing
 	pools         []redis.Pool
 	quorum        int
 	configErr     error
@@ -67,6 +68,7 @@ type lockCalls struct {
 	acquire redis.ScriptCall
 	release redis.ScriptCall
 	unlock  redis.ScriptCall // release for Unlock: announces it unless WithReleaseNotification(false)
+	token   uint64           // WithFencing: the token, set by the try that acquired the lock
 }
 
 // Name returns the mutex name (the Redis key).
@@ -194,16 +196,32 @@ func (m *Mutex) lockContext(ctx context.Context, tries int) error {
 // a quorum impossible for good.
 func (m *Mutex) acquire(ctx context.Context, calls *lockCalls) (until time.Time, permanent bool, err error) {
 	start := m.now()
-	t := m.fanoutScript(ctx, m.nodeTimeout(), m.failFast, &calls.acquire)
+	var (
+		t       tally
+		highest uint64 // WithFencing: the highest fencing counter read
+	)
+	if m.fence.on {
+		t, highest = m.fencedAcquireRound(ctx, calls)
+	} else {
+		t = m.fanoutScript(ctx, m.nodeTimeout(), m.failFast, &calls.acquire)
+	}
 	validity := m.expiry - m.now().Sub(start) - m.drift()
 	if t.done >= m.quorum && validity > 0 {
-		return start.Add(m.expiry - m.drift()), false, nil
+		if !m.fence.on {
+			return start.Add(m.expiry - m.drift()), false, nil
+		}
+		// The fencing round (fencing.go) counts in the same validity.
+		if err = m.advanceFence(ctx, calls, highest, start); err == nil {
+			return start.Add(m.expiry - m.drift()), false, nil
+		}
 	}
 
 	// Undo the try even when ctx has ended: the keys must not outlive it.
 	m.fanoutScript(context.WithoutCancel(ctx), m.nodeTimeout(), m.failFast, &calls.release)
 
 	switch {
+	case err != nil: // the fencing round failed
+		return time.Time{}, false, err
 	case len(t.taken) >= m.quorum:
 		return time.Time{}, false, &ErrTaken{Nodes: t.taken}
 	case t.done >= m.quorum:
@@ -345,9 +363,12 @@ func (m *Mutex) ValidContext(ctx context.Context) (bool, error) {
 // makeCalls returns the acquire and release calls for value.
 func (m *Mutex) makeCalls(value string) *lockCalls {
 	c := &lockCalls{value: value}
-	if m.guard.on {
+	switch {
+	case m.fence.on:
+		c.acquire = m.fencedAcquireCall(c.value)
+	case m.guard.on:
 		c.acquire = m.guard.acquireCall(m.keyArg, c.value, m.ttlArg)
-	} else {
+	default:
 		c.acquire = redis.NewScriptCall(acquireScript, m.keyArg, c.value, m.ttlArg)
 	}
 	c.release = redis.NewScriptCall(releaseScript, m.keyArg, c.value)

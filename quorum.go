@@ -203,23 +203,7 @@ func (s *nodeSet) has(node int) bool {
 // runScript runs call on node, through the pool's ScriptRunner when it has
 // one, and returns its integer reply.
 func (m *Mutex) runScript(ctx context.Context, node int, call *redis.ScriptCall) (int64, error) {
-	var (
-		reply any
-		err   error
-	)
-	if runner := m.runners[node]; runner != nil {
-		reply, err = runner.RunScript(ctx, call)
-	} else {
-		var conn redis.Conn
-		conn, err = m.pools[node].Get(ctx)
-		if err != nil {
-			return 0, err
-		}
-		reply, err = conn.Eval(call.Script(), call.KeysAndArgs()...)
-		// The reply is what matters; a failure to close is the pool's
-		// business.
-		_ = conn.Close()
-	}
+	reply, err := evalScript(ctx, m.pools[node], m.runners[node], call)
 	if err != nil {
 		return 0, err
 	}
@@ -228,4 +212,21 @@ func (m *Mutex) runScript(ctx context.Context, node int, call *redis.ScriptCall)
 		return 0, fmt.Errorf("redsync: unexpected reply %#v to the lock script", reply)
 	}
 	return n, nil
+}
+
+// evalScript runs call on pool, through runner (the pool as a
+// ScriptRunner, or nil) when there is one, and returns its reply.
+func evalScript(ctx context.Context, pool redis.Pool, runner redis.ScriptRunner, call *redis.ScriptCall) (any, error) {
+	if runner != nil {
+		return runner.RunScript(ctx, call)
+	}
+	conn, err := pool.Get(ctx)
+	if err != nil {
+		return nil, err
+	}
+	reply, err := conn.Eval(call.Script(), call.KeysAndArgs()...)
+	// The reply is what matters; a failure to close is the pool's
+	// business.
+	_ = conn.Close()
+	return reply, err
 }

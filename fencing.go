@@ -1,0 +1,236 @@
+package redsync
+
+import (
+	"context"
+	_ "embed"
+	"errors"
+	"fmt"
+	"math"
+	"strconv"
+	"sync/atomic"
+	"time"
+
+	"github.com/go-redlock/redsync/redis"
+)
+
+// Fencing tokens over a quorum (WithFencing).
+//
+// An acquisition with fencing takes two rounds. The first is the acquire
+// round itself, with a fenced variant of the acquire script that also
+// returns the node's counter for the lock name; the client takes the
+// highest counter of all replies. The second round sends token = max+1 to
+// every node, where fence_advance.lua raises the counter to the token
+// ("set only if greater"), but only while the node still holds this
+// acquisition's lock key. The lock is held when both rounds succeeded on a
+// quorum within the validity, which counts both rounds.
+//
+// Why the token grows: let A be a holder with token a, written on a quorum
+// W. On each node of W the write happened while A's key was there, so any
+// later acquire on that node, which needs the key gone, reads a counter of
+// at least a. A later holder B took its lock on a quorum L, and L meets W,
+// so B reads at least a and picks b > a. This needs the nodes to keep their
+// counters (see docs/FENCING.md); lock expiry plays no part in it.
+
+var (
+	//go:embed fence_acquire.lua
+	fenceAcquireTail string
+	//go:embed fence_advance.lua
+	fenceAdvanceSrc string
+
+	// fencedAcquireScript and fencedGuardedAcquireScript replace
+	// acquireScript and guardedAcquireScript when fencing is on; their last
+	// key is the fencing counter.
+	fencedAcquireScript        = redis.NewScript(2, fencedSource(acquireSrc), "")
+	fencedGuardedAcquireScript = redis.NewScript(3, fencedSource(guardedAcquireSrc), "")
+
+	fenceAdvanceScript = redis.NewScript(2, fenceAdvanceSrc, "")
+)
+
+// fencedSource returns the fenced variant of an acquire script: the script
+// as a local function, called by fence_acquire.lua, which adds the counter
+// to its reply. The locking logic thus stays that of the unfenced script.
+func fencedSource(acquire string) string {
+	return "local function acquire()\n" + acquire + "\nend\n" + fenceAcquireTail
+}
+
+// fenceCounterPrefix starts the name of every fencing counter key; a
+// cluster hash tag and the lock name follow it.
+const fenceCounterPrefix = "redsync:fence:"
+
+// WithFencing makes every acquisition issue a fencing token, read with
+// [Mutex.FencingToken]: a number that strictly increases from one holder of
+// the lock name to the next, across all clients and Mutex values. Pass it
+// with every write to the protected resource and have the resource reject
+// a token lower than the last one it accepted (see [GuardedSet] for a
+// resource kept in Redis): a holder that paused past its validity, whose
+// lock has since gone to another client, then cannot overwrite the newer
+// holder's work. No lease lock can prevent that pause by itself.
+//
+// The token costs one more round trip per acquisition: the acquire round
+// also reads each node's counter for the lock name, and a second round
+// writes the highest counter plus one ("set only if greater") on the
+// nodes that still hold the lock. The lock is held only when both rounds
+// succeeded on a quorum within the validity; when the second one fails,
+// the try fails like any other (the error matches [ErrFailed] and names the
+// failing nodes) and is undone on every node.
+//
+// Each node keeps one counter per lock name, in a key without expiry named
+// "redsync:fence:{TAG}:" + name (TAG hashes to the lock key's cluster
+// slot). Tokens grow only as long as the nodes keep these counters: a node
+// that loses its data (a restart without persistence, FLUSHALL, eviction)
+// can make a later token repeat or go below an earlier one. Run the nodes
+// with appendonly yes and appendfsync always, and a maxmemory-policy that
+// does not evict keys without expiry; [WithRestartGuard] protects lock keys,
+// not counters. docs/FENCING.md has the argument and the limits. The
+// default is off, as in redsync v4.
+func WithFencing() Option {
+	return OptionFunc(func(m *Mutex) {
+		// NewMutex sets the name before it applies the options.
+		m.fence = fencing{on: true, counter: fenceCounter(m.name)}
+	})
+}
+
+// fencing is the configuration of WithFencing.
+type fencing struct {
+	on      bool
+	counter any // the counter key, boxed once for the scripts
+}
+
+// fenceCounter returns the name of the fencing counter of the lock key:
+// the prefix, a hash tag that hashes to key's Redis Cluster slot (as the
+// restart guard's marker, see guardMarker), and key itself, since each
+// lock name needs a counter of its own.
+func fenceCounter(key string) string {
+	return fenceCounterPrefix + "{" + slotTag(keySlot(key)) + "}:" + key
+}
+
+// FencingToken returns the fencing token of the current acquisition: the
+// token issued by the last successful Lock, until Unlock is called. It is
+// 0 without [WithFencing], before the first successful Lock, after Unlock,
+// and on a Mutex made with [WithValue] that has not locked itself. Within
+// [Redsync.Do], the function reads it with
+// MutexFromContext(ctx).FencingToken().
+//
+// The token is not cleared when the validity runs out: the holder cannot
+// know for sure that its lock is gone (it may have been paused), which is
+// why the resource, not the holder, must compare tokens.
+func (m *Mutex) FencingToken() uint64 {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.calls == nil || m.unlocked {
+		return 0
+	}
+	return m.calls.token
+}
+
+// fencedAcquireCall returns the call of the fenced acquire script for
+// value: the restart guard's variant when the guard is on.
+func (m *Mutex) fencedAcquireCall(value any) redis.ScriptCall {
+	if m.guard.on {
+		return redis.NewScriptCall(fencedGuardedAcquireScript, m.keyArg, m.guard.marker, m.fence.counter, value, m.ttlArg, m.guard.ttlArg)
+	}
+	return redis.NewScriptCall(fencedAcquireScript, m.keyArg, m.fence.counter, value, m.ttlArg)
+}
+
+// fencedAcquireRound is the acquire round of a fenced try: the fenced
+// acquire script on every node. It returns the outcomes and the highest
+// counter that any node returned (0 when none did).
+//
+// Every node that granted the lock and was counted returned its counter
+// before its outcome was collected, so the highest counter covers at least
+// those nodes. Counters of nodes that refused, or answered too late, can
+// only raise it, which does no harm.
+func (m *Mutex) fencedAcquireRound(ctx context.Context, calls *lockCalls) (tally, uint64) {
+	var highest atomic.Uint64
+	t := m.fanout(ctx, m.nodeTimeout(), m.failFast, func(ctx context.Context, node int) (int64, error) {
+		reply, err := evalScript(ctx, m.pools[node], m.runners[node], &calls.acquire)
+		if err != nil {
+			return 0, err
+		}
+		status, counter, err := parseFenceReply(reply, "fenced acquire")
+		if err != nil {
+			return 0, err
+		}
+		if status != replyDone && status != replyTaken {
+			return 0, fmt.Errorf("redsync: unexpected status %d from the fenced acquire script", status)
+		}
+		for {
+			seen := highest.Load()
+			if counter <= seen || highest.CompareAndSwap(seen, counter) {
+				break
+			}
+		}
+		return status, nil
+	})
+	return t, highest.Load()
+}
+
+// advanceFence is the second round of a fenced try that won the acquire
+// round: it writes highest+1 on every node that still holds the lock and
+// checks that a quorum confirmed it within the validity, which started at
+// start. On success it records the token in calls.
+func (m *Mutex) advanceFence(ctx context.Context, calls *lockCalls, highest uint64, start time.Time) error {
+	if highest == math.MaxUint64 {
+		return fmt.Errorf("%w: fencing counter %s is exhausted (%d)", ErrFailed, m.fence.counter, highest)
+	}
+	token := highest + 1
+	call := redis.NewScriptCall(fenceAdvanceScript, m.keyArg, m.fence.counter, calls.value, strconv.FormatUint(token, 10))
+	// A confirmation after the validity is worthless: bound the round by
+	// what is left of it.
+	timeout := min(m.nodeTimeout(), m.expiry-m.now().Sub(start)-m.drift())
+	if timeout <= 0 {
+		return fmt.Errorf("%w: fencing round: the validity ran out before it started (expiry %v, drift %v)", ErrFailed, m.expiry, m.drift())
+	}
+	t := m.fanoutScript(ctx, timeout, m.failFast, &call)
+	validity := m.expiry - m.now().Sub(start) - m.drift()
+	switch {
+	case t.done >= m.quorum && validity > 0:
+		// lockContext publishes calls, and with them the token, under m.mu.
+		calls.token = token
+		return nil
+	case t.done >= m.quorum:
+		return fmt.Errorf("%w: fencing round: a quorum confirmed token %d after the validity ran out (expiry %v, drift %v)",
+			ErrFailed, token, m.expiry, m.drift())
+	}
+	return errors.Join(
+		fmt.Errorf("%w: fencing round: token %d confirmed by %d of %d nodes, quorum %d", ErrFailed, token, t.done, len(m.pools), m.quorum),
+		t.err())
+}
+
+// parseFenceReply parses a {status, token} reply of the fenced acquire
+// script or the guarded write script (named by script, for errors).
+func parseFenceReply(reply any, script string) (status int64, token uint64, err error) {
+	r, ok := reply.([]any)
+	if !ok || len(r) != 2 {
+		return 0, 0, fmt.Errorf("redsync: unexpected reply %#v to the %s script", reply, script)
+	}
+	status, ok = r[0].(int64)
+	if !ok {
+		return 0, 0, fmt.Errorf("redsync: unexpected status %#v from the %s script", r[0], script)
+	}
+	token, err = parseToken(r[1])
+	if err != nil {
+		return 0, 0, fmt.Errorf("redsync: unexpected token from the %s script: %w", script, err)
+	}
+	return status, token, nil
+}
+
+// parseToken parses a token as drivers return a Lua string: a string
+// (go-redis, rueidis) or a []byte (redigo).
+func parseToken(v any) (uint64, error) {
+	var s string
+	switch v := v.(type) {
+	case string:
+		s = v
+	case []byte:
+		s = string(v)
+	case int64:
+		if v >= 0 {
+			return uint64(v), nil
+		}
+		return 0, fmt.Errorf("negative token %d", v)
+	default:
+		return 0, fmt.Errorf("%#v is not a token", v)
+	}
+	return strconv.ParseUint(s, 10, 64)
+}
