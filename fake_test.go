@@ -154,6 +154,10 @@ func (c *fakeConn) Eval(script *redis.Script, keysAndArgs ...any) (any, error) {
 	case extendScript:
 		name = "extend"
 	default:
+		// The fencing scripts (fencing_fake_test.go).
+		if reply, handled, err := c.evalFencing(script, keysAndArgs); handled {
+			return reply, err
+		}
 		return nil, errUnsupported
 	}
 	if err := n.enter(c.ctx, name); err != nil {

@@ -1,0 +1,436 @@
+package redsync
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+)
+
+// noFaults is a faultPool hook that lets every command through.
+func noFaults(int, string) fault { return faultNone }
+
+func TestFencingTokenLifecycle(t *testing.T) {
+	c := newFakeCluster(3)
+	plain := c.mutex("k", WithTries(1))
+	if err := plain.Lock(); err != nil {
+		t.Fatalf("Lock() = %v", err)
+	}
+	if got := plain.FencingToken(); got != 0 {
+		t.Errorf("FencingToken() without WithFencing = %d, want 0", got)
+	}
+	if got := c.nodes[0].ran(); !slices.Equal(got, []string{"acquire"}) {
+		t.Errorf("node 0 ran %v without fencing, want [acquire]", got)
+	}
+	if _, err := plain.Unlock(); err != nil {
+		t.Fatalf("Unlock() = %v", err)
+	}
+
+	m := c.fencedMutex("k", c.pools())
+	if got := m.FencingToken(); got != 0 {
+		t.Errorf("FencingToken() before Lock = %d, want 0", got)
+	}
+	for want := uint64(1); want <= 3; want++ {
+		if err := m.Lock(); err != nil {
+			t.Fatalf("Lock() = %v", err)
+		}
+		if got := m.FencingToken(); got != want {
+			t.Errorf("FencingToken() after Lock number %d = %d, want %d", want, got, want)
+		}
+		for i, n := range c.nodes {
+			if got := n.counter("k"); got != want {
+				t.Errorf("node %d: counter %d, want %d", i, got, want)
+			}
+		}
+		if _, err := m.Unlock(); err != nil {
+			t.Fatalf("Unlock() = %v", err)
+		}
+		if got := m.FencingToken(); got != 0 {
+			t.Errorf("FencingToken() after Unlock = %d, want 0", got)
+		}
+	}
+	if got, want := c.nodes[0].ran()[2:5], []string{"fence-acquire", "fence-advance", "release"}; !slices.Equal(got, want) {
+		t.Errorf("node 0 ran %v for one fenced Lock and Unlock, want %v", got, want)
+	}
+
+	adopted := c.fencedMutex("k", c.pools(), WithValue(m.Value()))
+	if got := adopted.FencingToken(); got != 0 {
+		t.Errorf("FencingToken() of a Mutex made WithValue = %d, want 0", got)
+	}
+}
+
+// TestFencingTokenIsMaxPlusOne sets different counters on the nodes: the
+// token is one more than the highest, and every node that holds the lock
+// is raised to it.
+func TestFencingTokenIsMaxPlusOne(t *testing.T) {
+	c := newFakeCluster(5)
+	for i, v := range []string{"3", "7", "", "0", "5"} {
+		if v != "" {
+			c.nodes[i].set(fenceCounter("k"), v)
+		}
+	}
+	c.nodes[1].set("k", "other") // the node with the highest counter is taken
+	m := c.fencedMutex("k", c.pools())
+	if err := m.Lock(); err != nil {
+		t.Fatalf("Lock() = %v", err)
+	}
+	if got := m.FencingToken(); got != 8 {
+		t.Errorf("FencingToken() = %d, want 8", got)
+	}
+	for i, want := range []uint64{8, 7, 8, 8, 8} {
+		if got := c.nodes[i].counter("k"); got != want {
+			t.Errorf("node %d: counter %d, want %d", i, got, want)
+		}
+	}
+}
+
+// TestFencingRoundFailure fails the second round on some of 5 nodes in
+// different ways: with 3 failures the try fails, names the nodes and is
+// undone, with 2 it succeeds.
+func TestFencingRoundFailure(t *testing.T) {
+	tests := []struct {
+		name  string
+		fault func(n *fakeNode) fault // run before fence-advance on a failing node
+		text  string                  // in the error
+		match error                   // matched by the error, when not nil
+	}{
+		{"error", func(*fakeNode) fault { return faultBefore }, "injected fault", errFault},
+		{"reply lost", func(*fakeNode) fault { return faultAfter }, "injected fault", errFault},
+		{"key expired", func(n *fakeNode) fault {
+			n.mu.Lock()
+			delete(n.keys, "k")
+			n.mu.Unlock()
+			return faultNone
+		}, "LOCKGONE", nil},
+		{"key taken", func(n *fakeNode) fault {
+			n.set("k", "other")
+			return faultNone
+		}, "lock already taken", nil},
+	}
+	for _, tt := range tests {
+		for _, failing := range []int{2, 3} {
+			t.Run(fmt.Sprintf("%s/failing=%d", tt.name, failing), func(t *testing.T) {
+				c := newFakeCluster(5)
+				m := c.fencedMutex("k", c.faultPools(func(node int, cmd string) fault {
+					if cmd == "fence-advance" && node < failing {
+						return tt.fault(c.nodes[node])
+					}
+					return faultNone
+				}))
+				err := m.Lock()
+				if failing == 2 {
+					if err != nil {
+						t.Fatalf("Lock() with 2 of 5 nodes failing the fencing round = %v, want nil", err)
+					}
+					if got := m.FencingToken(); got != 1 {
+						t.Errorf("FencingToken() = %d, want 1", got)
+					}
+					return
+				}
+				if !errors.Is(err, ErrFailed) || !strings.Contains(err.Error(), "fencing round") || !strings.Contains(err.Error(), tt.text) {
+					t.Fatalf("Lock() = %v, want ErrFailed, the fencing round and %q in the text", err, tt.text)
+				}
+				if tt.match != nil && !errors.Is(err, tt.match) {
+					t.Errorf("Lock() = %v, want it to match %v", err, tt.match)
+				}
+				for node := range failing {
+					if !strings.Contains(err.Error(), fmt.Sprintf("node #%d", node)) {
+						t.Errorf("Lock() = %q, want node #%d named", err, node)
+					}
+				}
+				if got := m.FencingToken(); got != 0 {
+					t.Errorf("FencingToken() after a failed Lock = %d, want 0", got)
+				}
+				if got := c.keys("k") - c.holders("k", "other"); got != 0 {
+					t.Errorf("nodes holding our value after a failed Lock = %d, want 0", got)
+				}
+				if got := c.nodes[4].counter("k"); got != 1 {
+					t.Errorf("node 4: counter %d, want 1 (written, and never undone)", got)
+				}
+			})
+		}
+	}
+}
+
+// TestFencingValidityCountsBothRounds makes each round take 60% of the
+// expiry: either would fit in the validity, both do not.
+func TestFencingValidityCountsBothRounds(t *testing.T) {
+	for _, slow := range [][]string{{"fence-acquire"}, {"fence-advance"}, {"fence-acquire", "fence-advance"}} {
+		t.Run(strings.Join(slow, "+"), func(t *testing.T) {
+			c := newFakeCluster(3)
+			m := c.fencedMutex("k", c.faultPools(func(node int, cmd string) fault {
+				if node == 0 && slices.Contains(slow, cmd) {
+					c.clock.Advance(DefaultExpiry * 6 / 10)
+				}
+				return faultNone
+			}))
+			start := c.clock.Now()
+			err := m.Lock()
+			if len(slow) == 1 {
+				if err != nil {
+					t.Fatalf("Lock() with one slow round = %v, want nil", err)
+				}
+				if want := start.Add(DefaultExpiry - m.drift()); !m.Until().Equal(want) {
+					t.Errorf("Until() = %v, want %v (from the start of the first round)", m.Until(), want)
+				}
+				return
+			}
+			if !errors.Is(err, ErrFailed) || !strings.Contains(err.Error(), "after the validity ran out") {
+				t.Fatalf("Lock() with both rounds slow = %v, want ErrFailed saying the validity ran out", err)
+			}
+			if got := c.keys("k"); got != 0 {
+				t.Errorf("nodes with the key after a failed Lock = %d, want 0", got)
+			}
+		})
+	}
+}
+
+// TestFencingFirstRoundErrors checks that a fenced try whose first round
+// fails reports it as an unfenced one does.
+func TestFencingFirstRoundErrors(t *testing.T) {
+	c := newFakeCluster(3)
+	c.nodes[0].set("k", "other")
+	c.nodes[1].set("k", "other")
+	m := c.fencedMutex("k", c.pools())
+	err := m.Lock()
+	var taken *ErrTaken
+	if !errors.As(err, &taken) || !slices.Equal(sortedCopy(taken.Nodes), []int{0, 1}) {
+		t.Fatalf("Lock() = %v, want *ErrTaken naming nodes 0 and 1", err)
+	}
+	if got := c.nodes[2].ran(); slices.Contains(got, "fence-advance") {
+		t.Errorf("node 2 ran %v; the fencing round must not run when the first round failed", got)
+	}
+
+	c = newFakeCluster(3)
+	c.nodes[1].set(fenceCounter("k"), "x")
+	c.nodes[2].set(fenceCounter("k"), "01")
+	err = c.fencedMutex("k", c.pools()).Lock()
+	var re *RedisError
+	if !errors.Is(err, ErrFailed) || !errors.As(err, &re) || !strings.Contains(err.Error(), "not a token") {
+		t.Fatalf("Lock() with bad counters = %v, want ErrFailed and a *RedisError saying a counter is not a token", err)
+	}
+}
+
+// TestFencingCounterSlot checks that the counter hashes to the lock key's
+// cluster slot and is distinct per lock name.
+func TestFencingCounterSlot(t *testing.T) {
+	keys := []string{"lock", "orders:42", "{user1}:lock", "{user1}:other", "a}b", "}{", "a{}b", "{", "x{y}z", "日本", "\x00\xff{"}
+	seen := map[string]bool{}
+	for _, key := range keys {
+		counter := fenceCounter(key)
+		if !strings.HasPrefix(counter, fenceCounterPrefix+"{") || !strings.HasSuffix(counter, "}:"+key) {
+			t.Errorf("fenceCounter(%q) = %q, want %s{TAG}:%s", key, counter, fenceCounterPrefix, key)
+		}
+		if got, want := keySlot(counter), keySlot(key); got != want {
+			t.Errorf("keySlot(fenceCounter(%q)) = %d, want %d (the key's slot)", key, got, want)
+		}
+		if seen[counter] {
+			t.Errorf("fenceCounter(%q) = %q, already used by another key", key, counter)
+		}
+		seen[counter] = true
+	}
+}
+
+// TestFencingIncrCounterexample replays the counterexample of
+// docs/FENCING.md: on 5 nodes, holders A, B and C win quorums {0,1,2},
+// {2,3,4} and {0,1,3} (the other nodes being down). One INCR per node in
+// the acquire round, taking the highest result, gives 1, 2, 2; the two
+// rounds give 1, 2, 3.
+func TestFencingIncrCounterexample(t *testing.T) {
+	quorums := [][]int{{0, 1, 2}, {2, 3, 4}, {0, 1, 3}}
+
+	var counters [5]uint64
+	var incr []uint64
+	for _, q := range quorums {
+		highest := uint64(0)
+		for _, node := range q {
+			counters[node]++
+			highest = max(highest, counters[node])
+		}
+		incr = append(incr, highest)
+	}
+	if want := []uint64{1, 2, 2}; !slices.Equal(incr, want) {
+		t.Fatalf("tokens of one INCR per node = %v, want %v", incr, want)
+	}
+
+	c := newFakeCluster(5)
+	var up []int
+	pools := c.faultPools(func(node int, cmd string) fault {
+		if !slices.Contains(up, node) {
+			return faultBefore
+		}
+		return faultNone
+	})
+	var tokens []uint64
+	for _, q := range quorums {
+		up = q
+		m := c.fencedMutex("k", pools)
+		if err := m.Lock(); err != nil {
+			t.Fatalf("Lock() on nodes %v = %v", q, err)
+		}
+		tokens = append(tokens, m.FencingToken())
+		if _, err := m.Unlock(); err != nil {
+			t.Fatalf("Unlock() = %v", err)
+		}
+	}
+	if want := []uint64{1, 2, 3}; !slices.Equal(tokens, want) {
+		t.Errorf("tokens of the two rounds = %v, want %v", tokens, want)
+	}
+}
+
+// TestFencingLostCounter is the known hole: a node that loses its counters
+// (a restart without persistence) can make a later token repeat an
+// earlier one. On 3 nodes, A writes token 1 on nodes 0 and 1 (node 2 is
+// down); node 0 restarts empty; B wins nodes 0 and 2 (node 1 is down) and
+// reads no counter of 1.
+func TestFencingLostCounter(t *testing.T) {
+	c := newFakeCluster(3)
+	var down int
+	pools := c.faultPools(func(node int, cmd string) fault {
+		if node == down {
+			return faultBefore
+		}
+		return faultNone
+	})
+	down = 2
+	a := c.fencedMutex("k", pools)
+	if err := a.Lock(); err != nil {
+		t.Fatalf("Lock() by A = %v", err)
+	}
+	first := a.FencingToken()
+	if _, err := a.Unlock(); err != nil {
+		t.Fatalf("Unlock() by A = %v", err)
+	}
+	c.nodes[0].wipe()
+	down = 1
+	b := c.fencedMutex("k", pools)
+	if err := b.Lock(); err != nil {
+		t.Fatalf("Lock() by B = %v", err)
+	}
+	if second := b.FencingToken(); second > first {
+		t.Errorf("B's token = %d, A's = %d; want B's not above A's: the hole this test documents has changed", second, first)
+	}
+}
+
+func TestGuardedSetFake(t *testing.T) {
+	c := newFakeCluster(1)
+	pool := c.nodes[0]
+	ctx := context.Background()
+	if err := GuardedSet(ctx, pool, "doc", "v0", 0); err == nil || !strings.Contains(err.Error(), "token 0") {
+		t.Errorf("GuardedSet(token 0) = %v, want an error about token 0", err)
+	}
+	if n := c.calls(); n != 0 {
+		t.Errorf("GuardedSet(token 0) sent %d commands, want 0", n)
+	}
+	steps := []struct {
+		value string
+		token uint64
+		stale bool
+	}{
+		{"v5", 5, false},
+		{"v5 again", 5, false},
+		{"v4", 4, true},
+		{"v9", 9, false},
+		{"v6", 6, true},
+	}
+	for _, s := range steps {
+		err := GuardedSet(ctx, pool, "doc", s.value, s.token)
+		if s.stale {
+			var se *StaleTokenError
+			if !errors.Is(err, ErrStaleToken) || !errors.As(err, &se) || se.Offered != s.token || se.Stored < s.token || se.Key != "doc" {
+				t.Errorf("GuardedSet(%q, %d) = %v, want a *StaleTokenError", s.value, s.token, err)
+			}
+			continue
+		}
+		if err != nil {
+			t.Errorf("GuardedSet(%q, %d) = %v, want nil", s.value, s.token, err)
+		}
+	}
+	if v, _ := pool.value("doc\x00value"); v != "v9" {
+		t.Errorf("value = %q, want v9", v)
+	}
+
+	boom := errors.New("boom")
+	pool.setErr(boom)
+	if err := GuardedSet(ctx, pool, "doc", "v10", 10); !errors.Is(err, boom) || !strings.Contains(err.Error(), `"doc"`) {
+		t.Errorf("GuardedSet() on a failing node = %v, want the node's error naming the key", err)
+	}
+}
+
+func TestStaleTokenError(t *testing.T) {
+	var err error = &StaleTokenError{Key: "doc", Stored: 9, Offered: 4}
+	if !errors.Is(err, ErrStaleToken) || errors.Is(err, ErrFailed) {
+		t.Errorf("errors.Is(%v, ErrStaleToken) = false or matches ErrFailed", err)
+	}
+	if got, want := err.Error(), `redsync: stale fencing token for "doc": offered 4, the resource holds 9`; got != want {
+		t.Errorf("Error() = %q, want %q", got, want)
+	}
+	if wrapped := fmt.Errorf("writing: %w", err); !errors.Is(wrapped, ErrStaleToken) {
+		t.Errorf("a wrapped StaleTokenError does not match ErrStaleToken")
+	}
+}
+
+// TestFencingReplyParsing checks the parsing of the scripts' replies, as
+// each driver returns them.
+func TestFencingReplyParsing(t *testing.T) {
+	tests := []struct {
+		reply   any
+		status  int64
+		token   uint64
+		wantErr bool
+	}{
+		{[]any{int64(1), "42"}, 1, 42, false},                                  // go-redis, rueidis
+		{[]any{int64(0), []byte("18446744073709551615")}, 0, 1<<64 - 1, false}, // redigo
+		{[]any{int64(1), int64(3)}, 1, 3, false},
+		{[]any{int64(1), "18446744073709551616"}, 0, 0, true},
+		{[]any{int64(1), "-1"}, 0, 0, true},
+		{[]any{int64(1), int64(-1)}, 0, 0, true},
+		{[]any{"1", "1"}, 0, 0, true},
+		{[]any{int64(1)}, 0, 0, true},
+		{int64(1), 0, 0, true},
+		{nil, 0, 0, true},
+	}
+	for _, tt := range tests {
+		status, token, err := parseFenceReply(tt.reply, "test")
+		if (err != nil) != tt.wantErr || status != tt.status || token != tt.token {
+			t.Errorf("parseFenceReply(%#v) = %d, %d, %v; want %d, %d, error %v", tt.reply, status, token, err, tt.status, tt.token, tt.wantErr)
+		}
+	}
+}
+
+// TestFencingExhausted checks the end of the counter.
+func TestFencingExhausted(t *testing.T) {
+	c := newFakeCluster(1)
+	c.nodes[0].set(fenceCounter("k"), "18446744073709551615")
+	err := c.fencedMutex("k", c.pools()).Lock()
+	if !errors.Is(err, ErrFailed) || !strings.Contains(err.Error(), "exhausted") {
+		t.Fatalf("Lock() = %v, want ErrFailed saying the counter is exhausted", err)
+	}
+	if got := c.keys("k"); got != 0 {
+		t.Errorf("nodes with the key = %d, want 0", got)
+	}
+}
+
+// TestFencingContextCancelled checks that a fenced try cut short by its
+// context in the second round is undone and reported like any other.
+func TestFencingContextCancelled(t *testing.T) {
+	c := newFakeCluster(3)
+	ctx, cancel := context.WithCancel(context.Background())
+	m := c.fencedMutex("k", c.faultPools(func(node int, cmd string) fault {
+		if cmd == "fence-advance" {
+			cancel()
+			time.Sleep(time.Millisecond)
+		}
+		return faultNone
+	}))
+	err := m.LockContext(ctx)
+	if !errors.Is(err, ErrFailed) || !errors.Is(err, context.Canceled) {
+		t.Fatalf("LockContext() = %v, want ErrFailed and context.Canceled", err)
+	}
+	if got := c.keys("k"); got != 0 {
+		t.Errorf("nodes with the key = %d, want 0", got)
+	}
+}
