@@ -81,6 +81,7 @@ var libraries = []library{
 	{name: "redsyncv4", nodes: []int{1, 3, 5}, setup: setupRedsyncV4},
 	{name: "redislock", nodes: []int{1}, setup: setupRedislock},
 	{name: "redlock-redigo", nodes: []int{1, 5}, setup: setupRedlockRedigo},
+	{name: "redlock-guard", nodes: []int{5}, setup: setupRedlockGuard},
 }
 
 // newGoRedisClient returns a go-redis client with default options for addr,
@@ -129,8 +130,35 @@ func setupRedlockRedigo(tb testing.TB, addrs []string, key string) locker {
 	return redlockLocker(pools, key)
 }
 
-func redlockLocker(pools []redlockredis.Pool, key string) locker {
-	mutex := redlock.New(pools...).NewMutex(key, redlock.WithExpiry(expiry))
+// setupRedlockGuard is setupRedlock with WithRestartGuard(expiry). It first
+// waits until every node has been up long enough to vote.
+func setupRedlockGuard(tb testing.TB, addrs []string, key string) locker {
+	pools := make([]redlockredis.Pool, len(addrs))
+	for i, addr := range addrs {
+		pools[i] = redlockgoredis.NewPool(newGoRedisClient(tb, addr))
+	}
+	deadline := time.Now().Add(expiry + 5*time.Second)
+	for i, pool := range pools {
+		node := redlock.New(pool).NewMutex(key, redlock.WithExpiry(expiry), redlock.WithRestartGuard(expiry))
+		for {
+			err := node.TryLock()
+			if err == nil {
+				break
+			}
+			if !errors.Is(err, redlock.ErrNodeRestarted) || time.Now().After(deadline) {
+				tb.Fatalf("waiting for node %d to vote with the restart guard: %v", i, err)
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+		if err := unlocked(node.Unlock()); err != nil {
+			tb.Fatal(err)
+		}
+	}
+	return redlockLocker(pools, key, redlock.WithRestartGuard(expiry))
+}
+
+func redlockLocker(pools []redlockredis.Pool, key string, opts ...redlock.Option) locker {
+	mutex := redlock.New(pools...).NewMutex(key, append([]redlock.Option{redlock.WithExpiry(expiry)}, opts...)...)
 	return locker{
 		lock: func(context.Context) error {
 			if err := mutex.Lock(); err != nil {
