@@ -304,7 +304,7 @@ func badInputCases() []badInputCase {
 			want: wantConfig("restart guard"),
 		},
 		{
-			name: "cancelled ctx",
+			name:  "cancelled ctx",
 			setup: func(e *badEnv) *redsync.Mutex { e.start(3); return e.mutex("bad") },
 			act: func(ctx context.Context, m *redsync.Mutex) error {
 				ctx, cancel := context.WithCancel(ctx)
