@@ -17,6 +17,8 @@ import (
 //
 // Unlock runs release_notify.lua, which PUBLISHes on releaseChannel(key),
 // on each node where it deleted the key, the SHA1 of the released value.
+// (The undo of a failed try runs it too; it deletes the key on fewer nodes
+// than a quorum, so its announcements never wake anyone.)
 // A Lock call whose first try failed becomes a waiter: it registers with
 // the Redsync's notifier, which listens on the channel on every node
 // (one listening connection per node, shared by all channels and waiters).

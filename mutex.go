@@ -66,8 +66,7 @@ type Mutex struct {
 type lockCalls struct {
 	value   any // the value, boxed once
 	acquire redis.ScriptCall
-	release redis.ScriptCall
-	unlock  redis.ScriptCall // release for Unlock: announces it unless WithReleaseNotification(false)
+	release redis.ScriptCall // announces the release unless WithReleaseNotification(false)
 	token   uint64           // WithFencing: the token, set by the try that acquired the lock
 }
 
@@ -263,7 +262,7 @@ func (m *Mutex) UnlockContext(ctx context.Context) (bool, error) {
 		ctx = context.Background()
 	}
 	m.released()
-	t := m.fanoutScript(ctx, m.nodeTimeout(), m.failFast, &calls.unlock)
+	t := m.fanoutScript(ctx, m.nodeTimeout(), m.failFast, &calls.release)
 	if t.done >= m.quorum {
 		return true, nil
 	}
@@ -371,11 +370,15 @@ func (m *Mutex) makeCalls(value string) *lockCalls {
 	default:
 		c.acquire = redis.NewScriptCall(acquireScript, m.keyArg, c.value, m.ttlArg)
 	}
-	c.release = redis.NewScriptCall(releaseScript, m.keyArg, c.value)
-	c.unlock = c.release
-	if !m.noNotify {
-		c.unlock = redis.NewScriptCall(releaseNotifyScript, m.keyArg, c.value)
+	// The undo of a failed try announces its release too: it deletes the
+	// key on fewer nodes than a quorum, so its announcements wake nobody
+	// (see handoff.go), unless the try reached a quorum too late, when the
+	// key is indeed free.
+	release := releaseNotifyScript
+	if m.noNotify {
+		release = releaseScript
 	}
+	c.release = redis.NewScriptCall(release, m.keyArg, c.value)
 	return c
 }
 

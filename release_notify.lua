@@ -1,5 +1,6 @@
 -- release_notify.lua: delete the lock on one node if it is still ours, and
--- announce the release to waiters (Unlock with release notification).
+-- announce the release to waiters (Unlock, and the undo of a failed try,
+-- with release notification).
 -- KEYS[1] the lock key; ARGV[1] the owner's value.
 -- Returns 1 when deleted, 0 when another owner holds the key, -1 when the
 -- key does not exist (it expired).
