@@ -23,6 +23,16 @@
 // [ErrWrongType]) and carry the failing node's index in a *[RedisError] or
 // *[ErrNodeTaken], found with errors.As.
 //
+// # Lifetime and hand-off
+//
+// [Redsync.Do] holds a lock while a function runs, extending it in the
+// background, and cancels the function's context (with a cause matching
+// [ErrLockLost]) as soon as the lock can no longer be guaranteed.
+// [Mutex.Context] and [WithAutoExtend] give the same to Lock and Unlock.
+// Unlock announces the release (Redis pub/sub), and a Lock that waits is
+// woken by the announcement instead of polling, when its pools implement
+// [redis.Subscriber]; see [WithReleaseNotification].
+//
 // # Safety
 //
 // Redlock assumes nodes that do not forget granted locks (persistence with

@@ -12,6 +12,12 @@ import (
 
 // Redsync makes distributed mutexes over a set of independent Redis nodes,
 // one [redis.Pool] per node. It is safe for concurrent use.
+//
+// While some Lock of its mutexes waits for a lock held elsewhere, a Redsync
+// keeps one listening connection (and one goroutine) per node whose pool
+// implements [redis.Subscriber], shared by all its mutexes, to learn of
+// releases; it closes them when no Lock waits any more. So share one
+// Redsync per process rather than making one per lock.
 type Redsync struct {
 	pools  []redis.Pool
 	rounds sync.Pool // of *round, shared by the mutexes
