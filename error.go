@@ -176,8 +176,20 @@ func classifyReplyError(err error) (wrapped error, permanent bool) {
 			return err, true
 		}
 	}
+	// A user allowed EVAL but not a command the script calls gets a plain
+	// ERR reply, worded by version: Redis 7.0 "The user executing the script
+	// can't run this command or subcommand", 7.2+ "ACL failure in script".
+	for _, denial := range scriptACLDenials {
+		if strings.Contains(msg, denial) {
+			return err, true
+		}
+	}
 	return err, false
 }
+
+// scriptACLDenials are texts of the error replies of a script whose inner
+// command the user may not run.
+var scriptACLDenials = []string{"can't run this command or subcommand", "ACL failure in script"}
 
 // lostError is the cause of a held-lock context that ended because the lock
 // can no longer be guaranteed. It matches ErrLockLost and wraps what

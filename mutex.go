@@ -129,15 +129,6 @@ func (m *Mutex) lockContext(ctx context.Context, tries int) error {
 	if ctx.Err() != nil {
 		return &cancelError{cause: context.Cause(ctx)}
 	}
-	value, err := m.genValueFunc()
-	if err != nil {
-		return fmt.Errorf("%w: generating the lock value: %w", ErrFailed, err)
-	}
-	if value == "" || len(value) > maxValueLen {
-		return newConfigError("the value generator returned %d bytes; a lock value must have 1 to %d", len(value), maxValueLen)
-	}
-	calls := m.makeCalls(value)
-
 	var (
 		timer *time.Timer
 		last  error
@@ -167,6 +158,17 @@ func (m *Mutex) lockContext(ctx context.Context, tries int) error {
 		if wait.skipTry(m, try, tries) {
 			continue // waiters of this process are ahead: keep waiting
 		}
+		// Each try has a value of its own: the undo of a failed try may
+		// reach a slow node after we gave up on it, and must not delete
+		// the lock that a later try took with the same value.
+		value, err := m.genValueFunc()
+		if err != nil {
+			return fmt.Errorf("%w: generating the lock value: %w", ErrFailed, err)
+		}
+		if value == "" || len(value) > maxValueLen {
+			return newConfigError("the value generator returned %d bytes; a lock value must have 1 to %d", len(value), maxValueLen)
+		}
+		calls := m.makeCalls(value)
 		until, permanent, err := m.acquire(ctx, calls)
 		if err == nil {
 			m.mu.Lock()
