@@ -46,6 +46,7 @@ type row struct {
 	timeoutFactor float64       // 0 for the default
 	nodeArgs      []string      // extra redis-server arguments of the lock nodes
 	longHold      bool          // one grant in longEvery holds longHold
+	fencing       bool          // WithFencing and a guarded write (fencing.go)
 	oneShot       bool          // the fault happens once: one cycle
 
 	// inject runs fault cycles until ctx ends, counting each in
@@ -104,6 +105,7 @@ type result struct {
 	conflicts    int64
 	p50, p99     time.Duration
 	audit        AuditResult
+	grants       []Grant // every grant logged, for further checks
 	resets       int64
 	notes        []string
 }
@@ -161,6 +163,7 @@ func runRow(t *testing.T, resource *redistest.Server, r row, sc scale) result {
 			Expiry:        r.ttl,
 			Hold:          hold,
 			TimeoutFactor: r.timeoutFactor,
+			Fencing:       r.fencing,
 			Log:           filepath.Join(h.dir, fmt.Sprintf("worker%d.jsonl", id)),
 		}
 		for _, p := range h.proxies {
@@ -262,6 +265,7 @@ func runRow(t *testing.T, resource *redistest.Server, r row, sc scale) result {
 		t.Fatal(err)
 	}
 	res.acquisitions = len(grants)
+	res.grants = grants
 	res.overlaps = Sweep(grants)
 	res.doubleGrants = len(res.overlaps)
 	res.lostUpdates = tot.LostUpdates()

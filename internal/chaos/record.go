@@ -24,6 +24,11 @@ type Grant struct {
 
 	Unlocked  bool   `json:"unlocked"`
 	UnlockErr string `json:"unlock_err,omitempty"`
+
+	// With WorkerConfig.Fencing (fencing.go): the grant's token, and its
+	// guarded write.
+	Token uint64      `json:"token,omitempty"`
+	Fence *FenceWrite `json:"fence,omitempty"`
 }
 
 // WindowEnd returns the end of the grant's validity window: the validity

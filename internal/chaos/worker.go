@@ -44,6 +44,9 @@ type WorkerConfig struct {
 	LongEvery int           `json:"long_every"`
 	// TimeoutFactor is WithTimeoutFactor's; 0 for the default.
 	TimeoutFactor float64 `json:"timeout_factor"`
+	// Fencing turns WithFencing on, and adds a guarded write to the
+	// critical section (fencing.go).
+	Fencing bool `json:"fencing"`
 }
 
 // WorkerMain runs the worker configured by $REDSYNC_CHAOS_WORKER until
@@ -140,6 +143,9 @@ func RunWorker(ctx context.Context, cfg WorkerConfig, out io.Writer) error {
 	if cfg.TimeoutFactor > 0 {
 		opts = append(opts, redsync.WithTimeoutFactor(cfg.TimeoutFactor))
 	}
+	if cfg.Fencing {
+		opts = append(opts, redsync.WithFencing())
+	}
 	mutex := redsync.New(pools...).NewMutex(cfg.Key, opts...)
 
 	w := bufio.NewWriter(out)
@@ -165,6 +171,7 @@ func RunWorker(ctx context.Context, cfg WorkerConfig, out io.Writer) error {
 			Called:   called,
 			Acquired: acquired,
 			ValidEnd: acquired + int64(mutex.Until().Sub(now)),
+			Token:    mutex.FencingToken(),
 		}
 		hold, owner := cfg.Hold, fmt.Sprintf("%d/%s", cfg.ID, g.Value)
 		if cfg.LongEvery > 0 && rand.N(cfg.LongEvery) == 0 {
@@ -205,6 +212,9 @@ func criticalSection(res *Resource, owner string, hold time.Duration, g *Grant) 
 		return
 	}
 	time.Sleep(hold)
+	if g.Token != 0 {
+		fencedWrite(ctx, res, g)
+	}
 	g.Wrote = g.Read + 1
 	if err = res.WriteCounter(ctx, g.Wrote); err != nil {
 		return

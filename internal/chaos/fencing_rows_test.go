@@ -1,0 +1,131 @@
+package chaos
+
+import (
+	"flag"
+	"fmt"
+	"os"
+	"regexp"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/go-redlock/redsync/internal/redistest"
+)
+
+var fencingReportPath = flag.String("chaos.fencing.report", "", "write the fencing results table (Markdown) to this file")
+
+// fencingRow is a row of the fault table run with fencing.
+type fencingRow struct {
+	base string // the name of the row in rows()
+	// losesCounters: nodes restart without persistence, so tokens may
+	// repeat (the known limit of fencing); their order is reported, not
+	// asserted.
+	losesCounters bool
+	// mustReject: the fault makes holders write after their validity,
+	// and the resource must refuse at least one such write.
+	mustReject bool
+	short      bool // also in the short table (go test)
+}
+
+// fencingRows are the rows of the fault table run again with
+// WithFencing and the guarded write.
+var fencingRows = []fencingRow{
+	{base: "canary-paused-worker", mustReject: true, short: true},
+	{base: "baseline"},
+	{base: "restart-majority-aof-always", short: true},
+	{base: "restart-minority-immediate-guard", losesCounters: true},
+	{base: "restart-majority-immediate-guard", losesCounters: true},
+	{base: "pause-majority"},
+	{base: "blackhole-majority", short: true},
+	{base: "slow-majority-validity"},
+	{base: "connection-resets"},
+}
+
+// TestChaosFencing runs rows of the fault table with fencing on: besides
+// the usual checks of each row, the resource must accept no stale write
+// (one called after the resource confirmed a write with a greater token),
+// and tokens must strictly increase from one holder to the next, except in
+// rows where nodes lose their counters. go test runs the rows marked
+// short; -long runs all of them to at least 10,000 acquisitions each.
+func TestChaosFencing(t *testing.T) {
+	sc := shortScale
+	if *long {
+		sc = longScale
+	}
+	var only *regexp.Regexp
+	if *rowsRE != "" {
+		only = regexp.MustCompile(*rowsRE)
+	}
+	all := rows()
+	resource := redistest.Start(t)
+	var table []string
+	for _, fr := range fencingRows {
+		i := slices.IndexFunc(all, func(r row) bool { return r.name == fr.base })
+		if i < 0 {
+			t.Fatalf("no row %q in the fault table", fr.base)
+		}
+		r := all[i]
+		r.name = "fencing-" + strings.TrimPrefix(r.name, "canary-")
+		r.fault += "; WithFencing, guarded write"
+		r.fencing = true
+		switch {
+		case only != nil && !only.MatchString(r.name):
+			continue
+		case only == nil && !*long && !fr.short:
+			continue
+		}
+		t.Run(r.name, func(t *testing.T) {
+			res := runRow(t, resource, r, sc)
+			fence := CheckFencing(res.grants)
+			t.Logf("%s: %d acquisitions, %d fault cycles, %d double grants, %d lost updates, %d conflicts; fencing: %v",
+				r.name, res.acquisitions, res.cycles, res.doubleGrants, res.lostUpdates, res.conflicts, fence)
+			for _, e := range fence.Examples {
+				t.Logf("tokens not increasing: %s", e)
+			}
+			table = append(table, fencingMarkdownRow(&res, fence, fr))
+			check(t, &res, sc)
+			checkFencing(t, fence, fr)
+		})
+	}
+	out := fencingMarkdownHeader + "\n" + strings.Join(table, "\n") + "\n"
+	t.Logf("fencing results:\n%s", out)
+	if *fencingReportPath != "" {
+		if err := os.WriteFile(*fencingReportPath, []byte(out), 0o644); err != nil {
+			t.Error(err)
+		}
+	}
+}
+
+// checkFencing asserts what fencing promises in the row.
+func checkFencing(t *testing.T, fence FenceResult, fr fencingRow) {
+	t.Helper()
+	if fence.Grants == 0 {
+		t.Errorf("no grant carried a fencing token")
+	}
+	if fence.StaleAccepted != 0 {
+		t.Errorf("the resource accepted %d stale writes; want 0", fence.StaleAccepted)
+	}
+	if fence.Errors != 0 {
+		t.Errorf("%d guarded writes failed; want 0 (the resource node is never faulted)", fence.Errors)
+	}
+	if fence.NotIncreasing != 0 && !fr.losesCounters {
+		t.Errorf("%d pairs of successive holders with tokens not increasing; want 0", fence.NotIncreasing)
+	}
+	if fr.mustReject && fence.LateRejected == 0 {
+		t.Errorf("no write made after its validity was refused (%d late writes): the fault did not hit, or fencing failed", fence.Late)
+	}
+}
+
+const fencingMarkdownHeader = `| row | acquisitions | fault cycles | double grants | lost updates (unguarded counter) | tokens not increasing | guarded writes | accepted | rejected as stale | stale writes accepted | writes after validity (rejected) |
+|---|---|---|---|---|---|---|---|---|---|---|`
+
+func fencingMarkdownRow(res *result, fence FenceResult, fr fencingRow) string {
+	notIncreasing := fmt.Sprint(fence.NotIncreasing)
+	if fr.losesCounters {
+		notIncreasing += " (counters lost: not asserted)"
+	}
+	return fmt.Sprintf("| %s | %d | %d | %d | %d | %s | %d | %d | %d | %d | %d (%d) |",
+		res.row.name, res.acquisitions, res.cycles, res.doubleGrants, res.lostUpdates,
+		notIncreasing, fence.Writes, fence.Accepted, fence.Rejected, fence.StaleAccepted,
+		fence.Late, fence.LateRejected)
+}
