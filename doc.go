@@ -40,5 +40,7 @@
 // clocks that do not jump forward, and a holder that finishes its work
 // within the validity. A holder paused past its validity (GC, SIGSTOP) can
 // still act on the resource; only a token checked by the resource prevents
-// that.
+// that. [WithFencing] issues such tokens, strictly increasing from one
+// holder to the next across the quorum, and [GuardedSet] checks them for a
+// resource kept in Redis (docs/FENCING.md).
 package redsync
