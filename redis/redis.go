@@ -19,8 +19,11 @@ import (
 // Pool hands out connections to one Redis server (or to one Redis
 // deployment, such as a cluster). Each Redlock node is one Pool.
 //
-// Get is called concurrently from several goroutines. The ctx bounds the
-// commands sent on the returned Conn: when it is done, they fail.
+// Get is called concurrently from several goroutines. The ctx should bound
+// the commands sent on the returned Conn, so that they fail when it is done;
+// where the driver cannot honour it (go-redis without its
+// ContextTimeoutEnabled option), the core still bounds each node by its
+// per-node timeout and stops waiting for the reply.
 type Pool interface {
 	Get(ctx context.Context) (Conn, error)
 }
