@@ -253,8 +253,8 @@ func (m *Mutex) Unlock() (bool, error) {
 
 // UnlockContext releases the lock and reports whether a quorum of nodes
 // released it. Each node is bounded by the per-node timeout as well as ctx.
-// When the lock had already expired on the failing nodes, the error
-// matches [ErrLockAlreadyExpired].
+// When the lock had already expired on so many nodes that no quorum could
+// release it, the error matches [ErrLockAlreadyExpired].
 func (m *Mutex) UnlockContext(ctx context.Context) (bool, error) {
 	_, calls, err := m.current()
 	if err != nil {
@@ -268,8 +268,13 @@ func (m *Mutex) UnlockContext(ctx context.Context) (bool, error) {
 	if t.done >= m.quorum {
 		return true, nil
 	}
-	if t.missing > 0 {
+	// Expired only when the missing keys alone rule out a quorum; a lock
+	// that failed on timeouts and errors is not reported as expired.
+	if t.missing > len(m.pools)-m.quorum {
 		return false, errors.Join(ErrLockAlreadyExpired, t.err())
+	}
+	if t.missing > 0 && t.err() == nil {
+		return false, ErrLockAlreadyExpired
 	}
 	return false, t.err()
 }

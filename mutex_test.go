@@ -347,6 +347,23 @@ func TestUnlock(t *testing.T) {
 			t.Fatalf("Unlock() = %v, %v, want false, ErrLockAlreadyExpired", ok, err)
 		}
 	})
+	t.Run("failed nodes are not an expiry", func(t *testing.T) {
+		c := newFakeCluster(3)
+		m := c.mutex("k")
+		if err := m.Lock(); err != nil {
+			t.Fatal(err)
+		}
+		c.nodes[0].mu.Lock()
+		delete(c.nodes[0].keys, "k")
+		c.nodes[0].mu.Unlock()
+		boom := errors.New("connection reset")
+		c.nodes[1].setErr(boom)
+		c.nodes[2].setErr(boom)
+		ok, err := m.Unlock()
+		if ok || !errors.Is(err, boom) || errors.Is(err, ErrLockAlreadyExpired) {
+			t.Fatalf("Unlock() = %v, %v, want false and the node errors, not ErrLockAlreadyExpired", ok, err)
+		}
+	})
 	t.Run("with value from elsewhere", func(t *testing.T) {
 		c := newFakeCluster(3)
 		owner := c.mutex("k")
