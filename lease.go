@@ -201,11 +201,13 @@ func (l *lease) extendLoop(interval time.Duration) {
 		}
 		// An extension that cannot finish within the validity is worthless.
 		ctx, cancel := context.WithTimeout(context.Background(), left)
+		began := time.Now()
 		ok, err := m.extendValue(ctx, l.value)
 		// A node that timed out or dropped the connection may answer the
 		// next time; a lock that the nodes say is gone or taken will not
-		// come back.
-		for try := 1; !ok && try < extendTries && extendRetriable(err) && ctx.Err() == nil; try++ {
+		// come back. Retrying stops after half an interval, so that a loss
+		// is still reported within about one interval.
+		for try := 1; !ok && try < extendTries && extendRetriable(err) && ctx.Err() == nil && time.Since(began) < interval/2; try++ {
 			ok, err = m.extendValue(ctx, l.value)
 		}
 		cancel()

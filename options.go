@@ -148,9 +148,9 @@ func WithShufflePools(b bool) Option {
 // An interval of 0 means a third of the expiry; it must be shorter than
 // the validity (the expiry less the drift and the per-node timeout). An
 // extension that fails because of node errors (timeouts, dropped
-// connections) is tried again at once, up to three tries in all; when it
-// still fails, or when the nodes report the key expired or taken, the lock
-// is treated as lost: [Mutex.Context] ends with a cause matching
+// connections) is tried again at once, up to three tries in all and while
+// less than half an interval has passed; when it still fails, or when the
+// nodes report the key expired or taken, the lock is treated as lost: [Mutex.Context] ends with a cause matching
 // [ErrLockLost] and extension stops. [Redsync.Do]
 // always extends, with this option's interval when given. The default is
 // no automatic extension.
