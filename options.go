@@ -150,10 +150,10 @@ func WithShufflePools(b bool) Option {
 // extension that fails because of node errors (timeouts, dropped
 // connections) is tried again at once, up to three tries in all and while
 // less than half an interval has passed; when it still fails, or when the
-// nodes report the key expired or taken, the lock is treated as lost: [Mutex.Context] ends with a cause matching
-// [ErrLockLost] and extension stops. [Redsync.Do]
-// always extends, with this option's interval when given. The default is
-// no automatic extension.
+// nodes report the key expired or taken, the lock is treated as lost:
+// [Mutex.Context] ends with a cause matching [ErrLockLost] and extension
+// stops. [Redsync.Do] always extends, with this option's interval when
+// given. The default is no automatic extension.
 func WithAutoExtend(interval time.Duration) Option {
 	return OptionFunc(func(m *Mutex) {
 		m.autoExtend, m.autoExtendOn = interval, true
