@@ -139,10 +139,11 @@ func (m *Mutex) fencedAcquireCall(value any) redis.ScriptCall {
 // Every node that granted the lock and was counted returned its counter
 // before its outcome was collected, so the highest counter covers at least
 // those nodes. Counters of nodes that refused, or answered too late, can
-// only raise it, which does no harm.
-func (m *Mutex) fencedAcquireRound(ctx context.Context, calls *lockCalls) (tally, uint64) {
+// only raise it, which does no harm. tr, when not nil, records the nodes'
+// results for the observer.
+func (m *Mutex) fencedAcquireRound(ctx context.Context, calls *lockCalls, tr *nodeTrace) (tally, uint64) {
 	var highest atomic.Uint64
-	t := m.fanout(ctx, m.nodeTimeout(), m.failFast, func(ctx context.Context, node int) (int64, error) {
+	t := m.broadcast(ctx, m.nodeTimeout(), m.failFast, nodeOp{trace: tr, fn: func(ctx context.Context, node int) (int64, error) {
 		reply, err := evalScript(ctx, m.pools[node], m.runners[node], &calls.acquire)
 		if err != nil {
 			return 0, err
@@ -161,7 +162,7 @@ func (m *Mutex) fencedAcquireRound(ctx context.Context, calls *lockCalls) (tally
 			}
 		}
 		return status, nil
-	})
+	}})
 	return t, highest.Load()
 }
 

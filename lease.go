@@ -141,7 +141,9 @@ func (l *lease) expire() {
 	}
 	l.endLocked()
 	m.mu.Unlock()
-	l.cancel(&lostError{reason: reason})
+	cause := &lostError{reason: reason}
+	l.cancel(cause)
+	m.observeLost(l.value, cause)
 }
 
 // endLocked marks the lease ended and stops its timer and extender; the
@@ -156,7 +158,8 @@ func (l *lease) endLocked() {
 	}
 }
 
-// end ends the lease with cause unless it has ended already.
+// end ends the lease with cause, a loss (told to the observer), unless it
+// has ended already.
 func (l *lease) end(cause error) {
 	l.m.mu.Lock()
 	if l.ended {
@@ -166,6 +169,7 @@ func (l *lease) end(cause error) {
 	l.endLocked()
 	l.m.mu.Unlock()
 	l.cancel(cause)
+	l.m.observeLost(l.value, cause)
 }
 
 // extendedTo moves the lease's deadline after a successful extension. The

@@ -53,12 +53,16 @@ type Mutex struct {
 	noNotify     bool          // WithReleaseNotification(false)
 	notify       *notifier     // the Redsync's release notifications, or nil
 
+	observer Observer // WithObserver or Redsync.SetObserver; nil for none (hooks.go)
+
 	mu       sync.Mutex
 	value    string     // the current acquisition's value; set by WithValue or Lock
 	until    time.Time  // end of the current acquisition's validity
 	calls    *lockCalls // script calls of the current value
 	lease    *lease     // the current acquisition's lease, once needed
 	unlocked bool       // Unlock was called since the last acquisition
+
+	heldSince acquisitionStart // with an observer: the start of the current acquisition
 }
 
 // lockCalls are the script calls of one acquisition, built once and sent
@@ -100,7 +104,7 @@ func (m *Mutex) TryLock() error {
 
 // TryLockContext tries once to acquire the lock, without retrying.
 func (m *Mutex) TryLockContext(ctx context.Context) error {
-	return m.lockContext(ctx, 1)
+	return m.lock(ctx, 1)
 }
 
 // Lock acquires the lock, trying up to the configured number of times (see
@@ -116,10 +120,12 @@ func (m *Mutex) Lock() error {
 // was set), and nothing is left locked: a try cut short is undone on every
 // node with a short timeout of its own.
 func (m *Mutex) LockContext(ctx context.Context) error {
-	return m.lockContext(ctx, m.tries)
+	return m.lock(ctx, m.tries)
 }
 
-func (m *Mutex) lockContext(ctx context.Context, tries int) error {
+// lockContext makes up to tries tries; rec, when not nil, records them for
+// the observer (hooks.go).
+func (m *Mutex) lockContext(ctx context.Context, tries int, rec *acquireRecord) error {
 	if m.configErr != nil {
 		return m.configErr
 	}
@@ -169,7 +175,8 @@ func (m *Mutex) lockContext(ctx context.Context, tries int) error {
 			return newConfigError("the value generator returned %d bytes; a lock value must have 1 to %d", len(value), maxValueLen)
 		}
 		calls := m.makeCalls(value)
-		until, permanent, err := m.acquire(ctx, calls)
+		until, permanent, err := m.acquire(ctx, calls, rec)
+		rec.tried(err)
 		if err == nil {
 			m.mu.Lock()
 			m.value, m.until, m.calls = value, until, calls
@@ -194,17 +201,18 @@ func (m *Mutex) lockContext(ctx context.Context, tries int) error {
 // acquire makes one try: the acquire script on every node, then the
 // validity check. On failure it releases on every node (a SET may have
 // landed where the reply was lost) and tells whether the nodes' errors make
-// a quorum impossible for good.
-func (m *Mutex) acquire(ctx context.Context, calls *lockCalls) (until time.Time, permanent bool, err error) {
+// a quorum impossible for good. rec, when not nil, records the try.
+func (m *Mutex) acquire(ctx context.Context, calls *lockCalls, rec *acquireRecord) (until time.Time, permanent bool, err error) {
 	start := m.now()
+	tr := rec.try()
 	var (
 		t       tally
 		highest uint64 // WithFencing: the highest fencing counter read
 	)
 	if m.fence.on {
-		t, highest = m.fencedAcquireRound(ctx, calls)
+		t, highest = m.fencedAcquireRound(ctx, calls, tr)
 	} else {
-		t = m.fanoutScript(ctx, m.nodeTimeout(), m.failFast, &calls.acquire)
+		t = m.broadcast(ctx, m.nodeTimeout(), m.failFast, nodeOp{call: &calls.acquire, trace: tr})
 	}
 	validity := m.expiry - m.now().Sub(start) - m.drift()
 	if t.done >= m.quorum && validity > 0 {
@@ -256,6 +264,14 @@ func (m *Mutex) Unlock() (bool, error) {
 // When the lock had already expired on so many nodes that no quorum could
 // release it, the error matches [ErrLockAlreadyExpired].
 func (m *Mutex) UnlockContext(ctx context.Context) (bool, error) {
+	if m.observer != nil {
+		return m.unlockObserved(ctx)
+	}
+	return m.unlock(ctx, nil)
+}
+
+// unlock is UnlockContext; tr, when not nil, records the nodes' results.
+func (m *Mutex) unlock(ctx context.Context, tr *nodeTrace) (bool, error) {
 	_, calls, err := m.current()
 	if err != nil {
 		return false, err
@@ -264,7 +280,7 @@ func (m *Mutex) UnlockContext(ctx context.Context) (bool, error) {
 		ctx = context.Background()
 	}
 	m.released()
-	t := m.fanoutScript(ctx, m.nodeTimeout(), m.failFast, &calls.release)
+	t := m.broadcast(ctx, m.nodeTimeout(), m.failFast, nodeOp{call: &calls.release, trace: tr})
 	if t.done >= m.quorum {
 		return true, nil
 	}
@@ -290,6 +306,14 @@ func (m *Mutex) Extend() (bool, error) {
 // [ErrExtendFailed], and also [ErrLockAlreadyExpired] when the key had
 // expired on so many nodes that no quorum was possible.
 func (m *Mutex) ExtendContext(ctx context.Context) (bool, error) {
+	if m.observer != nil {
+		return m.extendObserved(ctx)
+	}
+	return m.extend(ctx, nil)
+}
+
+// extend is ExtendContext; tr, when not nil, records the nodes' results.
+func (m *Mutex) extend(ctx context.Context, tr *nodeTrace) (bool, error) {
 	value, calls, err := m.current()
 	if err != nil {
 		return false, err
@@ -303,7 +327,7 @@ func (m *Mutex) ExtendContext(ctx context.Context) (bool, error) {
 	}
 	extend := redis.NewScriptCall(extendScript, m.keyArg, calls.value, m.ttlArg, setNX)
 	start := m.now()
-	t := m.fanoutScript(ctx, m.nodeTimeout(), m.failFast, &extend)
+	t := m.broadcast(ctx, m.nodeTimeout(), m.failFast, nodeOp{call: &extend, trace: tr})
 	validity := m.expiry - m.now().Sub(start) - m.drift()
 	if t.done >= m.quorum && validity > 0 {
 		m.mu.Lock()

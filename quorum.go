@@ -16,9 +16,10 @@ type nodeFunc func(ctx context.Context, node int) (int64, error)
 
 // nodeResult is the outcome of one command on one node.
 type nodeResult struct {
-	node  int
-	reply int64
-	err   error
+	node    int
+	reply   int64
+	err     error
+	latency time.Duration // from the round's start; measured only for an observer
 }
 
 // tally counts the outcomes of one command sent to every node.
@@ -80,8 +81,9 @@ func (m *Mutex) fanoutScript(ctx context.Context, timeout time.Duration, failFas
 // nodeOp is what a round sends to each node: a script with its args, or a
 // function.
 type nodeOp struct {
-	call *redis.ScriptCall
-	fn   nodeFunc
+	call  *redis.ScriptCall
+	fn    nodeFunc
+	trace *nodeTrace // records the nodes' results for an observer; nil for none (hooks.go)
 }
 
 // round is one command sent to every node, shared by the goroutines that
@@ -95,6 +97,7 @@ type round struct {
 	op      nodeOp
 	results chan nodeResult
 	refs    atomic.Int32
+	start   time.Time // with a trace: the start, for the latencies; zero otherwise
 }
 
 func (r *round) serve(node int) {
@@ -104,6 +107,9 @@ func (r *round) serve(node int) {
 		res.reply, res.err = r.op.fn(r.ctx, node)
 	} else {
 		res.reply, res.err = r.m.runScript(r.ctx, node, r.op.call)
+	}
+	if !r.start.IsZero() {
+		res.latency = time.Since(r.start)
 	}
 	r.results <- res
 	r.release()
@@ -140,6 +146,9 @@ func (m *Mutex) broadcast(ctx context.Context, timeout time.Duration, failFast b
 		r = &round{results: make(chan nodeResult, n)}
 	}
 	r.m, r.ctx, r.cancel, r.op = m, ctx, cancel, op
+	if op.trace != nil {
+		r.start = time.Now()
+	}
 	r.refs.Store(int32(n + 1)) // the nodes' goroutines and the caller
 	for node := range n {
 		go r.serve(node)
@@ -153,6 +162,7 @@ collect:
 		case res := <-r.results:
 			answered.add(res.node)
 			t.add(res)
+			op.trace.add(res)
 			if failFast && t.decided(m.quorum) {
 				break collect
 			}
@@ -163,7 +173,12 @@ collect:
 			}
 			for node := range n {
 				if !answered.has(node) {
-					t.add(nodeResult{node: node, err: err})
+					res := nodeResult{node: node, err: err}
+					if op.trace != nil {
+						res.latency = time.Since(r.start)
+					}
+					t.add(res)
+					op.trace.add(res)
 				}
 			}
 			break collect

@@ -22,6 +22,8 @@ type Redsync struct {
 	pools  []redis.Pool
 	rounds sync.Pool // of *round, shared by the mutexes
 	notify *notifier // release notifications (handoff.go); nil when the pools cannot subscribe
+
+	observer observerSlot // the default Observer of its mutexes (hooks.go)
 }
 
 // New returns a Redsync over the given pools, one per independent Redis
@@ -52,6 +54,7 @@ func (r *Redsync) NewMutex(name string, options ...Option) *Mutex {
 		rounds:        &r.rounds,
 		notify:        r.notify,
 		now:           time.Now,
+		observer:      r.defaultObserver(),
 	}
 	for _, o := range options {
 		if o != nil {
