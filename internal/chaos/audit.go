@@ -26,10 +26,11 @@ type Auditor struct {
 	key     string
 	every   time.Duration
 
-	cancel  context.CancelFunc
-	done    chan struct{}
-	mu      sync.Mutex
-	samples []Sample
+	cancel   context.CancelFunc
+	done     chan struct{}
+	stopOnce sync.Once
+	mu       sync.Mutex
+	samples  []Sample
 }
 
 // StartAuditor starts sampling key on the nodes at addrs every interval,
@@ -94,13 +95,16 @@ func (a *Auditor) sample(ctx context.Context) Sample {
 	return s
 }
 
-// Stop ends the sampling, closes the clients and returns the samples.
+// Stop ends the sampling, closes the clients and returns the samples. It
+// may be called more than once.
 func (a *Auditor) Stop() []Sample {
-	a.cancel()
-	<-a.done
-	for _, c := range a.clients {
-		c.Close()
-	}
+	a.stopOnce.Do(func() {
+		a.cancel()
+		<-a.done
+		for _, c := range a.clients {
+			c.Close()
+		}
+	})
 	return a.samples
 }
 

@@ -150,6 +150,7 @@ func runRow(t *testing.T, resource *redistest.Server, r row, sc scale) result {
 	}
 
 	auditor := StartAuditor(nodeAddrs, lockKey, 10*time.Millisecond)
+	t.Cleanup(func() { auditor.Stop() })
 	bin, err := os.Executable()
 	if err != nil {
 		t.Fatal(err)
@@ -184,6 +185,9 @@ func runRow(t *testing.T, resource *redistest.Server, r row, sc scale) result {
 		if err != nil {
 			t.Fatal(err)
 		}
+		// Workers of a row cut short by t.Fatal must not run on; a worker
+		// stopped already is left alone.
+		t.Cleanup(func() { w.Stop(5 * time.Second) })
 		h.workers = append(h.workers, w)
 	}
 	stopWorkers := func() {

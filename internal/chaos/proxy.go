@@ -1,6 +1,7 @@
 package chaos
 
 import (
+	"errors"
 	"math/rand/v2"
 	"net"
 	"sync"
@@ -88,9 +89,21 @@ func (p *Proxy) Close() error {
 func (p *Proxy) accept() {
 	defer p.wg.Done()
 	for {
-		client, err := p.ln.Accept()
-		if err != nil {
+		// A blackholed node accepts nothing: new connections wait in the
+		// kernel's backlog, as SYNs to an unreachable host would, and hold
+		// no descriptor of this process.
+		if !p.waitHealed() {
 			return
+		}
+		client, err := p.ln.Accept()
+		if errors.Is(err, net.ErrClosed) {
+			return
+		}
+		if err != nil {
+			// Out of descriptors, for one: try again, never give up
+			// serving the node.
+			time.Sleep(10 * time.Millisecond)
+			continue
 		}
 		if !p.track(client) {
 			client.Close()
@@ -146,13 +159,17 @@ func (p *Proxy) serve(client net.Conn) {
 	}
 	defer p.untrack(server)
 	defer server.Close()
-	done := make(chan struct{}, 2)
+	// Either direction ending ends the connection, as a real one would: a
+	// client that gave up on a paused node must not leave the proxy
+	// waiting for the node's reply with two descriptors open.
+	done := make(chan struct{})
 	go func() {
+		defer close(done)
 		p.forward(server, client, false)
-		done <- struct{}{}
+		client.Close()
+		server.Close()
 	}()
 	p.forward(client, server, true)
-	// Either direction ending ends the connection, as a real one would.
 	client.Close()
 	server.Close()
 	<-done
