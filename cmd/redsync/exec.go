@@ -1,0 +1,315 @@
+//go:build unix
+
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"log/slog"
+	"math"
+	"os"
+	"os/exec"
+	"os/signal"
+	"slices"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/go-redlock/redsync"
+)
+
+// Environment variables set for the command.
+const (
+	envName    = "REDSYNC_LOCK_NAME"
+	envValue   = "REDSYNC_LOCK_VALUE"
+	envFencing = "REDSYNC_FENCING_TOKEN"
+)
+
+// forwarded are the signals that redsync passes on to the command.
+var forwarded = []os.Signal{syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP}
+
+// runExec runs "redsync exec".
+func runExec(args []string, stdout, stderr io.Writer) int {
+	var o options
+	pos, err := parseArgs(o.flagSet("exec"), args)
+	if err != nil {
+		return flagError(err, stdout, stderr)
+	}
+	switch {
+	case len(pos) == 0:
+		return usageError(stderr, "exec: no lock NAME")
+	case pos[0] == "":
+		return usageError(stderr, "exec: empty lock NAME")
+	}
+	name, command := pos[0], pos[1:]
+	if len(command) > 0 && command[0] == "--" {
+		command = command[1:]
+	}
+	if len(command) == 0 {
+		return usageError(stderr, "exec: no COMMAND after NAME")
+	}
+	if err := o.check(); err != nil {
+		return usageError(stderr, "exec: "+err.Error())
+	}
+	spec, err := o.nodeSpec()
+	if err != nil {
+		return usageError(stderr, "exec: "+err.Error())
+	}
+	// Look the command up before taking the lock: a typo must not hold it.
+	path, err := exec.LookPath(command[0])
+	if err != nil {
+		errorf(stderr, "%s: %v", command[0], lookPathError(err))
+		if errors.Is(err, exec.ErrNotFound) || errors.Is(err, fs.ErrNotExist) {
+			return exitNotFound
+		}
+		return exitNotExec
+	}
+	nodes, err := openNodes(spec, o.cacert)
+	if err != nil {
+		return usageError(stderr, "exec: "+err.Error())
+	}
+	defer closeNodes(nodes)
+	connect(nodes)
+
+	mutexOpts := []redsync.Option{redsync.WithExpiry(o.ttl), redsync.WithAutoExtend(0)}
+	if o.wait > 0 {
+		mutexOpts = append(mutexOpts, redsync.WithTries(math.MaxInt32)) // bounded by --wait
+	}
+	if o.fencing {
+		mutexOpts = append(mutexOpts, redsync.WithFencing())
+	}
+	if o.verbose {
+		logger := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
+		mutexOpts = append(mutexOpts, redsync.WithObserver(redsync.SlogObserver(logger)))
+	}
+	m := redsync.New(pools(nodes)...).NewMutex(name, mutexOpts...)
+
+	sigs := make(chan os.Signal, 8)
+	signal.Notify(sigs, forwarded...)
+	defer signal.Stop(sigs)
+
+	if code, ok := acquire(m, &o, nodes, sigs, stderr); !ok {
+		return code
+	}
+	code := runHolding(m, &o, path, command, sigs, stderr)
+
+	ctx, cancel := context.WithTimeout(context.Background(), o.ttl)
+	defer cancel()
+	if _, err := m.UnlockContext(ctx); err != nil && code != exitLost {
+		errorf(stderr, "releasing lock %q: %s (it expires on the nodes within %v)", name, plain(err), o.ttl)
+	}
+	return code
+}
+
+// lookPathError shortens the error of exec.LookPath, which repeats the
+// command's name.
+func lookPathError(err error) error {
+	if errors.Is(err, exec.ErrNotFound) {
+		return errors.New("command not found")
+	}
+	var ee *exec.Error
+	if errors.As(err, &ee) {
+		return ee.Err
+	}
+	return err
+}
+
+// acquire takes the lock, waiting up to --wait, and gives up when one of
+// the forwarded signals arrives. It reports the exit status when the lock
+// was not taken.
+func acquire(m *redsync.Mutex, o *options, nodes []node, sigs <-chan os.Signal, stderr io.Writer) (int, bool) {
+	ctx, cancel := context.WithCancelCause(context.Background())
+	defer cancel(nil)
+	if o.wait > 0 {
+		var stop context.CancelFunc
+		ctx, stop = context.WithTimeout(ctx, o.wait)
+		defer stop()
+	}
+	done := make(chan error, 1)
+	go func() {
+		if o.wait > 0 {
+			done <- m.LockContext(ctx)
+		} else {
+			done <- m.TryLockContext(ctx)
+		}
+	}()
+	var err error
+	select {
+	case err = <-done:
+	case sig := <-sigs:
+		cancel(signalError{sig.(syscall.Signal)})
+		if err = <-done; err == nil {
+			// Taken as the signal came: let it go at once.
+			_, _ = m.UnlockContext(context.Background())
+		}
+		return 128 + int(sig.(syscall.Signal)), false
+	}
+	if err == nil {
+		return 0, true
+	}
+
+	switch failed := nodeErrors(err); {
+	case errors.Is(err, redsync.ErrInvalidConfig):
+		return usageError(stderr, "exec: "+plain(err)), false
+	case len(failed) > len(nodes)-(len(nodes)/2+1):
+		errorf(stderr, "lock %q not obtained: %d of %d nodes failed (a quorum needs %d):", m.Name(), len(failed), len(nodes), len(nodes)/2+1)
+		for _, i := range slices.Sorted(mapKeys(failed)) {
+			fmt.Fprintf(stderr, "  %s: %s\n", nodes[i].label, plain(failed[i]))
+		}
+		return exitUnavailable, false
+	}
+	if !o.quiet {
+		within := "at once"
+		if o.wait > 0 {
+			within = "within " + o.wait.String()
+		}
+		errorf(stderr, "lock %q is held elsewhere; not obtained %s", m.Name(), within)
+	}
+	return exitNotObtained, false
+}
+
+// runHolding runs the command while the lock is held and returns the exit
+// status: the command's, or exitLost when the lock was lost.
+func runHolding(m *redsync.Mutex, o *options, path string, command []string, sigs <-chan os.Signal, stderr io.Writer) int {
+	held := m.Context()
+	cmd := exec.Command(path, command[1:]...)
+	cmd.Args[0] = command[0]
+	cmd.Stdin, cmd.Stdout, cmd.Stderr = os.Stdin, os.Stdout, os.Stderr
+	cmd.Env = childEnv(m, o.fencing)
+	cmd.SysProcAttr = childAttr()
+	if err := cmd.Start(); err != nil {
+		errorf(stderr, "%s: %v", command[0], err)
+		return exitNotExec
+	}
+	// The command leads a process group of its own, which signals reach
+	// as a whole.
+	group := -cmd.Process.Pid
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+
+	var (
+		lost      error
+		heldDone  = held.Done()
+		killTimer *time.Timer
+		kill      <-chan time.Time
+	)
+	defer func() {
+		if killTimer != nil {
+			killTimer.Stop()
+		}
+	}()
+	for {
+		select {
+		case err := <-exited:
+			if lost != nil {
+				// Leave nothing of the group running without the lock.
+				_ = syscall.Kill(group, syscall.SIGKILL)
+				return exitLost
+			}
+			return exitStatus(cmd, err)
+		case sig := <-sigs:
+			_ = syscall.Kill(group, sig.(syscall.Signal))
+		case <-heldDone:
+			heldDone = nil
+			cause := context.Cause(held)
+			if !errors.Is(cause, redsync.ErrLockLost) {
+				continue
+			}
+			lost = cause
+			errorf(stderr, "%s; stopping %s (SIGTERM, SIGKILL in %v)", plain(cause), command[0], o.grace)
+			_ = syscall.Kill(group, syscall.SIGTERM)
+			killTimer = time.NewTimer(o.grace)
+			kill = killTimer.C
+		case <-kill:
+			kill = nil
+			_ = syscall.Kill(group, syscall.SIGKILL)
+		}
+	}
+}
+
+// exitStatus is the exit status of the command as a shell reports it:
+// 128+N when signal N killed it.
+func exitStatus(cmd *exec.Cmd, err error) int {
+	if ws, ok := cmd.ProcessState.Sys().(syscall.WaitStatus); ok {
+		if ws.Signaled() {
+			return 128 + int(ws.Signal())
+		}
+		return ws.ExitStatus()
+	}
+	if err != nil {
+		return exitSoftware
+	}
+	return cmd.ProcessState.ExitCode()
+}
+
+// childEnv is redsync's environment for the command, with the lock's
+// variables (and without inherited ones that do not apply).
+func childEnv(m *redsync.Mutex, fencing bool) []string {
+	env := slices.DeleteFunc(os.Environ(), func(kv string) bool {
+		return strings.HasPrefix(kv, envName+"=") || strings.HasPrefix(kv, envValue+"=") || strings.HasPrefix(kv, envFencing+"=")
+	})
+	env = append(env, envName+"="+m.Name(), envValue+"="+m.Value())
+	if fencing {
+		env = append(env, envFencing+"="+strconv.FormatUint(m.FencingToken(), 10))
+	}
+	return env
+}
+
+// plain returns the text of err on one line, without the library's
+// "redsync: " prefixes, which the command's own prefix makes redundant.
+func plain(err error) string {
+	s := strings.ReplaceAll(err.Error(), "redsync: ", "")
+	return strings.ReplaceAll(s, "\n", "; ")
+}
+
+// signalError is the cause of a wait for the lock cut short by a signal.
+type signalError struct {
+	sig syscall.Signal
+}
+
+func (e signalError) Error() string {
+	return "interrupted by " + e.sig.String()
+}
+
+// nodeErrors returns the node errors (*redsync.RedisError) found anywhere
+// in err, by node index.
+func nodeErrors(err error) map[int]error {
+	found := map[int]error{}
+	var walk func(error)
+	walk = func(err error) {
+		if re, ok := err.(*redsync.RedisError); ok {
+			if _, dup := found[re.Node]; !dup {
+				found[re.Node] = re.Err
+			}
+			return
+		}
+		switch u := err.(type) {
+		case interface{ Unwrap() error }:
+			if next := u.Unwrap(); next != nil {
+				walk(next)
+			}
+		case interface{ Unwrap() []error }:
+			for _, next := range u.Unwrap() {
+				walk(next)
+			}
+		}
+	}
+	if err != nil {
+		walk(err)
+	}
+	return found
+}
+
+func mapKeys[K comparable, V any](m map[K]V) func(func(K) bool) {
+	return func(yield func(K) bool) {
+		for k := range m {
+			if !yield(k) {
+				return
+			}
+		}
+	}
+}
