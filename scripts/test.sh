@@ -12,8 +12,11 @@ bash scripts/ensure-redis.sh
 
 echo "==> go vet ./..."
 go vet ./...
+# One package at a time (-p 1): the integration and fault-injection tests
+# start many redis-server processes and time their per-node timeouts; on a
+# 2-core machine, packages running side by side starve each other.
 echo "==> go test -race ./..."
-go test -race -count=1 -timeout 12m ./... "$@"
+go test -race -count=1 -p 1 -timeout 12m ./... "$@"
 
 if [ -f benchmarks/go.mod ]; then
 	echo "==> benchmarks: go vet and go test"
