@@ -6,6 +6,7 @@ import (
 	"io"
 	"os"
 	"os/exec"
+	"sync"
 	"syscall"
 	"time"
 )
@@ -15,9 +16,10 @@ import (
 // paused with SIGSTOP like any process.
 type WorkerProc struct {
 	Config WorkerConfig
-	cmd    *exec.Cmd
-	done   chan struct{}
-	err    error
+	cmd       *exec.Cmd
+	done      chan struct{}
+	err       error
+	terminate sync.Once
 }
 
 // StartWorker starts bin as the worker configured by cfg; its standard
@@ -51,10 +53,14 @@ func (w *WorkerProc) Pause() error { return w.cmd.Process.Signal(syscall.SIGSTOP
 // Resume continues a paused worker with SIGCONT.
 func (w *WorkerProc) Resume() error { return w.cmd.Process.Signal(syscall.SIGCONT) }
 
-// Terminate asks the worker to finish: SIGCONT, then SIGTERM.
+// Terminate asks the worker to finish: SIGCONT, then SIGTERM. Only the
+// first call signals: a second SIGTERM could reach the worker after it
+// restored the default action on its way out, and kill it.
 func (w *WorkerProc) Terminate() {
-	w.cmd.Process.Signal(syscall.SIGCONT)
-	w.cmd.Process.Signal(syscall.SIGTERM)
+	w.terminate.Do(func() {
+		w.cmd.Process.Signal(syscall.SIGCONT)
+		w.cmd.Process.Signal(syscall.SIGTERM)
+	})
 }
 
 // Stop asks the worker to finish (see Terminate) and waits for it; after
