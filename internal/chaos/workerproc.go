@@ -15,7 +15,7 @@ import (
 // binary, re-executed with $REDSYNC_CHAOS_WORKER set, so that it can be
 // paused with SIGSTOP like any process.
 type WorkerProc struct {
-	Config WorkerConfig
+	Config    WorkerConfig
 	cmd       *exec.Cmd
 	done      chan struct{}
 	err       error
