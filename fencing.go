@@ -15,21 +15,26 @@ import (
 
 // Fencing tokens over a quorum (WithFencing).
 //
-// An acquisition with fencing takes two rounds. The first is the acquire
-// round itself, with a fenced variant of the acquire script that also
-// returns the node's counter for the lock name; the client takes the
-// highest counter of all replies. The second round sends token = max+1 to
-// every node, where fence_advance.lua raises the counter to the token
-// ("set only if greater"), but only while the node still holds this
-// acquisition's lock key. The lock is held when both rounds succeeded on a
-// quorum within the validity, which counts both rounds.
+// The acquire round runs a fenced variant of the acquire script, which
+// returns the node's counter for the lock name and, where it takes the
+// lock, raises the counter to a proposed token: one more than the highest
+// counter this Mutex has seen. If every reply reports a counter below the
+// proposal, the proposal is the token, already written on the quorum that
+// granted the lock (the fast path: no extra round trip, the usual case of
+// a Mutex locking again while no other client did). Otherwise a second
+// round sends token = highest+1 to every node, where fence_advance.lua
+// raises the counter to it ("set only if greater"), but only while the
+// node still holds this acquisition's lock key. The lock is held when the
+// rounds succeeded on a quorum within the validity, which counts both.
 //
 // Why the token grows: let A be a holder with token a, written on a quorum
-// W. On each node of W the write happened while A's key was there, so any
-// later acquire on that node, which needs the key gone, reads a counter of
-// at least a. A later holder B took its lock on a quorum L, and L meets W,
-// so B reads at least a and picks b > a. This needs the nodes to keep their
-// counters (see docs/FENCING.md); lock expiry plays no part in it.
+// W (in the acquire round or the second one), each time while A's key was
+// on the node. A later holder B's acquire round can take such a node only
+// once that key is gone, so it reads a counter of at least a there. B won a
+// quorum L, and L meets W: B's highest counter is at least a, so its token
+// (a proposal above every counter read, or highest+1) exceeds a. This needs
+// the nodes to keep their counters (see docs/FENCING.md); lock expiry plays
+// no part in it.
 
 var (
 	//go:embed fence_acquire.lua
@@ -86,14 +91,25 @@ const fenceCounterPrefix = "redsync:fence:"
 func WithFencing() Option {
 	return OptionFunc(func(m *Mutex) {
 		// NewMutex sets the name before it applies the options.
-		m.fence = fencing{on: true, counter: fenceCounter(m.name)}
+		m.fence = fencing{on: true, counter: fenceCounter(m.name), seen: new(atomic.Uint64)}
 	})
 }
 
-// fencing is the configuration of WithFencing.
+// fencing is the configuration and state of WithFencing.
 type fencing struct {
 	on      bool
-	counter any // the counter key, boxed once for the scripts
+	counter any            // the counter key, boxed once for the scripts
+	seen    *atomic.Uint64 // the highest counter or token this Mutex has seen
+}
+
+// see raises f.seen to at least n.
+func (f *fencing) see(n uint64) {
+	for {
+		seen := f.seen.Load()
+		if n <= seen || f.seen.CompareAndSwap(seen, n) {
+			return
+		}
+	}
 }
 
 // fenceCounter returns the name of the fencing counter of the lock key:
@@ -124,12 +140,17 @@ func (m *Mutex) FencingToken() uint64 {
 }
 
 // fencedAcquireCall returns the call of the fenced acquire script for
-// value: the restart guard's variant when the guard is on.
-func (m *Mutex) fencedAcquireCall(value any) redis.ScriptCall {
+// value (the restart guard's variant when the guard is on) and the token it
+// proposes: one more than the highest counter this Mutex has seen. A
+// counter at the top of uint64 makes it propose 0, which no counter is
+// below.
+func (m *Mutex) fencedAcquireCall(value any) (redis.ScriptCall, uint64) {
+	proposed := m.fence.seen.Load() + 1
+	arg := strconv.FormatUint(proposed, 10)
 	if m.guard.on {
-		return redis.NewScriptCall(fencedGuardedAcquireScript, m.keyArg, m.guard.marker, m.fence.counter, value, m.ttlArg, m.guard.ttlArg)
+		return redis.NewScriptCall(fencedGuardedAcquireScript, m.keyArg, m.guard.marker, m.fence.counter, value, m.ttlArg, m.guard.ttlArg, arg), proposed
 	}
-	return redis.NewScriptCall(fencedAcquireScript, m.keyArg, m.fence.counter, value, m.ttlArg)
+	return redis.NewScriptCall(fencedAcquireScript, m.keyArg, m.fence.counter, value, m.ttlArg, arg), proposed
 }
 
 // fencedAcquireRound is the acquire round of a fenced try: the fenced
@@ -163,14 +184,24 @@ func (m *Mutex) fencedAcquireRound(ctx context.Context, calls *lockCalls, tr *no
 		}
 		return status, nil
 	}})
-	return t, highest.Load()
+	h := highest.Load()
+	m.fence.see(h)
+	return t, h
 }
 
-// advanceFence is the second round of a fenced try that won the acquire
-// round: it writes highest+1 on every node that still holds the lock and
-// checks that a quorum confirmed it within the validity, which started at
-// start. On success it records the token in calls.
+// advanceFence completes a fenced try that won the acquire round, in which
+// highest was the highest counter read. When it is below the token
+// proposed in that round, the proposal is the token: the nodes that granted
+// the lock raised their counters to it as they did. Otherwise it runs the
+// second round: it writes highest+1 on every node that still holds the
+// lock and checks that a quorum confirmed it within the validity, which
+// started at start. On success it records the token in calls.
 func (m *Mutex) advanceFence(ctx context.Context, calls *lockCalls, highest uint64, start time.Time) error {
+	if highest < calls.proposed {
+		calls.token = calls.proposed
+		m.fence.see(calls.token)
+		return nil
+	}
 	if highest == math.MaxUint64 {
 		return fmt.Errorf("%w: fencing counter %s is exhausted (%d)", ErrFailed, m.fence.counter, highest)
 	}
@@ -188,6 +219,7 @@ func (m *Mutex) advanceFence(ctx context.Context, calls *lockCalls, highest uint
 	case t.done >= m.quorum && validity > 0:
 		// lockContext publishes calls, and with them the token, under m.mu.
 		calls.token = token
+		m.fence.see(token)
 		return nil
 	case t.done >= m.quorum:
 		return fmt.Errorf("%w: fencing round: a quorum confirmed token %d after the validity ran out (expiry %v, drift %v)",

@@ -10,7 +10,8 @@ import (
 )
 
 // evalFencing runs the logic of the fencing scripts on the fake node's map,
-// as fence_acquire.lua (around acquire.lua), fence_advance.lua and
+// as fence_acquire.lua (around acquire.lua, raising the counter to the
+// proposed token where it takes the lock), fence_advance.lua and
 // guarded_write.lua do on a server. It reports false for other scripts.
 // The guarded variant of the fenced acquire script is not emulated: the
 // fake has no process start time (real-server tests cover it).
@@ -41,7 +42,7 @@ func (c *fakeConn) evalFencing(script *redis.Script, keysAndArgs []any) (reply a
 	defer n.mu.Unlock()
 	switch script {
 	case fencedAcquireScript:
-		key, counterKey, value := args[0], args[1], args[2]
+		key, counterKey, value, proposed := args[0], args[1], args[2], args[len(args)-1]
 		counter, err := n.tokenLocked(counterKey)
 		if err != nil {
 			return nil, true, err
@@ -50,6 +51,9 @@ func (c *fakeConn) evalFencing(script *redis.Script, keysAndArgs []any) (reply a
 		if current, held := n.keys[key]; !held || current == value {
 			n.keys[key] = value
 			status = replyDone
+			if counter < mustToken(proposed) {
+				n.keys[counterKey] = proposed
+			}
 		}
 		return []any{status, strconv.FormatUint(counter, 10)}, true, nil
 

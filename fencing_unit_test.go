@@ -10,8 +10,14 @@ import (
 	"time"
 )
 
-// noFaults is a faultPool hook that lets every command through.
-func noFaults(int, string) fault { return faultNone }
+// slowPath sets the counter of name to 5 on every node, so that a Mutex
+// that has not seen it yet proposes a token that is too low and needs the
+// second round (token 6).
+func (c *fakeCluster) slowPath(name string) {
+	for _, n := range c.nodes {
+		n.set(fenceCounter(name), "5")
+	}
+}
 
 func TestFencingTokenLifecycle(t *testing.T) {
 	c := newFakeCluster(3)
@@ -52,13 +58,68 @@ func TestFencingTokenLifecycle(t *testing.T) {
 			t.Errorf("FencingToken() after Unlock = %d, want 0", got)
 		}
 	}
-	if got, want := c.nodes[0].ran()[2:5], []string{"fence-acquire", "fence-advance", "release"}; !slices.Equal(got, want) {
-		t.Errorf("node 0 ran %v for one fenced Lock and Unlock, want %v", got, want)
+	// The same Mutex, locking again, proposed the right token each time:
+	// no second round.
+	if got, want := c.nodes[0].ran()[2:], []string{"fence-acquire", "release", "fence-acquire", "release", "fence-acquire", "release"}; !slices.Equal(got, want) {
+		t.Errorf("node 0 ran %v for three fenced Lock and Unlock, want %v", got, want)
 	}
 
 	adopted := c.fencedMutex("k", c.pools(), WithValue(m.Value()))
 	if got := adopted.FencingToken(); got != 0 {
 		t.Errorf("FencingToken() of a Mutex made WithValue = %d, want 0", got)
+	}
+}
+
+// TestFencingFastPath checks when a try needs the second round: only when
+// some node reports a counter at or above the token the Mutex proposed,
+// that is, when another Mutex locked since this one last did.
+func TestFencingFastPath(t *testing.T) {
+	c := newFakeCluster(3)
+	a := c.fencedMutex("k", c.pools())
+	b := c.fencedMutex("k", c.pools())
+	steps := []struct {
+		m      *Mutex
+		name   string
+		token  uint64
+		rounds int
+	}{
+		{a, "a", 1, 1}, // fresh nodes: a proposes 1
+		{a, "a", 2, 1},
+		{b, "b", 3, 2}, // b proposes 1 and reads 2
+		{b, "b", 4, 1},
+		{a, "a", 5, 2}, // a proposes 3 and reads 4
+		{a, "a", 6, 1},
+	}
+	for i, st := range steps {
+		before := len(c.nodes[0].ran())
+		if err := st.m.Lock(); err != nil {
+			t.Fatalf("step %d: %s.Lock() = %v", i, st.name, err)
+		}
+		if got := st.m.FencingToken(); got != st.token {
+			t.Errorf("step %d: %s.FencingToken() = %d, want %d", i, st.name, got, st.token)
+		}
+		if got := len(c.nodes[0].ran()) - before; got != st.rounds {
+			t.Errorf("step %d: %s.Lock() sent %d commands to node 0 (%v), want %d", i, st.name, got, c.nodes[0].ran()[before:], st.rounds)
+		}
+		for j, n := range c.nodes {
+			if got := n.counter("k"); got != st.token {
+				t.Errorf("step %d: node %d: counter %d, want %d", i, j, got, st.token)
+			}
+		}
+		if _, err := st.m.Unlock(); err != nil {
+			t.Fatalf("step %d: %s.Unlock() = %v", i, st.name, err)
+		}
+	}
+
+	// A node that did not grant the lock but reports a higher counter sends
+	// the try to the second round too.
+	c.nodes[0].set("k", "other")
+	c.nodes[0].set(fenceCounter("k"), "9")
+	if err := a.Lock(); err != nil {
+		t.Fatalf("a.Lock() = %v", err)
+	}
+	if got := a.FencingToken(); got != 10 {
+		t.Errorf("a.FencingToken() with a counter of 9 on a taken node = %d, want 10", got)
 	}
 }
 
@@ -114,6 +175,7 @@ func TestFencingRoundFailure(t *testing.T) {
 		for _, failing := range []int{2, 3} {
 			t.Run(fmt.Sprintf("%s/failing=%d", tt.name, failing), func(t *testing.T) {
 				c := newFakeCluster(5)
+				c.slowPath("k")
 				m := c.fencedMutex("k", c.faultPools(func(node int, cmd string) fault {
 					if cmd == "fence-advance" && node < failing {
 						return tt.fault(c.nodes[node])
@@ -125,8 +187,8 @@ func TestFencingRoundFailure(t *testing.T) {
 					if err != nil {
 						t.Fatalf("Lock() with 2 of 5 nodes failing the fencing round = %v, want nil", err)
 					}
-					if got := m.FencingToken(); got != 1 {
-						t.Errorf("FencingToken() = %d, want 1", got)
+					if got := m.FencingToken(); got != 6 {
+						t.Errorf("FencingToken() = %d, want 6", got)
 					}
 					return
 				}
@@ -147,8 +209,8 @@ func TestFencingRoundFailure(t *testing.T) {
 				if got := c.keys("k") - c.holders("k", "other"); got != 0 {
 					t.Errorf("nodes holding our value after a failed Lock = %d, want 0", got)
 				}
-				if got := c.nodes[4].counter("k"); got != 1 {
-					t.Errorf("node 4: counter %d, want 1 (written, and never undone)", got)
+				if got := c.nodes[4].counter("k"); got != 6 {
+					t.Errorf("node 4: counter %d, want 6 (written, and never undone)", got)
 				}
 			})
 		}
@@ -161,6 +223,7 @@ func TestFencingValidityCountsBothRounds(t *testing.T) {
 	for _, slow := range [][]string{{"fence-acquire"}, {"fence-advance"}, {"fence-acquire", "fence-advance"}} {
 		t.Run(strings.Join(slow, "+"), func(t *testing.T) {
 			c := newFakeCluster(3)
+			c.slowPath("k")
 			m := c.fencedMutex("k", c.faultPools(func(node int, cmd string) fault {
 				if node == 0 && slices.Contains(slow, cmd) {
 					c.clock.Advance(DefaultExpiry * 6 / 10)
@@ -418,6 +481,7 @@ func TestFencingExhausted(t *testing.T) {
 // context in the second round is undone and reported like any other.
 func TestFencingContextCancelled(t *testing.T) {
 	c := newFakeCluster(3)
+	c.slowPath("k")
 	ctx, cancel := context.WithCancel(context.Background())
 	m := c.fencedMutex("k", c.faultPools(func(node int, cmd string) fault {
 		if cmd == "fence-advance" {

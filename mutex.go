@@ -72,6 +72,8 @@ type lockCalls struct {
 	acquire redis.ScriptCall
 	release redis.ScriptCall // announces the release unless WithReleaseNotification(false)
 	token   uint64           // WithFencing: the token, set by the try that acquired the lock
+	// WithFencing: the token proposed in the acquire round (fencing.go).
+	proposed uint64
 }
 
 // Name returns the mutex name (the Redis key).
@@ -395,7 +397,7 @@ func (m *Mutex) makeCalls(value string) *lockCalls {
 	c := &lockCalls{value: value}
 	switch {
 	case m.fence.on:
-		c.acquire = m.fencedAcquireCall(c.value)
+		c.acquire, c.proposed = m.fencedAcquireCall(c.value)
 	case m.guard.on:
 		c.acquire = m.guard.acquireCall(m.keyArg, c.value, m.ttlArg)
 	default:
