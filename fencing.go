@@ -71,13 +71,17 @@ const fenceCounterPrefix = "redsync:fence:"
 // lock has since gone to another client, then cannot overwrite the newer
 // holder's work. No lease lock can prevent that pause by itself.
 //
-// The token costs one more round trip per acquisition: the acquire round
-// also reads each node's counter for the lock name, and a second round
-// writes the highest counter plus one ("set only if greater") on the
-// nodes that still hold the lock. The lock is held only when both rounds
-// succeeded on a quorum within the validity; when the second one fails,
-// the try fails like any other (the error matches [ErrFailed] and names the
-// failing nodes) and is undone on every node.
+// A token needs one more round trip only when the lock changed hands: the
+// acquire round also reads each node's counter for the lock name and, where
+// it takes the lock, raises it to a proposed token, one more than the
+// highest counter this Mutex has seen. When every node reports a lower
+// counter (this Mutex was the last holder), the proposal is the token. When
+// not (another client held the lock since), a second round writes the
+// highest counter plus one ("set only if greater") on the nodes that still
+// hold the lock. The lock is held only when the rounds succeeded on a
+// quorum within the validity; when the second one fails, the try fails
+// like any other (the error matches [ErrFailed] and names the failing
+// nodes) and is undone on every node.
 //
 // Each node keeps one counter per lock name, in a key without expiry named
 // "redsync:fence:{TAG}:" + name (TAG hashes to the lock key's cluster

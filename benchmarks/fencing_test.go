@@ -11,22 +11,44 @@ import (
 	redlockgoredis "github.com/go-redlock/redsync/redis/goredis"
 )
 
-// redlock-fencing is redlock with WithFencing: each Lock also reads the
-// nodes' fencing counters (in the acquire round) and writes the new token
-// (one more round).
+// redlock-fencing is redlock with WithFencing, one Mutex locking again and
+// again: each Lock proposes the right token in the acquire round (the fast
+// path, no extra round trip). redlock-fencing-handoff has two Mutex values
+// of the same name take turns, so that each Lock finds the other's token
+// and needs the second round: the cost of a lock that changes hands.
 func init() {
-	libraries = append(libraries, library{name: "redlock-fencing", nodes: []int{5}, setup: setupRedlockFencing})
+	libraries = append(libraries,
+		library{name: "redlock-fencing", nodes: []int{5}, setup: setupRedlockFencing},
+		library{name: "redlock-fencing-handoff", nodes: []int{5}, setup: setupRedlockFencingHandoff})
 }
 
 func setupRedlockFencing(tb testing.TB, addrs []string, key string) locker {
+	return fencedLocker(tb, addrs, key, 1)
+}
+
+func setupRedlockFencingHandoff(tb testing.TB, addrs []string, key string) locker {
+	return fencedLocker(tb, addrs, key, 2)
+}
+
+// fencedLocker returns a locker of key over n fenced Mutex values, used in
+// turn, and checks that the tokens grow.
+func fencedLocker(tb testing.TB, addrs []string, key string, n int) locker {
 	pools := make([]redlockredis.Pool, len(addrs))
 	for i, addr := range addrs {
 		pools[i] = redlockgoredis.NewPool(newGoRedisClient(tb, addr))
 	}
-	mutex := redlock.New(pools...).NewMutex(key, redlock.WithExpiry(expiry), redlock.WithFencing())
-	var last uint64
+	rs := redlock.New(pools...)
+	mutexes := make([]*redlock.Mutex, n)
+	for i := range mutexes {
+		mutexes[i] = rs.NewMutex(key, redlock.WithExpiry(expiry), redlock.WithFencing())
+	}
+	var (
+		turn int
+		last uint64
+	)
 	return locker{
 		lock: func(context.Context) error {
+			mutex := mutexes[turn%n]
 			if err := mutex.Lock(); err != nil {
 				return fmt.Errorf("lock: %w", err)
 			}
@@ -37,43 +59,52 @@ func setupRedlockFencing(tb testing.TB, addrs []string, key string) locker {
 			last = token
 			return nil
 		},
-		unlock: func(context.Context) error { return unlocked(mutex.Unlock()) },
+		unlock: func(context.Context) error {
+			mutex := mutexes[turn%n]
+			turn++
+			return unlocked(mutex.Unlock())
+		},
 	}
 }
 
-// BenchmarkFencingCost alternates, on the same five nodes, an uncontended
-// Lock+Unlock without and with WithFencing, and reports the ratio of their
-// total times as fencing/plain. Pairing the two in one loop makes load on
-// the machine weigh on both alike, which separate benchmarks run one after
-// the other cannot ensure.
+// BenchmarkFencingCost runs, on the same five nodes and in one loop, an
+// uncontended Lock+Unlock without fencing, with fencing by one Mutex (the
+// fast path), and with fencing by two Mutex values taking turns (every
+// Lock needs the second round), and reports the ratios of their total
+// times to the first. Interleaving them makes load on the machine weigh on
+// all alike, which separate benchmarks run one after the other cannot
+// ensure.
 func BenchmarkFencingCost(b *testing.B) {
-	plain := setupRedlock(b, nodeAddrs, "bench:fencingcost:plain")
-	fenced := setupRedlockFencing(b, nodeAddrs, "bench:fencingcost:fenced")
+	lockers := []locker{
+		setupRedlock(b, nodeAddrs, "bench:fencingcost:plain"),
+		setupRedlockFencing(b, nodeAddrs, "bench:fencingcost:fenced"),
+		setupRedlockFencingHandoff(b, nodeAddrs, "bench:fencingcost:handoff"),
+	}
 	ctx := context.Background()
-	var plainTime, fencedTime time.Duration
-	timed := func(l locker, total *time.Duration) {
+	totals := make([]time.Duration, len(lockers))
+	timed := func(i int) {
 		start := time.Now()
-		if err := lockUnlock(ctx, l); err != nil {
+		if err := lockUnlock(ctx, lockers[i]); err != nil {
 			b.Fatal(err)
 		}
-		*total += time.Since(start)
+		totals[i] += time.Since(start)
 	}
-	// Warm up both: connections, and the scripts loaded on the servers.
-	timed(plain, new(time.Duration))
-	timed(fenced, new(time.Duration))
-	i := 0
+	// Warm up: connections, and the scripts loaded on the servers.
+	for i := range lockers {
+		timed(i)
+		totals[i] = 0
+	}
+	n := 0
 	for b.Loop() {
-		// Alternate the order, so that neither always runs first.
-		if i%2 == 0 {
-			timed(plain, &plainTime)
-			timed(fenced, &fencedTime)
-		} else {
-			timed(fenced, &fencedTime)
-			timed(plain, &plainTime)
+		// Rotate the order, so that none always runs first.
+		for j := range lockers {
+			timed((n + j) % len(lockers))
 		}
-		i++
+		n++
 	}
-	b.ReportMetric(float64(fencedTime)/float64(plainTime), "fencing/plain")
-	b.ReportMetric(float64(plainTime.Nanoseconds())/float64(i), "plain-ns/op")
-	b.ReportMetric(float64(fencedTime.Nanoseconds())/float64(i), "fencing-ns/op")
+	b.ReportMetric(float64(totals[1])/float64(totals[0]), "fencing/plain")
+	b.ReportMetric(float64(totals[2])/float64(totals[0]), "handoff/plain")
+	b.ReportMetric(float64(totals[0].Nanoseconds())/float64(n), "plain-ns/op")
+	b.ReportMetric(float64(totals[1].Nanoseconds())/float64(n), "fencing-ns/op")
+	b.ReportMetric(float64(totals[2].Nanoseconds())/float64(n), "handoff-ns/op")
 }
