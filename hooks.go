@@ -85,9 +85,9 @@ type NodeResult struct {
 	// [RedisError] and [ErrNodeTaken].
 	Node    int
 	Outcome NodeOutcome
-	// Latency is the time from the start of the command round to the
-	// node's reply, or to the timeout for a node that did not answer in
-	// time.
+	// Latency is the time from the start of the command round until the
+	// node's reply reached the caller, or until the timeout for a node
+	// that did not answer in time.
 	Latency time.Duration
 	// Err is what failed, when Outcome is NodeFailed; errors.Is matches it
 	// against [ErrWrongType] and [ErrNodeRestarted] as for [RedisError].
@@ -264,19 +264,18 @@ func (m multiObserver) OnLost(ctx context.Context, e LostEvent) {
 // nothing.
 
 // nodeTrace collects the results of the nodes in one round of commands.
-// broadcast appends to it on the caller's goroutine; the round measures
-// latencies from its own start, so that stragglers of an earlier round
-// never touch the trace.
+// broadcast adds to it on the caller's goroutine as the results come in
+// (the nodes' goroutines never touch it).
 type nodeTrace struct {
 	nodes []NodeResult
 }
 
-// add records the outcome of one node.
-func (tr *nodeTrace) add(res nodeResult) {
+// add records the outcome of one node of a round that started at start.
+func (tr *nodeTrace) add(res nodeResult, start time.Time) {
 	if tr == nil {
 		return
 	}
-	r := NodeResult{Node: res.node, Latency: res.latency}
+	r := NodeResult{Node: res.node, Latency: time.Since(start)}
 	switch {
 	case res.err != nil:
 		r.Outcome = NodeFailed

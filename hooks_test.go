@@ -456,7 +456,7 @@ func TestNoObserverNoRecord(t *testing.T) {
 	}
 	rec.tried(errors.New("ignored")) // must not panic
 	var tr *nodeTrace
-	tr.add(nodeResult{node: 1})
+	tr.add(nodeResult{node: 1}, time.Now())
 	if err := m.Lock(); err != nil {
 		t.Fatalf("Lock() = %v, want nil", err)
 	}

@@ -16,10 +16,9 @@ type nodeFunc func(ctx context.Context, node int) (int64, error)
 
 // nodeResult is the outcome of one command on one node.
 type nodeResult struct {
-	node    int
-	reply   int64
-	err     error
-	latency time.Duration // from the round's start; measured only for an observer
+	node  int
+	reply int64
+	err   error
 }
 
 // tally counts the outcomes of one command sent to every node.
@@ -97,7 +96,6 @@ type round struct {
 	op      nodeOp
 	results chan nodeResult
 	refs    atomic.Int32
-	start   time.Time // with a trace: the start, for the latencies; zero otherwise
 }
 
 func (r *round) serve(node int) {
@@ -107,9 +105,6 @@ func (r *round) serve(node int) {
 		res.reply, res.err = r.op.fn(r.ctx, node)
 	} else {
 		res.reply, res.err = r.m.runScript(r.ctx, node, r.op.call)
-	}
-	if !r.start.IsZero() {
-		res.latency = time.Since(r.start)
 	}
 	r.results <- res
 	r.release()
@@ -146,8 +141,11 @@ func (m *Mutex) broadcast(ctx context.Context, timeout time.Duration, failFast b
 		r = &round{results: make(chan nodeResult, n)}
 	}
 	r.m, r.ctx, r.cancel, r.op = m, ctx, cancel, op
+	// With a trace, latencies are measured here, when the results come
+	// in: serve and its stack stay as they are without an observer.
+	var start time.Time
 	if op.trace != nil {
-		r.start = time.Now()
+		start = time.Now()
 	}
 	r.refs.Store(int32(n + 1)) // the nodes' goroutines and the caller
 	for node := range n {
@@ -162,7 +160,7 @@ collect:
 		case res := <-r.results:
 			answered.add(res.node)
 			t.add(res)
-			op.trace.add(res)
+			op.trace.add(res, start)
 			if failFast && t.decided(m.quorum) {
 				break collect
 			}
@@ -174,11 +172,8 @@ collect:
 			for node := range n {
 				if !answered.has(node) {
 					res := nodeResult{node: node, err: err}
-					if op.trace != nil {
-						res.latency = time.Since(r.start)
-					}
 					t.add(res)
-					op.trace.add(res)
+					op.trace.add(res, start)
 				}
 			}
 			break collect
