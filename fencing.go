@@ -5,6 +5,7 @@ import (
 	_ "embed"
 	"errors"
 	"fmt"
+	"hash/maphash"
 	"math"
 	"strconv"
 	"sync/atomic"
@@ -18,10 +19,11 @@ import (
 // The acquire round runs a fenced variant of the acquire script, which
 // returns the node's counter for the lock name and, where it takes the
 // lock, raises the counter to a proposed token: one more than the highest
-// counter this Mutex has seen. If every reply reports a counter below the
-// proposal, the proposal is the token, already written on the quorum that
-// granted the lock (the fast path: no extra round trip, the usual case of
-// a Mutex locking again while no other client did). Otherwise a second
+// counter the mutexes of this Redsync have seen for the name (fenceHints).
+// If every reply reports a counter below the proposal, the proposal is the
+// token, already written on the quorum that granted the lock (the fast
+// path: no extra round trip, the usual case of a process locking again
+// while no other client did). Otherwise a second
 // round sends token = highest+1 to every node, where fence_advance.lua
 // raises the counter to it ("set only if greater"), but only while the
 // node still holds this acquisition's lock key. The lock is held when the
@@ -74,9 +76,10 @@ const fenceCounterPrefix = "redsync:fence:"
 // A token needs one more round trip only when the lock changed hands: the
 // acquire round also reads each node's counter for the lock name and, where
 // it takes the lock, raises it to a proposed token, one more than the
-// highest counter this Mutex has seen. When every node reports a lower
-// counter (this Mutex was the last holder), the proposal is the token. When
-// not (another client held the lock since), a second round writes the
+// highest counter that the mutexes of this [Redsync] have seen for the
+// name. When every node reports a lower counter (a Mutex of this Redsync
+// was the last holder), the proposal is the token. When not (another
+// client held the lock since), a second round writes the
 // highest counter plus one ("set only if greater") on the nodes that still
 // hold the lock. The lock is held only when the rounds succeeded on a
 // quorum within the validity; when the second one fails, the try fails
@@ -94,23 +97,69 @@ const fenceCounterPrefix = "redsync:fence:"
 // default is off, as in redsync v4.
 func WithFencing() Option {
 	return OptionFunc(func(m *Mutex) {
-		// NewMutex sets the name before it applies the options.
-		m.fence = fencing{on: true, counter: fenceCounter(m.name), seen: new(atomic.Uint64)}
+		// NewMutex sets the name before it applies the options, and the
+		// hints after.
+		m.fence.on, m.fence.counter = true, fenceCounter(m.name)
 	})
 }
 
-// fencing is the configuration and state of WithFencing.
+// fencing is the configuration of WithFencing.
 type fencing struct {
 	on      bool
-	counter any            // the counter key, boxed once for the scripts
-	seen    *atomic.Uint64 // the highest counter or token this Mutex has seen
+	counter any         // the counter key, boxed once for the scripts
+	hints   *fenceHints // the Redsync's: the highest counter seen per name
 }
 
-// see raises f.seen to at least n.
-func (f *fencing) see(n uint64) {
+// fenceSeen records that the lock's fencing counter has reached n.
+func (m *Mutex) fenceSeen(n uint64) {
+	m.fence.hints.see(m.name, n)
+}
+
+// fenceHintSlots is how many lock names a Redsync remembers the fencing
+// counter of at once.
+const fenceHintSlots = 256
+
+// fenceHints remembers, for the mutexes of one Redsync, the highest fencing
+// counter or token seen per lock name, so that every Mutex of a name, also
+// one made for a single Lock (as Do does), proposes the token that a lock
+// taken again by this process needs. It has a fixed number of slots: names
+// that share one replace each other, which only costs a fencing round now
+// and then. A hint only ever makes a proposal; the nodes' counters decide
+// whether it is kept. The zero value is ready to use.
+type fenceHints struct {
+	slots [fenceHintSlots]atomic.Pointer[fenceHint]
+}
+
+// fenceHint is the content of one slot: a name and its highest counter.
+type fenceHint struct {
+	name string
+	seen uint64
+}
+
+// fenceHintSeed spreads the names over the slots.
+var fenceHintSeed = maphash.MakeSeed()
+
+func (h *fenceHints) slot(name string) *atomic.Pointer[fenceHint] {
+	return &h.slots[maphash.String(fenceHintSeed, name)%fenceHintSlots]
+}
+
+// get returns the highest counter seen for name; 0 when unknown.
+func (h *fenceHints) get(name string) uint64 {
+	if p := h.slot(name).Load(); p != nil && p.name == name {
+		return p.seen
+	}
+	return 0
+}
+
+// see records that name's counter has reached n.
+func (h *fenceHints) see(name string, n uint64) {
+	s := h.slot(name)
 	for {
-		seen := f.seen.Load()
-		if n <= seen || f.seen.CompareAndSwap(seen, n) {
+		old := s.Load()
+		if old != nil && old.name == name && old.seen >= n {
+			return
+		}
+		if s.CompareAndSwap(old, &fenceHint{name: name, seen: n}) {
 			return
 		}
 	}
@@ -145,11 +194,11 @@ func (m *Mutex) FencingToken() uint64 {
 
 // fencedAcquireCall returns the call of the fenced acquire script for
 // value (the restart guard's variant when the guard is on) and the token it
-// proposes: one more than the highest counter this Mutex has seen. A
-// counter at the top of uint64 makes it propose 0, which no counter is
-// below.
+// proposes: one more than the highest counter the mutexes of this Redsync
+// have seen for the name. A counter at the top of uint64 makes it propose
+// 0, which no counter is below.
 func (m *Mutex) fencedAcquireCall(value any) (redis.ScriptCall, uint64) {
-	proposed := m.fence.seen.Load() + 1
+	proposed := m.fence.hints.get(m.name) + 1
 	arg := strconv.FormatUint(proposed, 10)
 	if m.guard.on {
 		return redis.NewScriptCall(fencedGuardedAcquireScript, m.keyArg, m.guard.marker, m.fence.counter, value, m.ttlArg, m.guard.ttlArg, arg), proposed
@@ -189,7 +238,7 @@ func (m *Mutex) fencedAcquireRound(ctx context.Context, calls *lockCalls, tr *no
 		return status, nil
 	}})
 	h := highest.Load()
-	m.fence.see(h)
+	m.fenceSeen(h)
 	return t, h
 }
 
@@ -203,7 +252,7 @@ func (m *Mutex) fencedAcquireRound(ctx context.Context, calls *lockCalls, tr *no
 func (m *Mutex) advanceFence(ctx context.Context, calls *lockCalls, highest uint64, start time.Time) error {
 	if highest < calls.proposed {
 		calls.token = calls.proposed
-		m.fence.see(calls.token)
+		m.fenceSeen(calls.token)
 		return nil
 	}
 	if highest == math.MaxUint64 {
@@ -223,7 +272,7 @@ func (m *Mutex) advanceFence(ctx context.Context, calls *lockCalls, highest uint
 	case t.done >= m.quorum && validity > 0:
 		// lockContext publishes calls, and with them the token, under m.mu.
 		calls.token = token
-		m.fence.see(token)
+		m.fenceSeen(token)
 		return nil
 	case t.done >= m.quorum:
 		return fmt.Errorf("%w: fencing round: a quorum confirmed token %d after the validity ran out (expiry %v, drift %v)",

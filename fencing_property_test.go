@@ -128,6 +128,13 @@ func newFencingProp(t *rapid.T, stats *propStats) *fencingProp {
 		cl.m = p.cluster.fencedMutex("k", pools, WithExpiry(time.Hour))
 		p.clients = append(p.clients, cl)
 	}
+	// Clients of one process share a Redsync, and with it the hints of
+	// the fast path; the views of the nodes stay per client.
+	if rapid.Bool().Draw(t, "one Redsync") {
+		for _, cl := range p.clients {
+			cl.m.fence.hints = p.clients[0].m.fence.hints
+		}
+	}
 	return p
 }
 

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 )
@@ -111,6 +112,26 @@ func TestFencingFastPath(t *testing.T) {
 		}
 	}
 
+	// The mutexes of one Redsync share what they have seen: a Mutex made
+	// for a single Lock (as Do does) takes the fast path too.
+	rs := New(c.pools()...)
+	for i, want := range []uint64{7, 8} {
+		m := rs.NewMutex("k", WithFencing(), WithTries(1))
+		before := len(c.nodes[0].ran())
+		if err := m.Lock(); err != nil {
+			t.Fatalf("Lock() of Mutex %d of one Redsync = %v", i, err)
+		}
+		if got := m.FencingToken(); got != want {
+			t.Errorf("FencingToken() of Mutex %d of one Redsync = %d, want %d", i, got, want)
+		}
+		if got, rounds := len(c.nodes[0].ran())-before, []int{2, 1}[i]; got != rounds {
+			t.Errorf("Mutex %d of one Redsync sent %d commands to node 0, want %d", i, got, rounds)
+		}
+		if _, err := m.Unlock(); err != nil {
+			t.Fatalf("Unlock() = %v", err)
+		}
+	}
+
 	// A node that did not grant the lock but reports a higher counter sends
 	// the try to the second round too.
 	c.nodes[0].set("k", "other")
@@ -120,6 +141,45 @@ func TestFencingFastPath(t *testing.T) {
 	}
 	if got := a.FencingToken(); got != 10 {
 		t.Errorf("a.FencingToken() with a counter of 9 on a taken node = %d, want 10", got)
+	}
+}
+
+func TestFenceHints(t *testing.T) {
+	var h fenceHints
+	if got := h.get("a"); got != 0 {
+		t.Errorf("get(a) on empty hints = %d, want 0", got)
+	}
+	h.see("a", 5)
+	h.see("a", 3) // never lowers
+	if got := h.get("a"); got != 5 {
+		t.Errorf("get(a) = %d, want 5", got)
+	}
+	// Find a name that shares a's slot: it replaces a, and a is unknown.
+	other := ""
+	for i := 0; other == ""; i++ {
+		if name := fmt.Sprint("n", i); h.slot(name) == h.slot("a") {
+			other = name
+		}
+	}
+	h.see(other, 9)
+	if got, got2 := h.get("a"), h.get(other); got != 0 || got2 != 9 {
+		t.Errorf("after see(%s, 9) in a's slot: get(a) = %d, get(%s) = %d; want 0, 9", other, got, other, got2)
+	}
+
+	// Concurrent sees keep the highest.
+	var wg sync.WaitGroup
+	for g := range 8 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for n := range uint64(1000) {
+				h.see("b", n*8+uint64(g))
+			}
+		}()
+	}
+	wg.Wait()
+	if got := h.get("b"); got != 999*8+7 {
+		t.Errorf("get(b) after concurrent sees = %d, want %d", got, 999*8+7)
 	}
 }
 

@@ -24,6 +24,7 @@ type Redsync struct {
 	notify *notifier // release notifications (handoff.go); nil when the pools cannot subscribe
 
 	observer observerSlot // the default Observer of its mutexes (hooks.go)
+	fences   fenceHints   // WithFencing: the highest counter seen per lock name (fencing.go)
 }
 
 // New returns a Redsync over the given pools, one per independent Redis
@@ -61,6 +62,7 @@ func (r *Redsync) NewMutex(name string, options ...Option) *Mutex {
 			o.Apply(m)
 		}
 	}
+	m.fence.hints = &r.fences
 	if m.shuffle {
 		m.pools = slices.Clone(m.pools)
 		rand.Shuffle(len(m.pools), func(i, j int) {
