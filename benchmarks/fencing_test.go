@@ -14,8 +14,9 @@ import (
 // redlock-fencing is redlock with WithFencing, one Mutex locking again and
 // again: each Lock proposes the right token in the acquire round (the fast
 // path, no extra round trip). redlock-fencing-handoff has two Mutex values
-// of the same name take turns, so that each Lock finds the other's token
-// and needs the second round: the cost of a lock that changes hands.
+// of the same name, of two Redsync values (as two processes would), take
+// turns, so that each Lock finds the other's token and needs the second
+// round: the cost of a lock that changes hands.
 func init() {
 	libraries = append(libraries,
 		library{name: "redlock-fencing", nodes: []int{5}, setup: setupRedlockFencing},
@@ -30,17 +31,16 @@ func setupRedlockFencingHandoff(tb testing.TB, addrs []string, key string) locke
 	return fencedLocker(tb, addrs, key, 2)
 }
 
-// fencedLocker returns a locker of key over n fenced Mutex values, used in
-// turn, and checks that the tokens grow.
+// fencedLocker returns a locker of key over n fenced Mutex values, each of
+// its own Redsync, used in turn, and checks that the tokens grow.
 func fencedLocker(tb testing.TB, addrs []string, key string, n int) locker {
 	pools := make([]redlockredis.Pool, len(addrs))
 	for i, addr := range addrs {
 		pools[i] = redlockgoredis.NewPool(newGoRedisClient(tb, addr))
 	}
-	rs := redlock.New(pools...)
 	mutexes := make([]*redlock.Mutex, n)
 	for i := range mutexes {
-		mutexes[i] = rs.NewMutex(key, redlock.WithExpiry(expiry), redlock.WithFencing())
+		mutexes[i] = redlock.New(pools...).NewMutex(key, redlock.WithExpiry(expiry), redlock.WithFencing())
 	}
 	var (
 		turn int
