@@ -271,10 +271,15 @@ type nodeTrace struct {
 }
 
 // add records the outcome of one node of a round that started at start.
+// It is small enough to be inlined, so that without a trace it costs a
+// comparison.
 func (tr *nodeTrace) add(res nodeResult, start time.Time) {
-	if tr == nil {
-		return
+	if tr != nil {
+		tr.record(res, start)
 	}
+}
+
+func (tr *nodeTrace) record(res nodeResult, start time.Time) {
 	r := NodeResult{Node: res.node, Latency: time.Since(start)}
 	switch {
 	case res.err != nil:
@@ -311,7 +316,13 @@ func (rec *acquireRecord) try() *nodeTrace {
 
 // tried ends the try started last, which failed with err (or succeeded).
 func (rec *acquireRecord) tried(err error) {
-	if rec == nil || rec.curStart.IsZero() {
+	if rec != nil {
+		rec.record(err)
+	}
+}
+
+func (rec *acquireRecord) record(err error) {
+	if rec.curStart.IsZero() {
 		return
 	}
 	if len(rec.tries) == maxObservedTries {
@@ -342,9 +353,14 @@ func (m *Mutex) held(value string, now time.Time) time.Duration {
 
 // lock is Lock with tries tries, observed when the Mutex has an observer.
 func (m *Mutex) lock(ctx context.Context, tries int) error {
-	if m.observer == nil {
-		return m.lockContext(ctx, tries, nil)
+	if m.observer != nil {
+		return m.lockObserved(ctx, tries)
 	}
+	return m.lockContext(ctx, tries, nil)
+}
+
+// lockObserved is lock for a Mutex with an observer.
+func (m *Mutex) lockObserved(ctx context.Context, tries int) error {
 	if ctx == nil {
 		ctx = context.Background()
 	}

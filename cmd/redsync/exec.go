@@ -176,6 +176,11 @@ func acquire(m *redsync.Mutex, o *options, nodes []node, sigs <-chan os.Signal, 
 // status: the command's, or exitLost when the lock was lost.
 func runHolding(m *redsync.Mutex, o *options, path string, command []string, sigs <-chan os.Signal, stderr io.Writer) int {
 	held := m.Context()
+	if err := held.Err(); err != nil {
+		// The validity ran out before the command could start.
+		errorf(stderr, "%s; %s not started", plain(context.Cause(held)), command[0])
+		return exitLost
+	}
 	cmd := exec.Command(path, command[1:]...)
 	cmd.Args[0] = command[0]
 	cmd.Stdin, cmd.Stdout, cmd.Stderr = os.Stdin, os.Stdout, os.Stderr
