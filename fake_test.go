@@ -42,6 +42,7 @@ type fakeNode struct {
 	keys    map[string]string
 	err     error         // returned by every command when set
 	latency time.Duration // added to the fake clock by every command
+	slow    string        // when set, only commands of this name add latency
 	block   chan struct{} // when set, commands wait for it to close (or ctx)
 	deaf    chan struct{} // when set, commands wait for it to close, ignoring ctx
 	calls   atomic.Int32  // commands received
@@ -95,6 +96,9 @@ func (n *fakeNode) enter(ctx context.Context, name string) error {
 	n.mu.Lock()
 	n.scripts = append(n.scripts, name)
 	block, deaf, latency, err := n.block, n.deaf, n.latency, n.err
+	if n.slow != "" && n.slow != name {
+		latency = 0
+	}
 	n.mu.Unlock()
 	if deaf != nil {
 		<-deaf
@@ -153,6 +157,8 @@ func (c *fakeConn) Eval(script *redis.Script, keysAndArgs ...any) (any, error) {
 		name = "release"
 	case extendScript:
 		name = "extend"
+	case transferScript:
+		return c.evalTransfer(keysAndArgs)
 	default:
 		// The fencing scripts (fencing_fake_test.go).
 		if reply, handled, err := c.evalFencing(script, keysAndArgs); handled {
@@ -198,6 +204,39 @@ func (c *fakeConn) Eval(script *redis.Script, keysAndArgs ...any) (any, error) {
 		}
 		return replyTaken, nil
 	}
+}
+
+// evalTransfer runs transfer.lua's logic on the node's map.
+func (c *fakeConn) evalTransfer(keysAndArgs []any) (any, error) {
+	n := c.node
+	key, old, next, mode := keysAndArgs[0].(string), keysAndArgs[1].(string), keysAndArgs[2].(string), keysAndArgs[4].(string)
+	name := "transfer"
+	if mode == "undo" {
+		name = "transfer-undo"
+	}
+	if err := n.enter(c.ctx, name); err != nil {
+		return nil, err
+	}
+	if old == "" || next == "" {
+		return nil, errors.New("fake: empty value on the wire")
+	}
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	current, ok := n.keys[key]
+	switch {
+	case ok && current != old && current != next:
+		return replyTaken, nil
+	case mode == "undo" && !ok:
+		return replyMissing, nil
+	case mode == "undo":
+		delete(n.keys, key)
+		return replyDone, nil
+	case !ok:
+		n.keys[key] = next
+		return replyMissing, nil
+	}
+	n.keys[key] = next
+	return replyDone, nil
 }
 
 // fakeCluster is a set of fake nodes sharing one clock.

@@ -94,6 +94,9 @@ type channelWait struct {
 	pending time.Time
 	// fired is when a quorum last announced a release.
 	fired time.Time
+	// handoffs counts the hand-offs to local waiters since the lock was
+	// last released (transfer.go).
+	handoffs int
 }
 
 // releaseSeen gathers the messages of one release from the nodes.
@@ -108,6 +111,7 @@ type releaseSeen struct {
 // a nil waiter (no notification) waits for nothing.
 type waiter struct {
 	n      *notifier
+	m      *Mutex // the Mutex whose Lock call waits
 	ch     *channelWait
 	ticket uint64
 	wake   chan struct{} // one token: retry now
@@ -116,11 +120,15 @@ type waiter struct {
 	// behind is set by stopWaiting when the wait ended by the timer while
 	// the queue was moving: releases came, and went to waiters ahead.
 	behind bool
+	// grant is set when a holder of this Redsync took the waiter out of
+	// the queue to hand it the lock directly (transfer.go).
+	grant *grant
 }
 
 // watch registers a waiter for the releases of key and makes sure every
 // node listens on its channel.
-func (n *notifier) watch(key string) *waiter {
+func (n *notifier) watch(m *Mutex) *waiter {
+	key := m.name
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	ch := n.channels[key]
@@ -133,7 +141,7 @@ func (n *notifier) watch(key string) *waiter {
 	}
 	ch.refs++
 	n.tickets++
-	return &waiter{n: n, ch: ch, ticket: n.tickets, wake: make(chan struct{}, 1)}
+	return &waiter{n: n, m: m, ch: ch, ticket: n.tickets, wake: make(chan struct{}, 1)}
 }
 
 // wait queues w and returns the channel on which it is woken: when a
@@ -169,16 +177,29 @@ func (w *waiter) wait(since time.Time) <-chan struct{} {
 	return w.wake
 }
 
-// stopWaiting takes w out of the queue (the timer or the context won).
-func (w *waiter) stopWaiting() {
+// stopWaiting ends the wait of w: it takes w out of the queue (when the
+// timer or the context won) and, when a holder took w out to hand it the
+// lock directly, waits for that hand-off to end and returns it if the lock
+// is now w's.
+func (w *waiter) stopWaiting() *grant {
 	if w == nil {
-		return
+		return nil
 	}
 	w.n.mu.Lock()
-	defer w.n.mu.Unlock()
 	ch := w.ch
 	w.behind = w.queued && ch.queue[0] != w && ch.fired.After(w.since) && ch.nconfirm >= w.n.quorum
 	w.unqueue()
+	g := w.grant
+	w.grant = nil
+	w.n.mu.Unlock()
+	if g == nil {
+		return nil
+	}
+	<-g.done
+	if !g.ok {
+		return nil
+	}
+	return g
 }
 
 // unqueue removes w from its channel's queue. The caller holds n.mu.
@@ -474,7 +495,7 @@ func (lw *lockWait) tryStarts(m *Mutex) {
 // first one makes the Lock call a waiter.
 func (lw *lockWait) failed(m *Mutex) {
 	if lw.w == nil && m.notify != nil && !m.noNotify {
-		lw.w = m.notify.watch(m.name)
+		lw.w = m.notify.watch(m)
 	}
 }
 
@@ -500,9 +521,10 @@ func (lw *lockWait) ready() <-chan struct{} {
 	return lw.w.wait(lw.since)
 }
 
-// stop ends the current wait.
-func (lw *lockWait) stop() {
-	lw.w.stopWaiting()
+// stop ends the current wait and returns the lock when a holder of this
+// Redsync handed it over meanwhile (nil otherwise).
+func (lw *lockWait) stop() *grant {
+	return lw.w.stopWaiting()
 }
 
 // close unregisters the waiter.
@@ -550,7 +572,7 @@ func (lw *lockWait) behindLocalWaiters(m *Mutex) bool {
 	queued := ch != nil && len(ch.queue) > 0 && ch.nconfirm >= n.quorum
 	n.mu.Unlock()
 	if queued {
-		lw.w = n.watch(m.name)
+		lw.w = n.watch(m)
 	}
 	return queued
 }

@@ -159,7 +159,7 @@ func TestNotifierQuorumAndWakeOne(t *testing.T) {
 	nodes, pools := newFakeSubNodes(5)
 	n := newNotifier(pools)
 	since := time.Now()
-	w1, w2 := n.watch("k"), n.watch("k")
+	w1, w2 := n.watch(&Mutex{name: "k"}), n.watch(&Mutex{name: "k"})
 	subscribedEverywhere(t, nodes, "k")
 	// The subscriptions' confirmation may have woken the first waiter
 	// (a release may have been missed during the set-up); start clean.
@@ -207,7 +207,7 @@ func TestNotifierQuorumAndWakeOne(t *testing.T) {
 func TestNotifierFIFOByTicket(t *testing.T) {
 	nodes, pools := newFakeSubNodes(3)
 	n := newNotifier(pools)
-	ws := []*waiter{n.watch("k"), n.watch("k"), n.watch("k")}
+	ws := []*waiter{n.watch(&Mutex{name: "k"}), n.watch(&Mutex{name: "k"}), n.watch(&Mutex{name: "k"})}
 	subscribedEverywhere(t, nodes, "k")
 	for _, w := range ws {
 		w.wait(time.Now())
@@ -243,7 +243,7 @@ func TestNotifierFIFOByTicket(t *testing.T) {
 func TestNotifierPendingRelease(t *testing.T) {
 	nodes, pools := newFakeSubNodes(3)
 	n := newNotifier(pools)
-	w := n.watch("k")
+	w := n.watch(&Mutex{name: "k"})
 	subscribedEverywhere(t, nodes, "k")
 	w.wait(time.Now())
 	w.stopWaiting()
@@ -270,7 +270,7 @@ func TestNotifierPendingRelease(t *testing.T) {
 func TestNotifierReconnects(t *testing.T) {
 	nodes, pools := newFakeSubNodes(3)
 	n := newNotifier(pools)
-	w := n.watch("k")
+	w := n.watch(&Mutex{name: "k"})
 	defer w.close()
 	subscribedEverywhere(t, nodes, "k")
 	broken := nodes[0].listener()
@@ -305,7 +305,7 @@ func TestNotifierListenFailureBacksOff(t *testing.T) {
 	nodes, pools := newFakeSubNodes(3)
 	nodes[2].listenErr = errors.New("connection refused")
 	n := newNotifier(pools)
-	w := n.watch("k")
+	w := n.watch(&Mutex{name: "k"})
 	subscribedEverywhere(t, nodes[:2], "k")
 	time.Sleep(50 * time.Millisecond)
 	nodes[2].mu.Lock()

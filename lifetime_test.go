@@ -366,6 +366,9 @@ func waitNoSubscribers(t *testing.T, servers []*redistest.Server, channel string
 	}
 }
 
+// TestHandOff hands the lock to three waiters, each with a Redsync of its
+// own (as if in processes of their own): the release announcement is what
+// wakes each of them.
 func TestHandOff(t *testing.T) {
 	for _, d := range lifetimeDrivers {
 		t.Run(d.name, func(t *testing.T) {
@@ -385,7 +388,8 @@ func TestHandOff(t *testing.T) {
 				wg.Add(1)
 				go func() {
 					defer wg.Done()
-					m := rs.NewMutex("handoff", redsync.WithRetryDelay(10*time.Second), redsync.WithTries(5))
+					own := redsync.New(pools...)
+					m := own.NewMutex("handoff", redsync.WithRetryDelay(10*time.Second), redsync.WithTries(5))
 					if err := m.Lock(); err != nil {
 						errs <- err
 						return
@@ -425,6 +429,76 @@ func TestHandOff(t *testing.T) {
 				t.Errorf("%d hand-offs took %v, want well under the 10s retry delay", waiters, took)
 			}
 			waitNoSubscribers(t, servers, "redsync:released:handoff")
+		})
+	}
+}
+
+// TestLocalHandOff hands the lock from one Mutex to another of the same
+// Redsync: the lock goes straight to the waiter, with the waiter's expiry,
+// and is not released (nor announced) in between.
+func TestLocalHandOff(t *testing.T) {
+	for _, d := range lifetimeDrivers {
+		t.Run(d.name, func(t *testing.T) {
+			servers, pools := lifetimeNodes(t, d, 3)
+			rs := redsync.New(pools...)
+			holder := rs.NewMutex("local")
+			if err := holder.Lock(); err != nil {
+				t.Fatal(err)
+			}
+			// A client of our own listens for release announcements on
+			// the first node.
+			client := goredislib.NewClient(&goredislib.Options{Addr: servers[0].Addr()})
+			defer client.Close()
+			sub := client.Subscribe(context.Background(), "redsync:released:local")
+			defer sub.Close()
+			if _, err := sub.Receive(context.Background()); err != nil {
+				t.Fatal(err)
+			}
+			messages := sub.Channel()
+
+			waiter := rs.NewMutex("local", redsync.WithExpiry(3*time.Second), redsync.WithRetryDelay(10*time.Second))
+			done := make(chan error, 1)
+			go func() { done <- waiter.Lock() }()
+			time.Sleep(300 * time.Millisecond) // the waiter's first try fails
+			if ok, err := holder.Unlock(); !ok || err != nil {
+				t.Fatalf("holder Unlock() = %v, %v", ok, err)
+			}
+			select {
+			case err := <-done:
+				if err != nil {
+					t.Fatalf("waiter Lock() = %v", err)
+				}
+			case <-time.After(5 * time.Second):
+				t.Fatal("no hand-off within 5s (the retry delay is 10s)")
+			}
+			for i, s := range servers {
+				c := goredislib.NewClient(&goredislib.Options{Addr: s.Addr()})
+				v, err := c.Get(context.Background(), "local").Result()
+				ttl := c.PTTL(context.Background(), "local").Val()
+				c.Close()
+				if err != nil || v != waiter.Value() {
+					t.Errorf("node %d holds %q (%v), want the waiter's value %q", i, v, err, waiter.Value())
+				}
+				if ttl <= 2*time.Second || ttl > 3*time.Second {
+					t.Errorf("node %d: PTTL %v, want the waiter's expiry of 3s less a little", i, ttl)
+				}
+			}
+			select {
+			case msg := <-messages:
+				t.Errorf("release announced during a local hand-off: %v", msg)
+			case <-time.After(100 * time.Millisecond):
+			}
+			// The waiter's own Unlock, with nobody waiting, is a real
+			// release, and the listener hears it.
+			if ok, err := waiter.Unlock(); !ok || err != nil {
+				t.Fatalf("waiter Unlock() = %v, %v", ok, err)
+			}
+			select {
+			case <-messages:
+			case <-time.After(5 * time.Second):
+				t.Error("the release after the hand-off was not announced")
+			}
+			waitNoSubscribers(t, servers[1:], "redsync:released:local")
 		})
 	}
 }

@@ -154,12 +154,17 @@ func (m *Mutex) lockContext(ctx context.Context, tries int, rec *acquireRecord) 
 			}
 			select {
 			case <-ctx.Done():
-				wait.stop()
+				if g := wait.stop(); g != nil {
+					m.refuseGrant(g) // handed over as ctx ended: give it back
+				}
 				return &cancelError{cause: context.Cause(ctx), last: last}
 			case <-timer.C:
 			case <-wait.ready():
 			}
-			wait.stop()
+			if g := wait.stop(); g != nil {
+				m.takeGrant(g) // a holder of this Redsync handed the lock over
+				return nil
+			}
 		}
 
 		wait.tryStarts(m)
@@ -169,12 +174,9 @@ func (m *Mutex) lockContext(ctx context.Context, tries int, rec *acquireRecord) 
 		// Each try has a value of its own: the undo of a failed try may
 		// reach a slow node after we gave up on it, and must not delete
 		// the lock that a later try took with the same value.
-		value, err := m.genValueFunc()
+		value, err := m.newValue()
 		if err != nil {
-			return fmt.Errorf("%w: generating the lock value: %w", ErrFailed, err)
-		}
-		if value == "" || len(value) > maxValueLen {
-			return newConfigError("the value generator returned %d bytes; a lock value must have 1 to %d", len(value), maxValueLen)
+			return err
 		}
 		calls := m.makeCalls(value)
 		until, permanent, err := m.acquire(ctx, calls, rec)
@@ -282,19 +284,18 @@ func (m *Mutex) unlock(ctx context.Context, tr *nodeTrace) (bool, error) {
 		ctx = context.Background()
 	}
 	m.released()
-	t := m.broadcast(ctx, m.nodeTimeout(), m.failFast, nodeOp{call: &calls.release, trace: tr})
-	if t.done >= m.quorum {
-		return true, nil
+	if tr == nil && m.canHandOver() {
+		if w, g := m.notify.claim(m.name); w != nil {
+			return m.handOver(ctx, calls, w, g) // transfer.go
+		}
 	}
-	// Expired only when the missing keys alone rule out a quorum; a lock
-	// that failed on timeouts and errors is not reported as expired.
-	if t.missing > len(m.pools)-m.quorum {
-		return false, errors.Join(ErrLockAlreadyExpired, t.err())
-	}
-	if t.missing > 0 && t.err() == nil {
-		return false, ErrLockAlreadyExpired
-	}
-	return false, t.err()
+	return m.release(ctx, calls, tr)
+}
+
+// release deletes the lock of calls on every node and reports the result
+// as Unlock does.
+func (m *Mutex) release(ctx context.Context, calls *lockCalls, tr *nodeTrace) (bool, error) {
+	return m.releaseResult(m.broadcast(ctx, m.nodeTimeout(), m.failFast, nodeOp{call: &calls.release, trace: tr}))
 }
 
 // Extend resets the lock's expiry on the nodes and reports whether it did
@@ -413,6 +414,19 @@ func (m *Mutex) makeCalls(value string) *lockCalls {
 	}
 	c.release = redis.NewScriptCall(release, m.keyArg, c.value)
 	return c
+}
+
+// newValue returns a value for a new try from the value generator, or an
+// error that names what is wrong with it.
+func (m *Mutex) newValue() (string, error) {
+	value, err := m.genValueFunc()
+	if err != nil {
+		return "", fmt.Errorf("%w: generating the lock value: %w", ErrFailed, err)
+	}
+	if value == "" || len(value) > maxValueLen {
+		return "", newConfigError("the value generator returned %d bytes; a lock value must have 1 to %d", len(value), maxValueLen)
+	}
+	return value, nil
 }
 
 // genValue returns 16 random bytes from crypto/rand, base64-encoded.

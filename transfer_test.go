@@ -1,0 +1,277 @@
+package redsync
+
+import (
+	"context"
+	"errors"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/go-redlock/redsync/redis"
+)
+
+// fakeSubScriptNode is a fake node that runs the lock scripts and can be
+// listened to, so that a Redsync over such nodes has a notifier and its
+// mutexes hand the lock over locally.
+type fakeSubScriptNode struct {
+	*fakeNode
+	sub fakeSubNode
+}
+
+func (f *fakeSubScriptNode) Listen(ctx context.Context, receive func(redis.Message)) (redis.Listener, error) {
+	return f.sub.Listen(ctx, receive)
+}
+
+// subPools returns the cluster's nodes as pools that can be listened to.
+func (c *fakeCluster) subPools() []redis.Pool {
+	pools := make([]redis.Pool, len(c.nodes))
+	for i, n := range c.nodes {
+		pools[i] = &fakeSubScriptNode{fakeNode: n}
+	}
+	return pools
+}
+
+// queuedWaiter waits until a Lock call waits in m's queue and returns it.
+func queuedWaiter(t *testing.T, m *Mutex) *waiter {
+	t.Helper()
+	var w *waiter
+	eventually(t, "a waiter queued", func() bool {
+		m.notify.mu.Lock()
+		defer m.notify.mu.Unlock()
+		if ch := m.notify.channels[m.name]; ch != nil && len(ch.queue) > 0 {
+			w = ch.queue[0]
+		}
+		return w != nil
+	})
+	return w
+}
+
+// lastCommands returns the last k commands node ran.
+func lastCommands(n *fakeNode, k int) []string {
+	ran := n.ran()
+	return ran[max(0, len(ran)-k):]
+}
+
+func TestLocalHandOffFakes(t *testing.T) {
+	c := newFakeCluster(5)
+	rs := New(c.subPools()...)
+	holder := rs.NewMutex("k")
+	holder.now = c.clock.Now
+	if err := holder.Lock(); err != nil {
+		t.Fatal(err)
+	}
+	// The waiter's own retry would come after an hour: only a hand-off
+	// ends its Lock within the test.
+	waiter := rs.NewMutex("k", WithRetryDelay(time.Hour), WithExpiry(5*time.Second))
+	waiter.now = c.clock.Now
+	done := make(chan error, 1)
+	go func() { done <- waiter.Lock() }()
+	queuedWaiter(t, waiter)
+
+	start := c.clock.Now()
+	if ok, err := holder.Unlock(); !ok || err != nil {
+		t.Fatalf("holder Unlock() = %v, %v; want true, nil", ok, err)
+	}
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("waiter Lock() = %v", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("the waiter was not handed the lock")
+	}
+	value := waiter.Value()
+	if value == "" || value == holder.Value() {
+		t.Fatalf("waiter value %q, holder value %q: want a fresh value", value, holder.Value())
+	}
+	if got := c.holders("k", value); got != 5 {
+		t.Errorf("%d of 5 nodes hold the waiter's value", got)
+	}
+	// The validity is the waiter's: its expiry less its drift, from the
+	// start of the hand-off round.
+	if want := start.Add(5*time.Second - 52*time.Millisecond); !waiter.Until().Equal(want) {
+		t.Errorf("waiter Until() = %v, want %v", waiter.Until(), want)
+	}
+	for i, n := range c.nodes {
+		if got := lastCommands(n, 1); !slices.Equal(got, []string{"transfer"}) {
+			t.Errorf("node %d ran %v last, want [transfer]: no release, no try", i, got)
+		}
+	}
+	if ok, err := waiter.Unlock(); !ok || err != nil {
+		t.Fatalf("waiter Unlock() = %v, %v", ok, err)
+	}
+	if got := c.keys("k"); got != 0 {
+		t.Errorf("%d nodes still hold the key after the waiter's Unlock", got)
+	}
+}
+
+// TestLocalHandOffTooSlow makes the hand-off round outlast the waiter's
+// validity: it is undone on every node, the holder's Unlock still reports
+// the release, and the waiter takes the lock with a try of its own.
+func TestLocalHandOffTooSlow(t *testing.T) {
+	c := newFakeCluster(5)
+	rs := New(c.subPools()...)
+	holder := rs.NewMutex("k")
+	holder.now = c.clock.Now
+	if err := holder.Lock(); err != nil {
+		t.Fatal(err)
+	}
+	waiter := rs.NewMutex("k", WithRetryDelay(time.Hour), WithExpiry(5*time.Second))
+	waiter.now = c.clock.Now
+	done := make(chan error, 1)
+	go func() { done <- waiter.Lock() }()
+	queuedWaiter(t, waiter)
+	for _, n := range c.nodes {
+		n.mu.Lock()
+		n.latency, n.slow = 1100*time.Millisecond, "transfer" // 5 nodes: 5.5s > 5s
+		n.mu.Unlock()
+	}
+	if ok, err := holder.Unlock(); !ok || err != nil {
+		t.Fatalf("holder Unlock() = %v, %v; want true, nil (the undo released it)", ok, err)
+	}
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("waiter Lock() = %v", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("the waiter did not try again after the failed hand-off")
+	}
+	if got := c.holders("k", waiter.Value()); got != 5 {
+		t.Errorf("%d of 5 nodes hold the waiter's value", got)
+	}
+	want := []string{"transfer", "transfer-undo", "acquire"}
+	for i, n := range c.nodes {
+		if got := lastCommands(n, 3); !slices.Equal(got, want) {
+			t.Errorf("node %d ran %v last, want %v", i, got, want)
+		}
+	}
+	if ok, err := waiter.Unlock(); !ok || err != nil {
+		t.Fatalf("waiter Unlock() = %v, %v", ok, err)
+	}
+}
+
+// TestLocalHandOffCancelled cancels the waiter's ctx while the lock is
+// being handed to it: its Lock reports the cancellation and the lock it
+// was handed is released, not leaked.
+func TestLocalHandOffCancelled(t *testing.T) {
+	c := newFakeCluster(3)
+	rs := New(c.subPools()...)
+	holder := rs.NewMutex("k")
+	holder.now = c.clock.Now
+	if err := holder.Lock(); err != nil {
+		t.Fatal(err)
+	}
+	waiter := rs.NewMutex("k", WithRetryDelay(time.Hour))
+	waiter.now = c.clock.Now
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	done := make(chan error, 1)
+	go func() { done <- waiter.LockContext(ctx) }()
+	w := queuedWaiter(t, waiter)
+
+	block := make(chan struct{})
+	for _, n := range c.nodes {
+		n.mu.Lock()
+		n.block = block
+		n.mu.Unlock()
+	}
+	unlocked := make(chan error, 1)
+	go func() {
+		ok, err := holder.Unlock()
+		if err == nil && !ok {
+			err = errors.New("not released")
+		}
+		unlocked <- err
+	}()
+	eventually(t, "the hand-off round reached every node", func() bool {
+		for _, n := range c.nodes {
+			if got := lastCommands(n, 1); !slices.Equal(got, []string{"transfer"}) {
+				return false
+			}
+		}
+		return true
+	})
+	cancel()
+	// The waiter has seen ctx end when it took its grant out of the
+	// waiter; it now waits for the hand-off to end.
+	eventually(t, "the waiter saw ctx end", func() bool {
+		w.n.mu.Lock()
+		defer w.n.mu.Unlock()
+		return w.grant == nil
+	})
+	for _, n := range c.nodes {
+		n.mu.Lock()
+		n.block = nil
+		n.mu.Unlock()
+	}
+	close(block)
+	if err := <-unlocked; err != nil {
+		t.Fatalf("holder Unlock: %v", err)
+	}
+	err := <-done
+	if !errors.Is(err, context.Canceled) || !errors.Is(err, ErrFailed) {
+		t.Fatalf("waiter LockContext() = %v, want ErrFailed and context.Canceled", err)
+	}
+	if got := c.keys("k"); got != 0 {
+		t.Errorf("%d nodes still hold the key: the lock handed to a cancelled Lock leaked", got)
+	}
+}
+
+func TestClaimBoundsLocalHandOffs(t *testing.T) {
+	nodes, pools := newFakeSubNodes(3)
+	n := newNotifier(pools)
+	w := n.watch(&Mutex{name: "k"})
+	defer w.close()
+	// The subscriptions' confirmation may wake the waiter (a release may
+	// have been missed during the set-up): let it happen first.
+	subscribedEverywhere(t, nodes, "k")
+	claimed := 0
+	for range maxLocalHandoffs + 2 {
+		w.wait(time.Now())
+		got, g := n.claim("k")
+		if got == nil {
+			w.stopWaiting()
+			break
+		}
+		if got != w {
+			t.Fatalf("claim returned another waiter")
+		}
+		claimed++
+		close(g.done)
+		if g := w.stopWaiting(); g != nil {
+			t.Fatalf("stopWaiting returned a grant that was not ok")
+		}
+	}
+	if claimed != maxLocalHandoffs {
+		t.Fatalf("%d hand-offs in a row, want %d", claimed, maxLocalHandoffs)
+	}
+	// After the release that the bound forced, hand-offs start again.
+	w.wait(time.Now())
+	got, g := n.claim("k")
+	if got != w {
+		t.Fatalf("claim after the forced release = %v, want the waiter", got)
+	}
+	close(g.done)
+	w.stopWaiting()
+}
+
+func TestClaimSkipsWaitersThatCannotTakeOver(t *testing.T) {
+	_, pools := newFakeSubNodes(3)
+	for _, m := range []*Mutex{
+		{name: "k", fence: fencing{on: true}},
+		{name: "k", guard: restartGuard{on: true}},
+		{name: "k", observer: MultiObserver()},
+		{name: "k", configErr: ErrInvalidConfig},
+	} {
+		n := newNotifier(pools)
+		w := n.watch(m)
+		w.wait(time.Now())
+		if got, _ := n.claim("k"); got != nil {
+			t.Errorf("claim handed the lock to a waiter with fencing %v, guard %v, observer %v, config error %v",
+				m.fence.on, m.guard.on, m.observer != nil, m.configErr)
+		}
+		w.stopWaiting()
+		w.close()
+	}
+}
