@@ -134,8 +134,13 @@ type AcquireEvent struct {
 	// waiting ahead (see WithReleaseNotification), is not counted.
 	Attempts int
 	// Tries holds the last tries sent, oldest first: all of them, unless
-	// there were more than 32.
+	// there were more than 32. When HandedOver, the last Try is the round
+	// of the hand-off (sent by the holder, not counted in Attempts).
 	Tries []Try
+	// HandedOver is set when the lock was handed to this call by an Unlock
+	// of another Mutex of the same Redsync, without a try of its own (see
+	// WithReleaseNotification).
+	HandedOver bool
 	// Validity is, on success, the validity left when Lock returned: the
 	// time from then to Until, during which no other client can hold the
 	// lock.
@@ -170,6 +175,11 @@ type ReleaseEvent struct {
 	Held  time.Duration
 	Nodes []NodeResult // the result of the release script on each node, in the order of the replies
 	Err   error        // nil when a quorum released the lock
+	// HandedOver is set when the lock went straight to a waiting Lock call
+	// of the same Redsync instead of being released (see
+	// WithReleaseNotification); Nodes is then the result of the hand-off,
+	// NodeOK where the lock was this Mutex's.
+	HandedOver bool
 }
 
 // LostEvent reports an acquisition that can no longer be guaranteed.
@@ -267,7 +277,8 @@ func (m multiObserver) OnLost(ctx context.Context, e LostEvent) {
 // broadcast adds to it on the caller's goroutine as the results come in
 // (the nodes' goroutines never touch it).
 type nodeTrace struct {
-	nodes []NodeResult
+	nodes      []NodeResult
+	handedOver bool // an Unlock handed the lock over (transfer.go)
 }
 
 // add records the outcome of one node of a round that started at start.
@@ -297,10 +308,11 @@ func (tr *nodeTrace) record(res nodeResult, start time.Time) {
 
 // acquireRecord collects the tries of one observed Lock call.
 type acquireRecord struct {
-	attempts int
-	tries    []Try
-	cur      nodeTrace
-	curStart time.Time
+	attempts   int
+	tries      []Try
+	cur        nodeTrace
+	curStart   time.Time
+	handedOver bool // the lock was handed over (transfer.go)
 }
 
 // try starts recording a try and returns the trace of its acquire round.
@@ -368,7 +380,7 @@ func (m *Mutex) lockObserved(ctx context.Context, tries int) error {
 	rec := &acquireRecord{}
 	err := m.lockContext(ctx, tries, rec)
 	end := time.Now()
-	e := AcquireEvent{Name: m.name, Start: start, Duration: end.Sub(start), Attempts: rec.attempts, Tries: rec.tries, Err: err}
+	e := AcquireEvent{Name: m.name, Start: start, Duration: end.Sub(start), Attempts: rec.attempts, Tries: rec.tries, HandedOver: rec.handedOver, Err: err}
 	if len(rec.tries) > 0 {
 		last := rec.tries[len(rec.tries)-1]
 		e.Wait = last.Start.Sub(start)
@@ -417,7 +429,7 @@ func (m *Mutex) unlockObserved(ctx context.Context) (bool, error) {
 	held := m.held(value, start)
 	var tr nodeTrace
 	ok, err := m.unlock(ctx, &tr)
-	e := ReleaseEvent{Name: m.name, Value: value, Start: start, Duration: time.Since(start), Held: held, Nodes: tr.nodes, Err: err}
+	e := ReleaseEvent{Name: m.name, Value: value, Start: start, Duration: time.Since(start), Held: held, Nodes: tr.nodes, HandedOver: tr.handedOver, Err: err}
 	if !ok && err == nil {
 		e.Err = errors.New("redsync: lock not released by a quorum")
 	}

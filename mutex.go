@@ -162,7 +162,7 @@ func (m *Mutex) lockContext(ctx context.Context, tries int, rec *acquireRecord) 
 			case <-wait.ready():
 			}
 			if g := wait.stop(); g != nil {
-				m.takeGrant(g) // a holder of this Redsync handed the lock over
+				m.takeGrant(g, rec) // a holder of this Redsync handed the lock over
 				return nil
 			}
 		}
@@ -284,9 +284,9 @@ func (m *Mutex) unlock(ctx context.Context, tr *nodeTrace) (bool, error) {
 		ctx = context.Background()
 	}
 	m.released()
-	if tr == nil && m.canHandOver() {
+	if m.canHandOver() {
 		if w, g := m.notify.claim(m.name); w != nil {
-			return m.handOver(ctx, calls, w, g) // transfer.go
+			return m.handOver(ctx, calls, w, g, tr) // transfer.go
 		}
 	}
 	return m.release(ctx, calls, tr)

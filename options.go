@@ -180,8 +180,14 @@ func WithMaxHold(d time.Duration) Option {
 // delay stays as a fallback. Each release wakes one waiter of the Redsync,
 // the one that has waited longest, and a Lock that finds others of the
 // same Redsync already waiting for the lock queues behind them without a
-// first try. When off, Unlock publishes nothing and Lock only polls, as
-// redsync v4 does. The default is on.
+// first try. When that waiter is a Lock of the same Redsync (and neither
+// Mutex uses fencing, nor the waiter a restart guard), Unlock does better:
+// it hands the lock straight to the waiter in one round, replacing its own
+// value with a fresh one of the waiter on the nodes, so that the lock is
+// never free in between and the waiter sends no try; see the local
+// hand-off in docs/LIFETIME.md. When off, Unlock publishes nothing, hands
+// nothing over, and Lock only polls, as redsync v4 does. The default is
+// on.
 func WithReleaseNotification(enabled bool) Option {
 	return OptionFunc(func(m *Mutex) {
 		m.noNotify = !enabled

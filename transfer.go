@@ -29,9 +29,10 @@ import (
 // Waiters in other processes cannot be handed the lock this way; to leave
 // them a chance, a lock goes to local waiters at most maxLocalHandoffs
 // times in a row, then it is released and announced as usual. Mutexes with
-// fencing, a restart guard or an observer neither hand over nor receive a
-// lock this way: their acquisitions need a token, a check of the node's
-// restart, or a record of the try.
+// fencing, and waiters with a restart guard, take no part: their
+// acquisitions need a new token, or a check of each node's restart. An
+// observer sees a hand-off as the last Try of the waiter's AcquireEvent and
+// in the holder's ReleaseEvent, both with HandedOver set.
 
 // maxLocalHandoffs bounds how many times in a row a lock goes to a waiter
 // of the same Redsync without being released.
@@ -50,16 +51,21 @@ type grant struct {
 	value string
 	calls *lockCalls
 	until time.Time
+	// For the waiter's observer: the hand-off round's start and duration,
+	// and the nodes' results when either Mutex has an observer.
+	start    time.Time
+	duration time.Duration
+	nodes    []NodeResult
 }
 
 // canHandOver reports whether m's Unlock may hand the lock to a waiter.
 func (m *Mutex) canHandOver() bool {
-	return m.notify != nil && !m.noNotify && !m.fence.on && m.observer == nil && m.notify.watched.Load() > 0
+	return m.notify != nil && !m.noNotify && !m.fence.on && m.notify.watched.Load() > 0
 }
 
 // canTakeOver reports whether m's waiting Lock call may be handed a lock.
 func (m *Mutex) canTakeOver() bool {
-	return m.configErr == nil && !m.fence.on && !m.guard.on && m.observer == nil
+	return m.configErr == nil && !m.fence.on && !m.guard.on
 }
 
 // claim takes the longest-waiting waiter for key out of the queue to hand
@@ -86,8 +92,8 @@ func (n *notifier) claim(key string) (*waiter, *grant) {
 
 // handOver is Unlock by hand-off to waiter w, whose grant is g: see the
 // comment at the top of this file. It reports the holder's release as
-// unlock does.
-func (m *Mutex) handOver(ctx context.Context, calls *lockCalls, w *waiter, g *grant) (bool, error) {
+// unlock does, and records it in tr (nil for none).
+func (m *Mutex) handOver(ctx context.Context, calls *lockCalls, w *waiter, g *grant, tr *nodeTrace) (bool, error) {
 	wm := w.m
 	defer func() {
 		close(g.done)
@@ -99,27 +105,58 @@ func (m *Mutex) handOver(ctx context.Context, calls *lockCalls, w *waiter, g *gr
 	value, err := wm.newValue()
 	if err != nil {
 		// The waiter's next try will fail the same way and say so.
-		return m.release(ctx, calls, nil)
+		return m.release(ctx, calls, tr)
 	}
 	next := wm.makeCalls(value)
 	transfer := redis.NewScriptCall(transferScript, m.keyArg, calls.value, next.value, wm.ttlArg, "")
+	trace := tr
+	if trace == nil && wm.observer != nil {
+		trace = &nodeTrace{}
+	}
+	g.start = time.Now()
 	start := wm.now()
-	t := wm.broadcast(ctx, wm.nodeTimeout(), false, nodeOp{call: &transfer})
+	t := wm.broadcast(ctx, wm.nodeTimeout(), false, nodeOp{call: &transfer, trace: trace})
 	validity := wm.expiry - wm.now().Sub(start) - wm.drift()
 	if t.done+t.missing >= wm.quorum && validity > 0 {
 		g.ok, g.value, g.calls = true, value, next
 		g.until = start.Add(wm.expiry - wm.drift())
+		g.duration = time.Since(g.start)
+		if trace != nil {
+			// A node that did not hold the holder's value took the
+			// waiter's: for the waiter, every "missing" is an "ok".
+			for _, r := range trace.nodes {
+				if r.Outcome == NodeMissing {
+					r.Outcome = NodeOK
+				}
+				g.nodes = append(g.nodes, r)
+			}
+		}
+		if tr != nil {
+			tr.handedOver = true
+		}
 		return m.releaseResult(t)
 	}
 	// Undo on every node, even when ctx has ended: neither value may
-	// outlive this Unlock.
+	// outlive this Unlock. The holder's observer sees the undo, which is
+	// what released the lock.
+	if tr != nil {
+		tr.nodes = nil
+	}
 	undo := redis.NewScriptCall(transferScript, m.keyArg, calls.value, next.value, wm.ttlArg, "undo")
-	t = m.broadcast(context.WithoutCancel(ctx), m.nodeTimeout(), m.failFast, nodeOp{call: &undo})
+	t = m.broadcast(context.WithoutCancel(ctx), m.nodeTimeout(), m.failFast, nodeOp{call: &undo, trace: tr})
 	return m.releaseResult(t)
 }
 
-// takeGrant makes the lock handed over in g the current acquisition of m.
-func (m *Mutex) takeGrant(g *grant) {
+// takeGrant makes the lock handed over in g the current acquisition of m,
+// and records the hand-off in rec (nil for none).
+func (m *Mutex) takeGrant(g *grant, rec *acquireRecord) {
+	if rec != nil {
+		rec.handedOver = true
+		if len(rec.tries) == maxObservedTries {
+			rec.tries = append(rec.tries[:0], rec.tries[1:]...)
+		}
+		rec.tries = append(rec.tries, Try{Start: g.start, Duration: g.duration, Nodes: g.nodes})
+	}
 	m.mu.Lock()
 	m.value, m.until, m.calls = g.value, g.until, g.calls
 	m.mu.Unlock()

@@ -55,14 +55,15 @@ func lastCommands(n *fakeNode, k int) []string {
 func TestLocalHandOffFakes(t *testing.T) {
 	c := newFakeCluster(5)
 	rs := New(c.subPools()...)
-	holder := rs.NewMutex("k")
+	holderObs, waiterObs := newRecordingObserver(), newRecordingObserver()
+	holder := rs.NewMutex("k", WithObserver(holderObs))
 	holder.now = c.clock.Now
 	if err := holder.Lock(); err != nil {
 		t.Fatal(err)
 	}
 	// The waiter's own retry would come after an hour: only a hand-off
 	// ends its Lock within the test.
-	waiter := rs.NewMutex("k", WithRetryDelay(time.Hour), WithExpiry(5*time.Second))
+	waiter := rs.NewMutex("k", WithRetryDelay(time.Hour), WithExpiry(5*time.Second), WithObserver(waiterObs))
 	waiter.now = c.clock.Now
 	done := make(chan error, 1)
 	go func() { done <- waiter.Lock() }()
@@ -97,8 +98,27 @@ func TestLocalHandOffFakes(t *testing.T) {
 			t.Errorf("node %d ran %v last, want [transfer]: no release, no try", i, got)
 		}
 	}
+	// Both observers saw the hand-off.
+	rel := holderObs.releases[0]
+	if !rel.HandedOver || rel.Err != nil || len(rel.Nodes) != 5 {
+		t.Errorf("holder's ReleaseEvent: HandedOver %v, Err %v, %d nodes; want true, nil, 5", rel.HandedOver, rel.Err, len(rel.Nodes))
+	}
+	acq := waiterObs.acquires[0]
+	// Attempts counts the failed tries (the first, and one more when the
+	// subscriptions' confirmation woke the waiter); the hand-off adds a
+	// Try of its own.
+	if !acq.HandedOver || acq.Err != nil || acq.Value != value || acq.Attempts < 1 || len(acq.Tries) != acq.Attempts+1 {
+		t.Fatalf("waiter's AcquireEvent: HandedOver %v, Err %v, Value %q, %d attempts, %d tries; want true, nil, %q, >= 1, attempts+1",
+			acq.HandedOver, acq.Err, acq.Value, acq.Attempts, len(acq.Tries), value)
+	}
+	if last := acq.Tries[len(acq.Tries)-1]; last.Err != nil || len(last.Nodes) != 5 || last.Nodes[0].Outcome != NodeOK {
+		t.Errorf("the hand-off's Try: %+v; want 5 nodes ok", last)
+	}
 	if ok, err := waiter.Unlock(); !ok || err != nil {
 		t.Fatalf("waiter Unlock() = %v, %v", ok, err)
+	}
+	if rel := waiterObs.releases[0]; rel.HandedOver {
+		t.Errorf("the waiter's Unlock, with nobody waiting, reported a hand-off")
 	}
 	if got := c.keys("k"); got != 0 {
 		t.Errorf("%d nodes still hold the key after the waiter's Unlock", got)
@@ -261,15 +281,14 @@ func TestClaimSkipsWaitersThatCannotTakeOver(t *testing.T) {
 	for _, m := range []*Mutex{
 		{name: "k", fence: fencing{on: true}},
 		{name: "k", guard: restartGuard{on: true}},
-		{name: "k", observer: MultiObserver()},
 		{name: "k", configErr: ErrInvalidConfig},
 	} {
 		n := newNotifier(pools)
 		w := n.watch(m)
 		w.wait(time.Now())
 		if got, _ := n.claim("k"); got != nil {
-			t.Errorf("claim handed the lock to a waiter with fencing %v, guard %v, observer %v, config error %v",
-				m.fence.on, m.guard.on, m.observer != nil, m.configErr)
+			t.Errorf("claim handed the lock to a waiter with fencing %v, guard %v, config error %v",
+				m.fence.on, m.guard.on, m.configErr)
 		}
 		w.stopWaiting()
 		w.close()

@@ -6,13 +6,14 @@ import "time"
 // it: the CLOCK_MONOTONIC timestamps (see [Mono]) of the acquisition and
 // the operations of its critical section on the resource.
 type Grant struct {
-	Worker   int    `json:"w"`
-	Seq      int    `json:"seq"`
-	Value    string `json:"value"`     // the lock value: unique per acquisition
-	Called   int64  `json:"called"`    // TryLock called
-	Acquired int64  `json:"acquired"`  // TryLock returned nil
-	ValidEnd int64  `json:"valid_end"` // Mutex.Until, on the monotonic clock
-	Released int64  `json:"released"`  // Unlock called
+	Worker    int    `json:"w"`
+	Goroutine int    `json:"g,omitempty"` // of the worker (WorkerConfig.Goroutines)
+	Seq       int    `json:"seq"`
+	Value     string `json:"value"`     // the lock value: unique per acquisition
+	Called    int64  `json:"called"`    // TryLock called
+	Acquired  int64  `json:"acquired"`  // TryLock returned nil
+	ValidEnd  int64  `json:"valid_end"` // Mutex.Until, on the monotonic clock
+	Released  int64  `json:"released"`  // Unlock called
 
 	// Found is "" when the worker entered an empty resource, else the
 	// occupant it found inside (an occupancy conflict).

@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/signal"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -47,6 +48,11 @@ type WorkerConfig struct {
 	// Fencing turns WithFencing on, and adds a guarded write to the
 	// critical section (fencing.go).
 	Fencing bool `json:"fencing"`
+	// Goroutines, when more than 1, runs that many goroutines in the
+	// worker, each with a Mutex of one shared Redsync calling Lock (with
+	// retries) instead of TryLock: the lock then passes between them by
+	// local hand-off (transfer.go in the root package).
+	Goroutines int `json:"goroutines"`
 }
 
 // WorkerMain runs the worker configured by $REDSYNC_CHAOS_WORKER until
@@ -136,7 +142,7 @@ func RunWorker(ctx context.Context, cfg WorkerConfig, out io.Writer) error {
 	}
 	res := NewResource(cfg.Resource, cfg.Prefix)
 	defer res.Close()
-	opts := []redsync.Option{redsync.WithExpiry(cfg.Expiry), redsync.WithTries(1)}
+	opts := []redsync.Option{redsync.WithExpiry(cfg.Expiry)}
 	if cfg.Guard > 0 {
 		opts = append(opts, redsync.WithRestartGuard(cfg.Guard))
 	}
@@ -146,32 +152,90 @@ func RunWorker(ctx context.Context, cfg WorkerConfig, out io.Writer) error {
 	if cfg.Fencing {
 		opts = append(opts, redsync.WithFencing())
 	}
-	mutex := redsync.New(pools...).NewMutex(cfg.Key, opts...)
+	rs := redsync.New(pools...)
 
 	w := bufio.NewWriter(out)
-	enc := json.NewEncoder(w)
-	sum := Summary{Worker: cfg.ID, Failures: map[string]int{}, Samples: map[string]string{}}
+	lw := &logWriter{enc: json.NewEncoder(w)}
+	lw.sum = Summary{Worker: cfg.ID, Failures: map[string]int{}, Samples: map[string]string{}}
+	if cfg.Goroutines <= 1 {
+		opts = append(opts, redsync.WithTries(1))
+		if err := lockLoop(ctx, cfg, res, rs.NewMutex(cfg.Key, opts...), 0, lw); err != nil {
+			return err
+		}
+	} else {
+		// Lock waits (with the default retries) while another goroutine
+		// of this worker holds the lock, so that it is handed over.
+		errs := make([]error, cfg.Goroutines)
+		var wg sync.WaitGroup
+		for i := range cfg.Goroutines {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				errs[i] = lockLoop(ctx, cfg, res, rs.NewMutex(cfg.Key, opts...), i, lw)
+			}()
+		}
+		wg.Wait()
+		if err := errors.Join(errs...); err != nil {
+			return err
+		}
+	}
+	if err := lw.enc.Encode(LogLine{Summary: &lw.sum}); err != nil {
+		return err
+	}
+	return w.Flush()
+}
+
+// logWriter writes the grants of a worker's goroutines to its log and
+// gathers its summary.
+type logWriter struct {
+	mu  sync.Mutex
+	enc *json.Encoder
+	sum Summary
+}
+
+func (lw *logWriter) failed(err error) {
+	lw.mu.Lock()
+	defer lw.mu.Unlock()
+	class := FailureClass(err)
+	lw.sum.Failures[class]++
+	if _, ok := lw.sum.Samples[class]; !ok {
+		lw.sum.Samples[class] = err.Error()
+	}
+}
+
+func (lw *logWriter) granted(g *Grant) error {
+	lw.mu.Lock()
+	defer lw.mu.Unlock()
+	g.Seq = lw.sum.Grants
+	lw.sum.Grants++
+	return lw.enc.Encode(LogLine{Grant: g})
+}
+
+// lockLoop is the loop of one goroutine of a worker: it locks with mutex
+// until ctx ends, each time doing the critical section on the resource. A
+// try or a critical section under way when ctx ends is finished first.
+func lockLoop(ctx context.Context, cfg WorkerConfig, res *Resource, mutex *redsync.Mutex, goroutine int, lw *logWriter) error {
+	lock := mutex.TryLock
+	if cfg.Goroutines > 1 {
+		lock = mutex.Lock
+	}
 	for ctx.Err() == nil {
 		called := Mono()
-		err := mutex.TryLock()
+		err := lock()
 		acquired, now := Mono(), time.Now()
 		if err != nil {
-			class := FailureClass(err)
-			sum.Failures[class]++
-			if _, ok := sum.Samples[class]; !ok {
-				sum.Samples[class] = err.Error()
-			}
+			lw.failed(err)
 			sleep(ctx, time.Millisecond+rand.N(3*time.Millisecond))
 			continue
 		}
 		g := Grant{
-			Worker:   cfg.ID,
-			Seq:      sum.Grants,
-			Value:    mutex.Value(),
-			Called:   called,
-			Acquired: acquired,
-			ValidEnd: acquired + int64(mutex.Until().Sub(now)),
-			Token:    mutex.FencingToken(),
+			Worker:    cfg.ID,
+			Goroutine: goroutine,
+			Value:     mutex.Value(),
+			Called:    called,
+			Acquired:  acquired,
+			ValidEnd:  acquired + int64(mutex.Until().Sub(now)),
+			Token:     mutex.FencingToken(),
 		}
 		hold, owner := cfg.Hold, fmt.Sprintf("%d/%s", cfg.ID, g.Value)
 		if cfg.LongEvery > 0 && rand.N(cfg.LongEvery) == 0 {
@@ -184,15 +248,11 @@ func RunWorker(ctx context.Context, cfg WorkerConfig, out io.Writer) error {
 		if err != nil {
 			g.UnlockErr = err.Error()
 		}
-		sum.Grants++
-		if err := enc.Encode(LogLine{Grant: &g}); err != nil {
+		if err := lw.granted(&g); err != nil {
 			return err
 		}
 	}
-	if err := enc.Encode(LogLine{Summary: &sum}); err != nil {
-		return err
-	}
-	return w.Flush()
+	return nil
 }
 
 // criticalSection enters the resource as owner, reads the counter, sleeps
