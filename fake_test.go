@@ -42,7 +42,7 @@ type fakeNode struct {
 	keys    map[string]string
 	err     error         // returned by every command when set
 	latency time.Duration // added to the fake clock by every command
-	slow    string        // when set, only commands of this name add latency
+	slow    string        // when set, only commands of this name add latency or block
 	block   chan struct{} // when set, commands wait for it to close (or ctx)
 	deaf    chan struct{} // when set, commands wait for it to close, ignoring ctx
 	calls   atomic.Int32  // commands received
@@ -97,7 +97,7 @@ func (n *fakeNode) enter(ctx context.Context, name string) error {
 	n.scripts = append(n.scripts, name)
 	block, deaf, latency, err := n.block, n.deaf, n.latency, n.err
 	if n.slow != "" && n.slow != name {
-		latency = 0
+		latency, block = 0, nil
 	}
 	n.mu.Unlock()
 	if deaf != nil {
@@ -233,7 +233,7 @@ func (c *fakeConn) evalTransfer(keysAndArgs []any) (any, error) {
 		return replyDone, nil
 	case !ok:
 		n.keys[key] = next
-		return replyMissing, nil
+		return replyTookOver, nil
 	}
 	n.keys[key] = next
 	return replyDone, nil

@@ -1,6 +1,7 @@
 package redsync
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"strconv"
@@ -279,6 +280,8 @@ func (m multiObserver) OnLost(ctx context.Context, e LostEvent) {
 type nodeTrace struct {
 	nodes      []NodeResult
 	handedOver bool // an Unlock handed the lock over (transfer.go)
+	// tookOver is the outcome recorded for replyTookOver; 0 for NodeOK.
+	tookOver NodeOutcome
 }
 
 // add records the outcome of one node of a round that started at start.
@@ -298,6 +301,8 @@ func (tr *nodeTrace) record(res nodeResult, start time.Time) {
 		r.Err, _ = classifyReplyError(res.err)
 	case res.reply == replyDone:
 		r.Outcome = NodeOK
+	case res.reply == replyTookOver:
+		r.Outcome = cmp.Or(tr.tookOver, NodeOK)
 	case res.reply == replyMissing:
 		r.Outcome = NodeMissing
 	default:

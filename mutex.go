@@ -72,6 +72,10 @@ type lockCalls struct {
 	acquire redis.ScriptCall
 	release redis.ScriptCall // announces the release unless WithReleaseNotification(false)
 	token   uint64           // WithFencing: the token, set by the try that acquired the lock
+	// settled, when not nil, is closed once every node ended the command
+	// that made this acquisition: a local hand-off returns at a quorum
+	// (transfer.go), and the next command must not overtake it on a node.
+	settled chan struct{}
 	// WithFencing: the token proposed in the acquire round (fencing.go).
 	proposed uint64
 }
@@ -284,6 +288,7 @@ func (m *Mutex) unlock(ctx context.Context, tr *nodeTrace) (bool, error) {
 		ctx = context.Background()
 	}
 	m.released()
+	calls.awaitSettled(m.nodeTimeout())
 	if m.canHandOver() {
 		if w, g := m.notify.claim(m.name); w != nil {
 			return m.handOver(ctx, calls, w, g, tr) // transfer.go
@@ -324,6 +329,7 @@ func (m *Mutex) extend(ctx context.Context, tr *nodeTrace) (bool, error) {
 	if ctx == nil {
 		ctx = context.Background()
 	}
+	calls.awaitSettled(m.nodeTimeout())
 	setNX := "0"
 	if m.setNXOnExtend {
 		setNX = "1"

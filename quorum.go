@@ -27,6 +27,7 @@ type tally struct {
 	replied   int     // outcomes counted so far
 	done      int     // nodes that acquired, released or extended
 	missing   int     // nodes where the key did not exist
+	tookOver  int     // of done: nodes where the key did not exist and now holds the next owner's value (transfer.lua)
 	taken     []int   // nodes where another owner holds the key
 	permanent int     // nodes whose error another try will not cure
 	errs      []error // *ErrNodeTaken and *RedisError, in order of arrival
@@ -45,6 +46,9 @@ func (t *tally) add(r nodeResult) {
 		t.done++
 	case r.reply == replyMissing:
 		t.missing++
+	case r.reply == replyTookOver:
+		t.done++
+		t.tookOver++
 	default:
 		t.taken = append(t.taken, r.node)
 		t.errs = append(t.errs, &ErrNodeTaken{Node: r.node})
@@ -52,9 +56,17 @@ func (t *tally) add(r nodeResult) {
 }
 
 // decided reports whether the outcome for a quorum q can no longer change:
-// a quorum succeeded, or too few nodes are left to reach one.
+// a quorum succeeded, or too few nodes are left to reach one. For a
+// hand-off (transfer.lua), both outcomes must be known: the next owner's
+// acquisition (done) and the holder's release (done less tookOver).
 func (t *tally) decided(q int) bool {
-	return t.done >= q || t.done+(t.nodes-t.replied) < q
+	left := t.nodes - t.replied
+	next := t.done >= q || t.done+left < q
+	if t.tookOver == 0 {
+		return next
+	}
+	released := t.done - t.tookOver
+	return next && (released >= q || released+left < q)
 }
 
 // err joins the node errors; nil when there are none.
@@ -83,6 +95,10 @@ type nodeOp struct {
 	call  *redis.ScriptCall
 	fn    nodeFunc
 	trace *nodeTrace // records the nodes' results for an observer; nil for none (hooks.go)
+	// settled, when not nil, is closed once every node's command has
+	// ended (with a reply, an error or its timeout), also when broadcast
+	// returned before (failFast).
+	settled chan struct{}
 }
 
 // round is one command sent to every node, shared by the goroutines that
@@ -120,9 +136,13 @@ func (r *round) release() {
 	for len(r.results) > 0 {
 		<-r.results
 	}
+	settled := r.op.settled
 	pool := r.m.rounds
 	*r = round{results: r.results}
 	pool.Put(r)
+	if settled != nil {
+		close(settled)
+	}
 }
 
 // broadcast sends op to every node, each in a goroutine of its own, and

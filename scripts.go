@@ -30,4 +30,8 @@ const (
 	replyDone    int64 = 1  // acquired, released or extended
 	replyTaken   int64 = 0  // another owner holds the key
 	replyMissing int64 = -1 // the key does not exist
+	// replyTookOver: the key did not exist and now holds the next owner's
+	// value (transfer.lua): done for the next owner, missing for the
+	// holder.
+	replyTookOver int64 = 2
 )

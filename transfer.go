@@ -113,17 +113,27 @@ func (m *Mutex) handOver(ctx context.Context, calls *lockCalls, w *waiter, g *gr
 	if trace == nil && wm.observer != nil {
 		trace = &nodeTrace{}
 	}
+	if tr != nil {
+		tr.tookOver = NodeMissing // the holder's view
+	}
 	g.start = time.Now()
 	start := wm.now()
-	t := wm.broadcast(ctx, wm.nodeTimeout(), false, nodeOp{call: &transfer, trace: trace})
+	// The round ends as soon as a quorum took the new value (or cannot):
+	// the replies of slower nodes do not change the outcome. Until they
+	// came, the next command on the lock waits (see awaitSettled): on a
+	// node, it could overtake the hand-off, which would then set a key
+	// that nobody holds.
+	settled := make(chan struct{})
+	t := wm.broadcast(ctx, wm.nodeTimeout(), true, nodeOp{call: &transfer, trace: trace, settled: settled})
+	next.settled = settled
 	validity := wm.expiry - wm.now().Sub(start) - wm.drift()
-	if t.done+t.missing >= wm.quorum && validity > 0 {
+	if t.done >= wm.quorum && validity > 0 {
 		g.ok, g.value, g.calls = true, value, next
 		g.until = start.Add(wm.expiry - wm.drift())
 		g.duration = time.Since(g.start)
 		if trace != nil {
-			// A node that did not hold the holder's value took the
-			// waiter's: for the waiter, every "missing" is an "ok".
+			// A node where the key had expired took the waiter's value:
+			// missing for the holder, ok for the waiter.
 			for _, r := range trace.nodes {
 				if r.Outcome == NodeMissing {
 					r.Outcome = NodeOK
@@ -134,6 +144,9 @@ func (m *Mutex) handOver(ctx context.Context, calls *lockCalls, w *waiter, g *gr
 		if tr != nil {
 			tr.handedOver = true
 		}
+		// The holder released where its value was replaced.
+		t.done -= t.tookOver
+		t.missing += t.tookOver
 		return m.releaseResult(t)
 	}
 	// Undo on every node, even when ctx has ended: neither value may
@@ -142,6 +155,7 @@ func (m *Mutex) handOver(ctx context.Context, calls *lockCalls, w *waiter, g *gr
 	if tr != nil {
 		tr.nodes = nil
 	}
+	next.awaitSettled(wm.nodeTimeout())
 	undo := redis.NewScriptCall(transferScript, m.keyArg, calls.value, next.value, wm.ttlArg, "undo")
 	t = m.broadcast(context.WithoutCancel(ctx), m.nodeTimeout(), m.failFast, nodeOp{call: &undo, trace: tr})
 	return m.releaseResult(t)
@@ -166,7 +180,27 @@ func (m *Mutex) takeGrant(g *grant, rec *acquireRecord) {
 // refuseGrant releases the lock handed over in g to a Lock call whose ctx
 // ended meanwhile.
 func (m *Mutex) refuseGrant(g *grant) {
+	g.calls.awaitSettled(m.nodeTimeout())
 	m.broadcast(context.Background(), m.nodeTimeout(), m.failFast, nodeOp{call: &g.calls.release})
+}
+
+// awaitSettled waits, at most d, until every node ended the command that
+// made the acquisition of c, when that command returned at a quorum.
+func (c *lockCalls) awaitSettled(d time.Duration) {
+	if c.settled == nil {
+		return
+	}
+	select {
+	case <-c.settled:
+		return
+	default:
+	}
+	timer := time.NewTimer(d)
+	defer timer.Stop()
+	select {
+	case <-c.settled:
+	case <-timer.C:
+	}
 }
 
 // releaseResult turns the tally of a release on every node into Unlock's
