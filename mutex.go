@@ -41,6 +41,7 @@ type Mutex struct {
 	configErr     error
 
 	runners []redis.ScriptRunner // runners[i] is pools[i] as a ScriptRunner, or nil
+	inline  bool                 // one node, whose pool keeps deadlines: no goroutine per command (quorum.go)
 	rounds  *sync.Pool           // recycled rounds, shared with the Redsync
 	keyArg  any                  // name, boxed once for the scripts
 	ttlArg  any                  // expiry in ms, formatted once for the scripts

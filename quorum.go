@@ -153,6 +153,9 @@ func (r *round) release() {
 // not answer in time count as failed; their goroutines finish in the
 // background and the last one recycles the round.
 func (m *Mutex) broadcast(ctx context.Context, timeout time.Duration, failFast bool, op nodeOp) tally {
+	if m.inline {
+		return m.runInline(ctx, timeout, op)
+	}
 	n := len(m.pools)
 	t := tally{nodes: n}
 	ctx, cancel := context.WithTimeout(ctx, timeout)
@@ -200,6 +203,39 @@ collect:
 		}
 	}
 	r.release()
+	return t
+}
+
+// runInline is broadcast for a single node whose pool ends its commands
+// by their context's deadline (redis.DeadlineKeeper): the command runs on
+// the caller's goroutine, bounded by timeout through its context.
+func (m *Mutex) runInline(ctx context.Context, timeout time.Duration, op nodeOp) tally {
+	t := tally{nodes: 1}
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	var start time.Time
+	if op.trace != nil {
+		start = time.Now()
+	}
+	res := nodeResult{node: 0}
+	if op.fn != nil {
+		res.reply, res.err = op.fn(ctx, 0)
+	} else {
+		res.reply, res.err = m.runScript(ctx, 0, op.call)
+	}
+	if res.err != nil && ctx.Err() != nil {
+		// Worded as broadcast words a node that did not answer in time.
+		err := ctx.Err()
+		if errors.Is(err, context.DeadlineExceeded) && context.Cause(ctx) == err {
+			err = fmt.Errorf("no reply within the per-node timeout of %v: %w", timeout, err)
+		}
+		res.err = err
+	}
+	cancel()
+	t.add(res)
+	op.trace.add(res, start)
+	if op.settled != nil {
+		close(op.settled)
+	}
 	return t
 }
 

@@ -75,6 +75,10 @@ func (r *Redsync) NewMutex(name string, options ...Option) *Mutex {
 		for i, p := range m.pools {
 			m.runners[i], _ = p.(redis.ScriptRunner)
 		}
+		if len(m.pools) == 1 {
+			k, ok := m.pools[0].(redis.DeadlineKeeper)
+			m.inline = ok && k.KeepsDeadlines()
+		}
 		m.keyArg = m.name
 		m.ttlArg = strconv.FormatInt(m.expiry.Milliseconds(), 10)
 		if m.value != "" {

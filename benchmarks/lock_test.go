@@ -84,10 +84,12 @@ var libraries = []library{
 	{name: "redlock-guard", nodes: []int{5}, setup: setupRedlockGuard},
 }
 
-// newGoRedisClient returns a go-redis client with default options for addr,
-// closed when tb's cleanups run.
+// newGoRedisClient returns a go-redis client for addr, closed when tb's
+// cleanups run. Its options are the defaults but for ContextTimeoutEnabled,
+// which makes go-redis end a command by its context's deadline: the setting
+// that redsync's goredis.NewPool recommends, and the same for every library.
 func newGoRedisClient(tb testing.TB, addr string) *goredislib.Client {
-	client := goredislib.NewClient(&goredislib.Options{Addr: addr})
+	client := goredislib.NewClient(&goredislib.Options{Addr: addr, ContextTimeoutEnabled: true})
 	tb.Cleanup(func() { client.Close() })
 	return client
 }

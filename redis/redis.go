@@ -119,6 +119,17 @@ type ScriptRunner interface {
 	RunScript(ctx context.Context, call *ScriptCall) (any, error)
 }
 
+// DeadlineKeeper is an optional interface of a Pool: KeepsDeadlines
+// reports whether every command of the pool ends by the deadline of the
+// context it is given (go-redis does only with its ContextTimeoutEnabled
+// option). The core enforces each node's timeout itself, which takes a
+// goroutine per node; with a single node whose pool keeps deadlines, it
+// runs the command on the caller's goroutine instead, which saves a
+// goroutine switch per command.
+type DeadlineKeeper interface {
+	KeepsDeadlines() bool
+}
+
 // Subscriber is an optional interface of a Pool: it opens connections that
 // listen for messages published on the server (Redis pub/sub). The core
 // uses it to learn at once that a lock was released instead of polling;

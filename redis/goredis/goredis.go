@@ -14,13 +14,15 @@ import (
 )
 
 var (
-	_ redis.Pool         = (*pool)(nil)
-	_ redis.ScriptRunner = (*pool)(nil)
-	_ redis.Conn         = (*conn)(nil)
+	_ redis.Pool           = (*pool)(nil)
+	_ redis.ScriptRunner   = (*pool)(nil)
+	_ redis.DeadlineKeeper = (*pool)(nil)
+	_ redis.Conn           = (*conn)(nil)
 )
 
 type pool struct {
-	client goredislib.UniversalClient
+	client         goredislib.UniversalClient
+	keepsDeadlines bool // the client's ContextTimeoutEnabled
 }
 
 // NewPool returns a Pool that sends its commands through client. The
@@ -29,7 +31,27 @@ type pool struct {
 // context deadlines, so a command that redsync gave up on at its per-node
 // timeout keeps its connection until the client's ReadTimeout.
 func NewPool(client goredislib.UniversalClient) redis.Pool {
-	return &pool{client: client}
+	return &pool{client: client, keepsDeadlines: contextTimeoutEnabled(client)}
+}
+
+// contextTimeoutEnabled reports whether client has the ContextTimeoutEnabled
+// option set; false for a client of a type it does not know.
+func contextTimeoutEnabled(client goredislib.UniversalClient) bool {
+	switch c := client.(type) {
+	case *goredislib.Client:
+		return c.Options().ContextTimeoutEnabled
+	case *goredislib.ClusterClient:
+		return c.Options().ContextTimeoutEnabled
+	case *goredislib.Ring:
+		return c.Options().ContextTimeoutEnabled
+	}
+	return false
+}
+
+// KeepsDeadlines reports whether the client ends its commands by their
+// context's deadline: whether its ContextTimeoutEnabled option is set.
+func (p *pool) KeepsDeadlines() bool {
+	return p.keepsDeadlines
 }
 
 func (p *pool) Get(ctx context.Context) (redis.Conn, error) {

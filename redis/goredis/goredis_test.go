@@ -252,3 +252,57 @@ func TestClusterClient(t *testing.T) {
 		}
 	})
 }
+
+// TestKeepsDeadlines checks that the pool reports the client's
+// ContextTimeoutEnabled option, for the client types that have it.
+func TestKeepsDeadlines(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		client goredislib.UniversalClient
+		want   bool
+	}{
+		{"Client", goredislib.NewClient(&goredislib.Options{Addr: "127.0.0.1:1"}), false},
+		{"Client/ContextTimeoutEnabled", goredislib.NewClient(&goredislib.Options{Addr: "127.0.0.1:1", ContextTimeoutEnabled: true}), true},
+		{"ClusterClient/ContextTimeoutEnabled", goredislib.NewClusterClient(&goredislib.ClusterOptions{Addrs: []string{"127.0.0.1:1"}, ContextTimeoutEnabled: true}), true},
+		{"Ring/ContextTimeoutEnabled", goredislib.NewRing(&goredislib.RingOptions{Addrs: map[string]string{"a": "127.0.0.1:1"}, ContextTimeoutEnabled: true}), true},
+	} {
+		closeClient(t, tc.client)
+		k, ok := goredis.NewPool(tc.client).(redis.DeadlineKeeper)
+		if !ok || k.KeepsDeadlines() != tc.want {
+			t.Errorf("%s: DeadlineKeeper %v, KeepsDeadlines() = %v; want %v", tc.name, ok, ok && k.KeepsDeadlines(), tc.want)
+		}
+	}
+}
+
+// TestSingleNodeKeepsDeadline locks one paused node through a client with
+// ContextTimeoutEnabled: the core runs the commands on the caller's
+// goroutine, and the client ends them at the per-node timeout.
+func TestSingleNodeKeepsDeadline(t *testing.T) {
+	srv := redistest.Start(t)
+	client := goredislib.NewClient(&goredislib.Options{Addr: srv.Addr(), ContextTimeoutEnabled: true, MaxRetries: -1})
+	closeClient(t, client)
+	rs := redsync.New(goredis.NewPool(client))
+	m := rs.NewMutex("inline", redsync.WithExpiry(2*time.Second), redsync.WithTries(1)) // per-node timeout 100ms
+	if err := m.Lock(); err != nil {
+		t.Fatal(err)
+	}
+	if ok, err := m.Unlock(); !ok || err != nil {
+		t.Fatalf("Unlock() = %v, %v", ok, err)
+	}
+	srv.MustDo(t, "CLIENT", "PAUSE", "1500", "ALL")
+	start := time.Now()
+	err := m.Lock()
+	took := time.Since(start)
+	if err == nil || !strings.Contains(err.Error(), "per-node timeout of 100ms") {
+		t.Fatalf("Lock() on a paused node = %v, want the per-node timeout named", err)
+	}
+	// The try and its undo, each ended by the client at 100ms; without the
+	// deadline the client would wait for its 3s ReadTimeout.
+	if took > time.Second {
+		t.Errorf("Lock() on a paused node took %v, want about 200ms", took)
+	}
+	time.Sleep(time.Until(start.Add(1600 * time.Millisecond)))
+	if keys, err := srv.Keys("*"); len(keys) != 0 || err != nil {
+		t.Errorf("keys %q (%v) after the pause, want none", keys, err)
+	}
+}

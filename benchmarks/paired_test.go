@@ -1,0 +1,62 @@
+package benchmarks
+
+import (
+	"context"
+	"fmt"
+	"testing"
+	"time"
+)
+
+// BenchmarkPaired measures the same uncontended Lock+Unlock as
+// BenchmarkLockUnlock, but interleaved: each iteration runs one
+// Lock+Unlock of every library in turn (rotating the order), on the same
+// nodes, and the benchmark reports each library's mean time and its ratio
+// to redsync v4 (and, at one node, to redislock). On a shared, noisy
+// machine the libraries then see the same load, so the ratios hold even
+// when the absolute times drift from one run to the next.
+func BenchmarkPaired(b *testing.B) {
+	for _, nodes := range []int{1, 5} {
+		b.Run(fmt.Sprintf("nodes=%d", nodes), func(b *testing.B) {
+			addrs := nodeAddrs[:nodes]
+			names := []string{"redlock", "redsyncv4", "floor-goredis"}
+			lockers := []locker{
+				setupRedlock(b, addrs, fmt.Sprintf("bench:paired:%d:redlock", nodes)),
+				setupRedsyncV4(b, addrs, fmt.Sprintf("bench:paired:%d:redsyncv4", nodes)),
+				setupFloor(b, addrs, fmt.Sprintf("bench:paired:%d:floor", nodes)),
+			}
+			if nodes == 1 {
+				names = append(names, "redislock")
+				lockers = append(lockers, setupRedislock(b, addrs, "bench:paired:1:redislock"))
+			}
+			ctx := context.Background()
+			totals := make([]time.Duration, len(lockers))
+			timed := func(i int) {
+				start := time.Now()
+				if err := lockUnlock(ctx, lockers[i]); err != nil {
+					b.Fatalf("%s: %v", names[i], err)
+				}
+				totals[i] += time.Since(start)
+			}
+			for i := range lockers { // warm up: connections and scripts
+				timed(i)
+				totals[i] = 0
+			}
+			n := 0
+			for b.Loop() {
+				for j := range lockers {
+					timed((n + j) % len(lockers))
+				}
+				n++
+			}
+			for i, name := range names {
+				b.ReportMetric(float64(totals[i].Nanoseconds())/float64(n), name+"-ns/op")
+			}
+			b.ReportMetric(float64(totals[0])/float64(totals[1]), "redlock/redsyncv4")
+			b.ReportMetric(float64(totals[2])/float64(totals[1]), "floor/redsyncv4")
+			if nodes == 1 {
+				b.ReportMetric(float64(totals[0])/float64(totals[3]), "redlock/redislock")
+				b.ReportMetric(float64(totals[2])/float64(totals[3]), "floor/redislock")
+			}
+		})
+	}
+}
