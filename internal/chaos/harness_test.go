@@ -47,6 +47,7 @@ type row struct {
 	nodeArgs      []string      // extra redis-server arguments of the lock nodes
 	longHold      bool          // one grant in longEvery holds longHold
 	fencing       bool          // WithFencing and a guarded write (fencing.go)
+	goroutines    int           // per worker, sharing a Redsync (local hand-off); 0 for one
 	oneShot       bool          // the fault happens once: one cycle
 
 	// inject runs fault cycles until ctx ends, counting each in
@@ -165,6 +166,7 @@ func runRow(t *testing.T, resource *redistest.Server, r row, sc scale) result {
 			Hold:          hold,
 			TimeoutFactor: r.timeoutFactor,
 			Fencing:       r.fencing,
+			Goroutines:    r.goroutines,
 			Log:           filepath.Join(h.dir, fmt.Sprintf("worker%d.jsonl", id)),
 		}
 		for _, p := range h.proxies {

@@ -23,6 +23,10 @@ type Grant struct {
 	Wrote       int64         `json:"wrote"` // the counter written before leaving
 	ResourceErr string        `json:"resource_err,omitempty"`
 
+	// HandedOver: the lock came by local hand-off from another goroutine
+	// of the worker (WorkerConfig.Goroutines).
+	HandedOver bool `json:"handed_over,omitempty"`
+
 	Unlocked  bool   `json:"unlocked"`
 	UnlockErr string `json:"unlock_err,omitempty"`
 

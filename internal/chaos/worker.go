@@ -159,7 +159,7 @@ func RunWorker(ctx context.Context, cfg WorkerConfig, out io.Writer) error {
 	lw.sum = Summary{Worker: cfg.ID, Failures: map[string]int{}, Samples: map[string]string{}}
 	if cfg.Goroutines <= 1 {
 		opts = append(opts, redsync.WithTries(1))
-		if err := lockLoop(ctx, cfg, res, rs.NewMutex(cfg.Key, opts...), 0, lw); err != nil {
+		if err := lockLoop(ctx, cfg, res, rs.NewMutex(cfg.Key, opts...), nil, 0, lw); err != nil {
 			return err
 		}
 	} else {
@@ -171,7 +171,9 @@ func RunWorker(ctx context.Context, cfg WorkerConfig, out io.Writer) error {
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
-				errs[i] = lockLoop(ctx, cfg, res, rs.NewMutex(cfg.Key, opts...), i, lw)
+				obs := &handOffObserver{}
+				m := rs.NewMutex(cfg.Key, append(opts, redsync.WithObserver(obs))...)
+				errs[i] = lockLoop(ctx, cfg, res, m, obs, i, lw)
 			}()
 		}
 		wg.Wait()
@@ -211,10 +213,24 @@ func (lw *logWriter) granted(g *Grant) error {
 	return lw.enc.Encode(LogLine{Grant: g})
 }
 
+// handOffObserver remembers whether the last Lock of its Mutex was handed
+// the lock by another goroutine's Unlock (a local hand-off).
+type handOffObserver struct {
+	handedOver bool // written and read on the goroutine that calls Lock
+}
+
+func (o *handOffObserver) OnAcquire(_ context.Context, e redsync.AcquireEvent) {
+	o.handedOver = e.HandedOver
+}
+func (*handOffObserver) OnExtend(context.Context, redsync.ExtendEvent)   {}
+func (*handOffObserver) OnRelease(context.Context, redsync.ReleaseEvent) {}
+func (*handOffObserver) OnLost(context.Context, redsync.LostEvent)       {}
+
 // lockLoop is the loop of one goroutine of a worker: it locks with mutex
 // until ctx ends, each time doing the critical section on the resource. A
 // try or a critical section under way when ctx ends is finished first.
-func lockLoop(ctx context.Context, cfg WorkerConfig, res *Resource, mutex *redsync.Mutex, goroutine int, lw *logWriter) error {
+// obs, when not nil, is mutex's observer.
+func lockLoop(ctx context.Context, cfg WorkerConfig, res *Resource, mutex *redsync.Mutex, obs *handOffObserver, goroutine int, lw *logWriter) error {
 	lock := mutex.TryLock
 	if cfg.Goroutines > 1 {
 		lock = mutex.Lock
@@ -236,6 +252,9 @@ func lockLoop(ctx context.Context, cfg WorkerConfig, res *Resource, mutex *redsy
 			Acquired:  acquired,
 			ValidEnd:  acquired + int64(mutex.Until().Sub(now)),
 			Token:     mutex.FencingToken(),
+		}
+		if obs != nil {
+			g.HandedOver = obs.handedOver
 		}
 		hold, owner := cfg.Hold, fmt.Sprintf("%d/%s", cfg.ID, g.Value)
 		if cfg.LongEvery > 0 && rand.N(cfg.LongEvery) == 0 {

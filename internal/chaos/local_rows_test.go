@@ -1,0 +1,95 @@
+package chaos
+
+import (
+	"flag"
+	"fmt"
+	"os"
+	"regexp"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/go-redlock/redsync/internal/redistest"
+)
+
+var localReportPath = flag.String("chaos.local.report", "", "write the local hand-off results table (Markdown) to this file")
+
+// localGoroutines is how many goroutines of each worker share its Redsync
+// in the local hand-off rows.
+const localGoroutines = 3
+
+// localRows are the rows of the fault table run again with three
+// goroutines per worker calling Lock on one Redsync, so that the lock
+// often passes from one to the next by local hand-off (transfer.go in the
+// root package), under the row's fault. Short rows also run in go test.
+var localRows = []struct {
+	base  string
+	short bool
+}{
+	{base: "baseline"},
+	{base: "restart-majority-aof-always"},
+	{base: "pause-majority"},
+	{base: "blackhole-majority", short: true},
+	{base: "slow-majority-validity"},
+	{base: "connection-resets"},
+}
+
+// TestChaosLocalHandOff runs rows of the fault table with local hand-offs:
+// the usual checks of each row must hold, and hand-offs must have
+// happened, or the row proved nothing about them.
+func TestChaosLocalHandOff(t *testing.T) {
+	sc := shortScale
+	if *long {
+		sc = longScale
+	}
+	var only *regexp.Regexp
+	if *rowsRE != "" {
+		only = regexp.MustCompile(*rowsRE)
+	}
+	all := rows()
+	resource := redistest.Start(t)
+	var table []string
+	for _, lr := range localRows {
+		i := slices.IndexFunc(all, func(r row) bool { return r.name == lr.base })
+		if i < 0 {
+			t.Fatalf("no row %q in the fault table", lr.base)
+		}
+		r := all[i]
+		r.name = "local-" + r.name
+		r.fault += fmt.Sprintf("; %d goroutines per worker on one Redsync (local hand-off)", localGoroutines)
+		r.goroutines = localGoroutines
+		switch {
+		case only != nil && !only.MatchString(r.name):
+			continue
+		case only == nil && !*long && !lr.short:
+			continue
+		}
+		t.Run(r.name, func(t *testing.T) {
+			res := runRow(t, resource, r, sc)
+			handedOver := 0
+			for _, g := range res.grants {
+				if g.HandedOver {
+					handedOver++
+				}
+			}
+			t.Logf("%s: %d acquisitions (%d handed over), %d fault cycles, %d double grants, %d lost updates, %d conflicts, failed tries %v",
+				r.name, res.acquisitions, handedOver, res.cycles, res.doubleGrants, res.lostUpdates, res.conflicts, res.failedTries)
+			table = append(table, fmt.Sprintf("| %s | %d | %d | %d | %d | %d | %d |",
+				r.name, res.acquisitions, handedOver, res.cycles, res.doubleGrants, res.lostUpdates, res.conflicts))
+			check(t, &res, sc)
+			if handedOver == 0 {
+				t.Errorf("no acquisition was a local hand-off: the row did not exercise it")
+			}
+		})
+	}
+	out := localMarkdownHeader + "\n" + strings.Join(table, "\n") + "\n"
+	t.Logf("local hand-off results:\n%s", out)
+	if *localReportPath != "" {
+		if err := os.WriteFile(*localReportPath, []byte(out), 0o644); err != nil {
+			t.Error(err)
+		}
+	}
+}
+
+const localMarkdownHeader = `| row | acquisitions | handed over locally | fault cycles | double grants | lost updates | occupancy conflicts |
+|---|---|---|---|---|---|---|`
