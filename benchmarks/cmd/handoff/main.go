@@ -7,7 +7,11 @@
 // 127.0.0.1 through internal/redistest):
 //
 //   - redlock: this module with default options (hand-off by notification
-//     on), one Redsync over -nodes nodes (default 5), one Mutex per goroutine;
+//     and local hand-off on), one Redsync over -nodes nodes (default 5), one
+//     Mutex per goroutine;
+//   - redlock-separate: the same, but each goroutine with a Redsync of its
+//     own, as if in a process of its own: no local hand-off, waiters woken
+//     by release announcements (not run unless named in -libs);
 //   - redsyncv4: github.com/go-redsync/redsync/v4 with default options, the
 //     same shape;
 //   - rueidislock: github.com/redis/rueidis/rueidislock on one node
@@ -76,6 +80,7 @@ type library struct {
 
 var libraries = []library{
 	{"redlock", func(c config) int { return c.nodes }, setupRedlock},
+	{"redlock-separate", func(c config) int { return c.nodes }, setupRedlockSeparate},
 	{"redsyncv4", func(c config) int { return c.nodes }, setupRedsyncV4},
 	{"rueidislock", func(config) int { return 1 }, setupRueidislock},
 }
@@ -87,7 +92,7 @@ func main() {
 	flag.DurationVar(&cfg.hold, "hold", time.Millisecond, "time each goroutine holds the lock")
 	flag.DurationVar(&cfg.work, "work", 5*time.Millisecond, "time each goroutine works outside the lock between acquisitions")
 	flag.IntVar(&cfg.nodes, "nodes", 5, "Redis nodes of the Redlock libraries")
-	libs := flag.String("libs", "redlock,redsyncv4,rueidislock", "comma-separated `libraries` to run")
+	libs := flag.String("libs", "redlock,redsyncv4,rueidislock", "comma-separated `libraries` to run (redlock, redlock-separate, redsyncv4, rueidislock)")
 	flag.Parse()
 	if cfg.goroutines < 1 || cfg.nodes < 1 || cfg.duration <= 0 {
 		fmt.Fprintln(os.Stderr, "handoff: -goroutines, -nodes and -duration must be positive")
@@ -307,6 +312,22 @@ func setupRedlock(addrs []string, key string, goroutines int) ([]locker, func(),
 	lockers := make([]locker, goroutines)
 	for i := range lockers {
 		lockers[i] = redlockLocker{rs.NewMutex(key)}
+	}
+	return lockers, closeClients, nil
+}
+
+// setupRedlockSeparate gives each goroutine a Redsync of its own, as if
+// each ran in a process of its own: the lock cannot be handed over locally,
+// and waiters are woken by release announcements.
+func setupRedlockSeparate(addrs []string, key string, goroutines int) ([]locker, func(), error) {
+	clients, closeClients := goredisClients(addrs)
+	pools := make([]redlockredis.Pool, len(clients))
+	for i, c := range clients {
+		pools[i] = redlockgoredis.NewPool(c)
+	}
+	lockers := make([]locker, goroutines)
+	for i := range lockers {
+		lockers[i] = redlockLocker{redlock.New(pools...).NewMutex(key)}
 	}
 	return lockers, closeClients, nil
 }
