@@ -64,8 +64,10 @@ type notifier struct {
 	tickets  uint64                  // last ticket handed to a waiter
 }
 
-// newNotifier returns the notifier of a Redsync over pools, or nil when too
-// few of them can subscribe for a quorum of announcements ever to arrive.
+// newNotifier returns the notifier of a Redsync over pools. When too few
+// of them can subscribe for a quorum of announcements ever to arrive, it
+// listens to none: its waiters are only polled, or handed the lock by an
+// Unlock of the same Redsync (transfer.go).
 func newNotifier(pools []redis.Pool) *notifier {
 	n := &notifier{quorum: len(pools)/2 + 1, channels: map[string]*channelWait{}}
 	for i, p := range pools {
@@ -74,9 +76,14 @@ func newNotifier(pools []redis.Pool) *notifier {
 		}
 	}
 	if len(n.nodes) < n.quorum {
-		return nil
+		n.nodes = nil
 	}
 	return n
+}
+
+// listens reports whether the notifier listens for release announcements.
+func (n *notifier) listens() bool {
+	return len(n.nodes) > 0
 }
 
 // channelWait is the state of one watched channel.
@@ -504,7 +511,7 @@ func (lw *lockWait) failed(m *Mutex) {
 // (the lock was held on no quorum: it changes hands now and a release
 // announcement may never come).
 func (lw *lockWait) delay(d time.Duration, last error) time.Duration {
-	if lw.w == nil {
+	if lw.w == nil || !lw.w.n.listens() {
 		return d
 	}
 	if !isSplit(last) {

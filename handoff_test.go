@@ -147,8 +147,8 @@ func isReady(c <-chan struct{}) bool {
 func TestNotifierNeedsQuorumOfSubscribers(t *testing.T) {
 	_, pools := newFakeSubNodes(3)
 	mixed := []redis.Pool{pools[0], newFakeNode(nil), newFakeNode(nil)}
-	if n := newNotifier(mixed); n != nil {
-		t.Errorf("newNotifier with 1 of 3 pools able to subscribe = %v, want nil", n)
+	if n := newNotifier(mixed); n == nil || n.listens() {
+		t.Errorf("newNotifier with 1 of 3 pools able to subscribe = %v, want a notifier that does not listen", n)
 	}
 	if n := newNotifier(pools); n == nil || len(n.nodes) != 3 {
 		t.Errorf("newNotifier with 3 of 3 = %v, want 3 listening nodes", n)

@@ -594,6 +594,89 @@ func RunLock(t *testing.T, newPool NewPoolFunc) {
 		checkEmpty(t, servers)
 	})
 
+	t.Run("Fencing", func(t *testing.T) {
+		// Two Redsyncs take turns, so that every acquisition needs the
+		// fencing round (fencing.go): both fencing scripts run through
+		// the adapter.
+		other := redsync.New(pools...)
+		var last uint64
+		for i := range 4 {
+			owner := rs
+			if i%2 == 1 {
+				owner = other
+			}
+			m := owner.NewMutex(name, redsync.WithExpiry(expiry), redsync.WithFencing())
+			if err := m.Lock(); err != nil {
+				t.Fatalf("Lock() with fencing = %v, want nil", err)
+			}
+			token := m.FencingToken()
+			if token <= last {
+				t.Errorf("acquisition %d: token %d, want more than %d", i, token, last)
+			}
+			if err := redsync.GuardedSet(context.Background(), pools[0], "adaptertest:resource", fmt.Sprint(i), token); err != nil {
+				t.Errorf("GuardedSet with the current token %d = %v", token, err)
+			}
+			if last > 0 {
+				err := redsync.GuardedSet(context.Background(), pools[0], "adaptertest:resource", "stale", last)
+				if !errors.Is(err, redsync.ErrStaleToken) {
+					t.Errorf("GuardedSet with the previous token %d = %v, want ErrStaleToken", last, err)
+				}
+			}
+			last = token
+			if ok, err := m.Unlock(); !ok || err != nil {
+				t.Fatalf("Unlock() with fencing = %v, %v", ok, err)
+			}
+		}
+		servers[0].MustDo(t, "DEL", "adaptertest:resource")
+		// The counters have no expiry, by design.
+		for i, srv := range servers {
+			keys, err := srv.Keys("redsync:fence:*")
+			if err != nil || len(keys) != 1 {
+				t.Errorf("node %d: fencing counters %q (%v), want one", i, keys, err)
+			}
+			for _, k := range keys {
+				srv.MustDo(t, "DEL", k)
+			}
+		}
+		checkEmpty(t, servers)
+	})
+
+	t.Run("LocalHandOff", func(t *testing.T) {
+		// A waiter of the same Redsync is handed the lock by Unlock
+		// (transfer.lua through the adapter), with its own expiry.
+		holder := rs.NewMutex(name, redsync.WithExpiry(expiry))
+		if err := holder.Lock(); err != nil {
+			t.Fatal(err)
+		}
+		waiter := rs.NewMutex(name, redsync.WithExpiry(expiry/2), redsync.WithRetryDelay(time.Minute))
+		done := make(chan error, 1)
+		go func() { done <- waiter.Lock() }()
+		time.Sleep(200 * time.Millisecond) // the waiter's first try fails
+		if ok, err := holder.Unlock(); !ok || err != nil {
+			t.Fatalf("holder Unlock() = %v, %v", ok, err)
+		}
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Fatalf("waiter Lock() = %v", err)
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatal("the waiter was not handed the lock (its retry delay is a minute)")
+		}
+		for i, srv := range servers {
+			if rep := srv.MustDo(t, "GET", name); rep.Str != waiter.Value() {
+				t.Errorf("node %d holds %s, want the waiter's value %q", i, rep, waiter.Value())
+			}
+			if ms := srv.MustDo(t, "PTTL", name).Int; ms <= 0 || ms > (expiry / 2).Milliseconds() {
+				t.Errorf("node %d: PTTL = %d ms, want the waiter's expiry (0, %d]", i, ms, (expiry / 2).Milliseconds())
+			}
+		}
+		if ok, err := waiter.Unlock(); !ok || err != nil {
+			t.Errorf("waiter Unlock() = %v, %v", ok, err)
+		}
+		checkEmpty(t, servers)
+	})
+
 	t.Run("Contention", func(t *testing.T) {
 		const workers, rounds = 4, 10
 		var (
