@@ -523,6 +523,19 @@ func (lw *lockWait) delay(d time.Duration, last error) time.Duration {
 	return min(d, rand.N(limit))
 }
 
+// extraBackoff returns the wait before another extra try, after an extra
+// try (brought forward by a release announcement) failed with err: a short
+// random back-off when nobody won the lock (see delay), else 0: wait for
+// the next announcement or the next counted try.
+func (lw *lockWait) extraBackoff(err error) time.Duration {
+	if lw.w == nil || !lw.w.n.listens() || !isSplit(err) {
+		lw.splits = 0
+		return 0
+	}
+	lw.splits++
+	return 1 + rand.N(time.Millisecond<<min(lw.splits-1, 4))
+}
+
 // ready returns the channel on which a release wakes the waiter.
 func (lw *lockWait) ready() <-chan struct{} {
 	return lw.w.wait(lw.since)

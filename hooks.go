@@ -132,7 +132,9 @@ type AcquireEvent struct {
 	Wait time.Duration
 	// Attempts counts the tries sent to the nodes. A try that the Mutex
 	// did not send, because other Lock calls of the same Redsync were
-	// waiting ahead (see WithReleaseNotification), is not counted.
+	// waiting ahead (see WithReleaseNotification), is not counted. Tries
+	// brought forward by release announcements are counted here, though
+	// not toward WithTries, so Attempts may exceed it.
 	Attempts int
 	// Tries holds the last tries sent, oldest first: all of them, unless
 	// there were more than 32. When HandedOver, the last Try is the round

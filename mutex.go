@@ -146,16 +146,34 @@ func (m *Mutex) lockContext(ctx context.Context, tries int, rec *acquireRecord) 
 		timer *time.Timer
 		last  error
 		wait  lockWait // hand-off by notification (handoff.go)
+		// next is when the next counted try is due (zero: not scheduled
+		// yet); soon, when positive, is a short wait before an extra try.
+		next time.Time
+		soon time.Duration
 	)
 	defer wait.close()
-	for try := range tries {
+	// A try that a release announcement brings forward, or that follows
+	// such a try after a short back-off, is extra: it does not count
+	// toward tries, and the counted tries keep their schedule, so Lock
+	// gives up after as many scheduled tries, at about the same time, as
+	// without notification.
+	for try := 0; try < tries; {
+		counted := true
 		if try > 0 {
-			delay := wait.delay(m.delayFunc(try), last)
+			now := time.Now()
+			if next.IsZero() {
+				next = now.Add(wait.delay(m.delayFunc(try), last))
+			}
+			wake := next
+			if soon > 0 && now.Add(soon).Before(wake) {
+				wake = now.Add(soon)
+			}
+			soon = 0
 			if timer == nil {
-				timer = time.NewTimer(delay)
+				timer = time.NewTimer(wake.Sub(now))
 				defer timer.Stop()
 			} else {
-				timer.Reset(delay)
+				timer.Reset(wake.Sub(now))
 			}
 			select {
 			case <-ctx.Done():
@@ -164,17 +182,26 @@ func (m *Mutex) lockContext(ctx context.Context, tries int, rec *acquireRecord) 
 				}
 				return &cancelError{cause: context.Cause(ctx), last: last}
 			case <-timer.C:
+				counted = !time.Now().Before(next)
 			case <-wait.ready():
+				counted = false
 			}
 			if g := wait.stop(); g != nil {
 				m.takeGrant(g, rec) // a holder of this Redsync handed the lock over
 				return nil
 			}
+			if counted {
+				next = time.Time{}
+			}
 		}
 
 		wait.tryStarts(m)
 		if wait.skipTry(m, try, tries) {
-			continue // waiters of this process are ahead: keep waiting
+			// Waiters of this process are ahead: keep waiting.
+			if counted {
+				try++
+			}
+			continue
 		}
 		// Each try has a value of its own: the undo of a failed try may
 		// reach a slow node after we gave up on it, and must not delete
@@ -200,7 +227,12 @@ func (m *Mutex) lockContext(ctx context.Context, tries int, rec *acquireRecord) 
 		if permanent {
 			break
 		}
-		if try+1 < tries {
+		if counted {
+			try++
+		} else {
+			soon = wait.extraBackoff(err)
+		}
+		if try < tries {
 			wait.failed(m)
 		}
 	}

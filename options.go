@@ -180,7 +180,11 @@ func WithMaxHold(d time.Duration) Option {
 // delay stays as a fallback. Each release wakes one waiter of the Redsync,
 // the one that has waited longest, and a Lock that finds others of the
 // same Redsync already waiting for the lock queues behind them without a
-// first try. When that waiter is a Lock of the same Redsync (and neither
+// first try. A try that an announcement brings forward (and a quick
+// retry when nobody won it) is extra: it does not count toward WithTries,
+// and the counted tries keep their schedule, so a Lock gives up after as
+// many tries of the retry delay's schedule as without notification. When
+// that waiter is a Lock of the same Redsync (and neither
 // Mutex uses fencing, nor the waiter a restart guard), Unlock does better:
 // it hands the lock straight to the waiter in one round, replacing its own
 // value with a fresh one of the waiter on the nodes, so that the lock is
