@@ -667,7 +667,7 @@ func RunLock(t *testing.T, newPool NewPoolFunc) {
 			if rep := srv.MustDo(t, "GET", name); rep.Str != waiter.Value() {
 				t.Errorf("node %d holds %s, want the waiter's value %q", i, rep, waiter.Value())
 			}
-			if ms := srv.MustDo(t, "PTTL", name).Int; ms <= 0 || ms > (expiry / 2).Milliseconds() {
+			if ms := srv.MustDo(t, "PTTL", name).Int; ms <= 0 || ms > (expiry/2).Milliseconds() {
 				t.Errorf("node %d: PTTL = %d ms, want the waiter's expiry (0, %d]", i, ms, (expiry / 2).Milliseconds())
 			}
 		}
