@@ -3,6 +3,7 @@ package redsync
 import (
 	"context"
 	"errors"
+	"fmt"
 	"slices"
 	"testing"
 	"time"
@@ -385,4 +386,58 @@ func TestClaimSkipsWaitersThatCannotTakeOver(t *testing.T) {
 		w.stopWaiting()
 		w.close()
 	}
+}
+
+// TestAnnouncedTriesDoNotCount wakes a waiter with release announcements
+// while another Redsync keeps the lock: its tries brought forward fail,
+// and do not use up WithTries.
+func TestAnnouncedTriesDoNotCount(t *testing.T) {
+	c := newFakeCluster(3)
+	pools := c.subPools()
+	other := New(c.pools()...).NewMutex("k")
+	other.now = c.clock.Now
+	if err := other.Lock(); err != nil {
+		t.Fatal(err)
+	}
+	waiter := New(pools...).NewMutex("k", WithTries(2), WithRetryDelay(time.Hour))
+	waiter.now = c.clock.Now
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- waiter.LockContext(ctx) }()
+	subNodes := make([]*fakeSubNode, len(pools))
+	for i, p := range pools {
+		subNodes[i] = &p.(*fakeSubScriptNode).sub
+	}
+	subscribedEverywhere(t, subNodes, "k")
+	// acquire scripts run on node 0, the other Redsync's included.
+	acquires := func() int {
+		n := 0
+		for _, s := range c.nodes[0].ran() {
+			if s == "acquire" {
+				n++
+			}
+		}
+		return n
+	}
+	for round := range 4 {
+		queuedWaiter(t, waiter)
+		before := acquires()
+		for _, s := range subNodes {
+			s.listener().publish("k", fmt.Sprintf("release-%d", round))
+		}
+		eventually(t, "an extra try", func() bool { return acquires() > before })
+	}
+	select {
+	case err := <-done:
+		t.Fatalf("Lock() = %v after 4 tries brought forward by announcements, want it still waiting (WithTries(2), the second due in an hour)", err)
+	case <-time.After(50 * time.Millisecond):
+	}
+	cancel()
+	if err := <-done; !errors.Is(err, context.Canceled) {
+		t.Fatalf("LockContext() = %v, want context.Canceled", err)
+	}
+	if got := acquires(); got < 6 {
+		t.Errorf("%d acquire scripts on node 0, want the other's, the first try and 4 extra ones", got)
+	}
+	other.Unlock()
 }
