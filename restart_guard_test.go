@@ -16,14 +16,15 @@ import (
 )
 
 // guardTimeout is the per-node timeout factor of the restart guard tests:
-// 200 ms, so that a loaded machine does not turn a refusal into a timeout.
+// 400 ms (of the 1s expiry), so that a loaded machine does not turn a
+// refusal into a timeout.
 var guardTimeout = redsync.WithTimeoutFactor(0.4)
 
 // Timing of the restart guard tests. A node votes maxTTL plus at most a
 // second after it started.
 const (
-	guardExpiry = 500 * time.Millisecond
-	guardMaxTTL = time.Second
+	guardExpiry = time.Second
+	guardMaxTTL = 2 * time.Second
 	guardWait   = guardMaxTTL + 3*time.Second // longest wait for a node to vote
 )
 

@@ -12,20 +12,12 @@ bash scripts/ensure-redis.sh
 
 echo "==> go vet ./..."
 go vet ./...
-# One package at a time (-p 1): the integration and fault-injection tests
-# start many redis-server processes and time their per-node timeouts; on a
-# 2-core machine, packages running side by side starve each other.
-#
-# A package that fails is run once more and must pass then: the timing
-# tests (per-node timeouts of 100-400 ms) fail when the machine is heavily
-# loaded. The first failure stays in the log; a failure that repeats fails
-# the run. TODO: widen the margins so that no retry is needed.
+# One package at a time: the integration and fault-injection tests start
+# many redis-server processes and time their per-node timeouts; on a 2-core
+# machine, packages running side by side starve each other.
 echo "==> go test -race ./..."
 for pkg in $(go list ./...); do
-	if ! go test -race -count=1 -timeout 12m "$pkg" "$@"; then
-		echo "==> RETRY $pkg: it failed once (see above); running it again"
-		go test -race -count=1 -timeout 12m "$pkg" "$@"
-	fi
+	go test -race -count=1 -timeout 12m "$pkg" "$@"
 done
 
 if [ -f benchmarks/go.mod ]; then
