@@ -47,6 +47,25 @@ func queuedWaiter(t *testing.T, m *Mutex) *waiter {
 	return w
 }
 
+// handOffScene locks "k" on c's nodes with a holder Mutex and starts, on
+// the same Redsync, a waiter Mutex in LockContext(ctx), with a retry delay
+// of an hour so that only a hand-off ends its Lock within a test. It
+// returns once the waiter is queued; done receives the waiter's result.
+func handOffScene(t *testing.T, c *fakeCluster, ctx context.Context, holderOpts, waiterOpts []Option) (holder, waiter *Mutex, w *waiter, done chan error) {
+	t.Helper()
+	rs := New(c.subPools()...)
+	holder = rs.NewMutex("k", holderOpts...)
+	holder.now = c.clock.Now
+	if err := holder.Lock(); err != nil {
+		t.Fatal(err)
+	}
+	waiter = rs.NewMutex("k", append([]Option{WithRetryDelay(time.Hour)}, waiterOpts...)...)
+	waiter.now = c.clock.Now
+	done = make(chan error, 1)
+	go func() { done <- waiter.LockContext(ctx) }()
+	return holder, waiter, queuedWaiter(t, waiter), done
+}
+
 // lastCommands returns the last k commands node ran.
 func lastCommands(n *fakeNode, k int) []string {
 	ran := n.ran()
@@ -55,20 +74,9 @@ func lastCommands(n *fakeNode, k int) []string {
 
 func TestLocalHandOffFakes(t *testing.T) {
 	c := newFakeCluster(5)
-	rs := New(c.subPools()...)
 	holderObs, waiterObs := newRecordingObserver(), newRecordingObserver()
-	holder := rs.NewMutex("k", WithObserver(holderObs))
-	holder.now = c.clock.Now
-	if err := holder.Lock(); err != nil {
-		t.Fatal(err)
-	}
-	// The waiter's own retry would come after an hour: only a hand-off
-	// ends its Lock within the test.
-	waiter := rs.NewMutex("k", WithRetryDelay(time.Hour), WithExpiry(5*time.Second), WithObserver(waiterObs))
-	waiter.now = c.clock.Now
-	done := make(chan error, 1)
-	go func() { done <- waiter.Lock() }()
-	queuedWaiter(t, waiter)
+	holder, waiter, _, done := handOffScene(t, c, context.Background(),
+		[]Option{WithObserver(holderObs)}, []Option{WithExpiry(5 * time.Second), WithObserver(waiterObs)})
 
 	start := c.clock.Now()
 	if ok, err := holder.Unlock(); !ok || err != nil {
@@ -134,18 +142,8 @@ func TestLocalHandOffExpiredHolder(t *testing.T) {
 		ok      bool
 	}{{2, true}, {3, false}, {5, false}} {
 		c := newFakeCluster(5)
-		rs := New(c.subPools()...)
 		obs := newRecordingObserver()
-		holder := rs.NewMutex("k", WithObserver(obs))
-		holder.now = c.clock.Now
-		if err := holder.Lock(); err != nil {
-			t.Fatal(err)
-		}
-		waiter := rs.NewMutex("k", WithRetryDelay(time.Hour))
-		waiter.now = c.clock.Now
-		done := make(chan error, 1)
-		go func() { done <- waiter.Lock() }()
-		queuedWaiter(t, waiter)
+		holder, waiter, _, done := handOffScene(t, c, context.Background(), []Option{WithObserver(obs)}, nil)
 		for _, n := range c.nodes[:tc.expired] {
 			n.mu.Lock()
 			delete(n.keys, "k")
@@ -177,17 +175,7 @@ func TestLocalHandOffExpiredHolder(t *testing.T) {
 // straggler, which would otherwise set the key after the release.
 func TestLocalHandOffStraggler(t *testing.T) {
 	c := newFakeCluster(3)
-	rs := New(c.subPools()...)
-	holder := rs.NewMutex("k")
-	holder.now = c.clock.Now
-	if err := holder.Lock(); err != nil {
-		t.Fatal(err)
-	}
-	waiter := rs.NewMutex("k", WithRetryDelay(time.Hour))
-	waiter.now = c.clock.Now
-	done := make(chan error, 1)
-	go func() { done <- waiter.Lock() }()
-	queuedWaiter(t, waiter)
+	holder, waiter, _, done := handOffScene(t, c, context.Background(), nil, nil)
 	stall := make(chan struct{})
 	straggler := c.nodes[2]
 	straggler.mu.Lock()
@@ -223,17 +211,7 @@ func TestLocalHandOffStraggler(t *testing.T) {
 // the release, and the waiter takes the lock with a try of its own.
 func TestLocalHandOffTooSlow(t *testing.T) {
 	c := newFakeCluster(5)
-	rs := New(c.subPools()...)
-	holder := rs.NewMutex("k")
-	holder.now = c.clock.Now
-	if err := holder.Lock(); err != nil {
-		t.Fatal(err)
-	}
-	waiter := rs.NewMutex("k", WithRetryDelay(time.Hour), WithExpiry(5*time.Second))
-	waiter.now = c.clock.Now
-	done := make(chan error, 1)
-	go func() { done <- waiter.Lock() }()
-	queuedWaiter(t, waiter)
+	holder, waiter, _, done := handOffScene(t, c, context.Background(), nil, []Option{WithExpiry(5 * time.Second)})
 	for _, n := range c.nodes {
 		n.mu.Lock()
 		n.latency, n.slow = 1800*time.Millisecond, "transfer" // a quorum of 3: 5.4s > 5s
@@ -269,19 +247,9 @@ func TestLocalHandOffTooSlow(t *testing.T) {
 // was handed is released, not leaked.
 func TestLocalHandOffCancelled(t *testing.T) {
 	c := newFakeCluster(3)
-	rs := New(c.subPools()...)
-	holder := rs.NewMutex("k")
-	holder.now = c.clock.Now
-	if err := holder.Lock(); err != nil {
-		t.Fatal(err)
-	}
-	waiter := rs.NewMutex("k", WithRetryDelay(time.Hour))
-	waiter.now = c.clock.Now
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	done := make(chan error, 1)
-	go func() { done <- waiter.LockContext(ctx) }()
-	w := queuedWaiter(t, waiter)
+	holder, _, w, done := handOffScene(t, c, ctx, nil, nil)
 
 	block := make(chan struct{})
 	for _, n := range c.nodes {

@@ -4,8 +4,6 @@ import (
 	"flag"
 	"fmt"
 	"os"
-	"regexp"
-	"slices"
 	"strings"
 	"testing"
 
@@ -48,30 +46,15 @@ var fencingRows = []fencingRow{
 // rows where nodes lose their counters. go test runs the rows marked
 // short; -long runs all of them to at least 10,000 acquisitions each.
 func TestChaosFencing(t *testing.T) {
-	sc := shortScale
-	if *long {
-		sc = longScale
-	}
-	var only *regexp.Regexp
-	if *rowsRE != "" {
-		only = regexp.MustCompile(*rowsRE)
-	}
-	all := rows()
+	sc := runScale()
 	resource := redistest.Start(t)
 	var table []string
 	for _, fr := range fencingRows {
-		i := slices.IndexFunc(all, func(r row) bool { return r.name == fr.base })
-		if i < 0 {
-			t.Fatalf("no row %q in the fault table", fr.base)
-		}
-		r := all[i]
+		r := baseRow(t, fr.base)
 		r.name = "fencing-" + strings.TrimPrefix(r.name, "canary-")
 		r.fault += "; WithFencing, guarded write"
 		r.fencing = true
-		switch {
-		case only != nil && !only.MatchString(r.name):
-			continue
-		case only == nil && !*long && !fr.short:
+		if !selected(r.name, fr.short) {
 			continue
 		}
 		t.Run(r.name, func(t *testing.T) {

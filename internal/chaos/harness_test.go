@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strings"
 	"sync"
@@ -120,6 +121,35 @@ func (h *harness) note(format string, args ...any) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	h.notes = append(h.notes, fmt.Sprintf(format, args...))
+}
+
+// runScale returns the scale of this run: longScale with -long.
+func runScale() scale {
+	if *long {
+		return longScale
+	}
+	return shortScale
+}
+
+// selected reports whether a row named name that derives from the fault
+// table runs: it must match -chaos.rows when that is given, and otherwise
+// be short or the run long.
+func selected(name string, short bool) bool {
+	if *rowsRE != "" {
+		return regexp.MustCompile(*rowsRE).MatchString(name)
+	}
+	return short || *long
+}
+
+// baseRow returns the row of the fault table named name.
+func baseRow(t *testing.T, name string) row {
+	t.Helper()
+	all := rows()
+	i := slices.IndexFunc(all, func(r row) bool { return r.name == name })
+	if i < 0 {
+		t.Fatalf("no row %q in the fault table", name)
+	}
+	return all[i]
 }
 
 // runRow runs r at scale sc against the resource node and returns what

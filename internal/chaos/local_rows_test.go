@@ -4,8 +4,6 @@ import (
 	"flag"
 	"fmt"
 	"os"
-	"regexp"
-	"slices"
 	"strings"
 	"testing"
 
@@ -38,30 +36,15 @@ var localRows = []struct {
 // the usual checks of each row must hold, and hand-offs must have
 // happened, or the row proved nothing about them.
 func TestChaosLocalHandOff(t *testing.T) {
-	sc := shortScale
-	if *long {
-		sc = longScale
-	}
-	var only *regexp.Regexp
-	if *rowsRE != "" {
-		only = regexp.MustCompile(*rowsRE)
-	}
-	all := rows()
+	sc := runScale()
 	resource := redistest.Start(t)
 	var table []string
 	for _, lr := range localRows {
-		i := slices.IndexFunc(all, func(r row) bool { return r.name == lr.base })
-		if i < 0 {
-			t.Fatalf("no row %q in the fault table", lr.base)
-		}
-		r := all[i]
+		r := baseRow(t, lr.base)
 		r.name = "local-" + r.name
 		r.fault += fmt.Sprintf("; %d goroutines per worker on one Redsync (local hand-off)", localGoroutines)
 		r.goroutines = localGoroutines
-		switch {
-		case only != nil && !only.MatchString(r.name):
-			continue
-		case only == nil && !*long && !lr.short:
+		if !selected(r.name, lr.short) {
 			continue
 		}
 		t.Run(r.name, func(t *testing.T) {
