@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"testing"
-	"time"
 
 	redlock "github.com/go-redlock/redsync"
 	redlockredis "github.com/go-redlock/redsync/redis"
@@ -80,28 +79,7 @@ func BenchmarkFencingCost(b *testing.B) {
 		setupRedlockFencing(b, nodeAddrs, "bench:fencingcost:fenced"),
 		setupRedlockFencingHandoff(b, nodeAddrs, "bench:fencingcost:handoff"),
 	}
-	ctx := context.Background()
-	totals := make([]time.Duration, len(lockers))
-	timed := func(i int) {
-		start := time.Now()
-		if err := lockUnlock(ctx, lockers[i]); err != nil {
-			b.Fatal(err)
-		}
-		totals[i] += time.Since(start)
-	}
-	// Warm up: connections, and the scripts loaded on the servers.
-	for i := range lockers {
-		timed(i)
-		totals[i] = 0
-	}
-	n := 0
-	for b.Loop() {
-		// Rotate the order, so that none always runs first.
-		for j := range lockers {
-			timed((n + j) % len(lockers))
-		}
-		n++
-	}
+	totals, n := interleave(b, []string{"plain", "fencing", "handoff"}, lockers)
 	b.ReportMetric(float64(totals[1])/float64(totals[0]), "fencing/plain")
 	b.ReportMetric(float64(totals[2])/float64(totals[0]), "handoff/plain")
 	b.ReportMetric(float64(totals[0].Nanoseconds())/float64(n), "plain-ns/op")

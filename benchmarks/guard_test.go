@@ -1,9 +1,7 @@
 package benchmarks
 
 import (
-	"context"
 	"testing"
-	"time"
 )
 
 // BenchmarkRestartGuardCost alternates, on the same five nodes, an
@@ -14,27 +12,8 @@ import (
 func BenchmarkRestartGuardCost(b *testing.B) {
 	plain := setupRedlock(b, nodeAddrs, "bench:guardcost:plain")
 	guard := setupRedlockGuard(b, nodeAddrs, "bench:guardcost:guard")
-	ctx := context.Background()
-	var plainTime, guardTime time.Duration
-	timed := func(l locker, total *time.Duration) {
-		start := time.Now()
-		if err := lockUnlock(ctx, l); err != nil {
-			b.Fatal(err)
-		}
-		*total += time.Since(start)
-	}
-	i := 0
-	for b.Loop() {
-		// Alternate the order, so that neither always runs first.
-		if i%2 == 0 {
-			timed(plain, &plainTime)
-			timed(guard, &guardTime)
-		} else {
-			timed(guard, &guardTime)
-			timed(plain, &plainTime)
-		}
-		i++
-	}
+	totals, i := interleave(b, []string{"plain", "guard"}, []locker{plain, guard})
+	plainTime, guardTime := totals[0], totals[1]
 	b.ReportMetric(float64(guardTime)/float64(plainTime), "guard/plain")
 	b.ReportMetric(float64(plainTime.Nanoseconds())/float64(i), "plain-ns/op")
 	b.ReportMetric(float64(guardTime.Nanoseconds())/float64(i), "guard-ns/op")

@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"testing"
-	"time"
 
 	redlock "github.com/go-redlock/redsync"
 	redlockredis "github.com/go-redlock/redsync/redis"
@@ -51,31 +50,8 @@ func BenchmarkObserverCost(b *testing.B) {
 		pools[i] = redlockgoredis.NewPool(newGoRedisClient(b, addr))
 	}
 	observed := redlockLocker(pools, "bench:observercost:observed", redlock.WithObserver(nopObserver{}))
-	ctx := context.Background()
-	for _, l := range []locker{plain, observed} {
-		if err := lockUnlock(ctx, l); err != nil {
-			b.Fatalf("warm-up: %v", err)
-		}
-	}
-	var plainTime, observedTime time.Duration
-	timed := func(l locker, total *time.Duration) {
-		start := time.Now()
-		if err := lockUnlock(ctx, l); err != nil {
-			b.Fatal(err)
-		}
-		*total += time.Since(start)
-	}
-	i := 0
-	for b.Loop() {
-		if i%2 == 0 {
-			timed(plain, &plainTime)
-			timed(observed, &observedTime)
-		} else {
-			timed(observed, &observedTime)
-			timed(plain, &plainTime)
-		}
-		i++
-	}
+	totals, i := interleave(b, []string{"plain", "observed"}, []locker{plain, observed})
+	plainTime, observedTime := totals[0], totals[1]
 	b.ReportMetric(float64(observedTime)/float64(plainTime), "observed/plain")
 	b.ReportMetric(float64(plainTime.Nanoseconds())/float64(i), "plain-ns/op")
 	b.ReportMetric(float64(observedTime.Nanoseconds())/float64(i), "observed-ns/op")

@@ -7,6 +7,35 @@ import (
 	"time"
 )
 
+// interleave runs, on each iteration of b's loop, one Lock+Unlock of every
+// locker in turn, rotating the order so that none always runs first, after
+// one warm-up round (connections, scripts loaded). It returns each
+// locker's total time and the number of iterations. Load on the machine
+// then weighs on all of them alike, which benchmarks run one after the
+// other cannot ensure.
+func interleave(b *testing.B, names []string, lockers []locker) (totals []time.Duration, n int) {
+	ctx := context.Background()
+	totals = make([]time.Duration, len(lockers))
+	timed := func(i int) {
+		start := time.Now()
+		if err := lockUnlock(ctx, lockers[i]); err != nil {
+			b.Fatalf("%s: %v", names[i], err)
+		}
+		totals[i] += time.Since(start)
+	}
+	for i := range lockers {
+		timed(i)
+		totals[i] = 0
+	}
+	for b.Loop() {
+		for j := range lockers {
+			timed((n + j) % len(lockers))
+		}
+		n++
+	}
+	return totals, n
+}
+
 // BenchmarkPaired measures the same uncontended Lock+Unlock as
 // BenchmarkLockUnlock, but interleaved: each iteration runs one
 // Lock+Unlock of every library in turn (rotating the order), on the same
@@ -28,26 +57,7 @@ func BenchmarkPaired(b *testing.B) {
 				names = append(names, "redislock")
 				lockers = append(lockers, setupRedislock(b, addrs, "bench:paired:1:redislock"))
 			}
-			ctx := context.Background()
-			totals := make([]time.Duration, len(lockers))
-			timed := func(i int) {
-				start := time.Now()
-				if err := lockUnlock(ctx, lockers[i]); err != nil {
-					b.Fatalf("%s: %v", names[i], err)
-				}
-				totals[i] += time.Since(start)
-			}
-			for i := range lockers { // warm up: connections and scripts
-				timed(i)
-				totals[i] = 0
-			}
-			n := 0
-			for b.Loop() {
-				for j := range lockers {
-					timed((n + j) % len(lockers))
-				}
-				n++
-			}
+			totals, n := interleave(b, names, lockers)
 			for i, name := range names {
 				b.ReportMetric(float64(totals[i].Nanoseconds())/float64(n), name+"-ns/op")
 			}
