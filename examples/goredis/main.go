@@ -39,7 +39,9 @@ func run() (err error) {
 		fmt.Println("started a throwaway redis-server on", addr)
 	}
 
-	client := goredislib.NewClient(&goredislib.Options{Addr: addr})
+	// ContextTimeoutEnabled lets go-redis end a command at the per-node
+	// timeout that redsync gives it.
+	client := goredislib.NewClient(&goredislib.Options{Addr: addr, ContextTimeoutEnabled: true})
 	defer client.Close()
 
 	// One pool per independent Redis node; this example has one.

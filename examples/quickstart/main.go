@@ -273,6 +273,8 @@ func newClient(addr string) *goredislib.Client {
 		DialerRetries: 1,
 		DialTimeout:   500 * time.Millisecond,
 		PoolSize:      2,
+		// End each command at the per-node timeout redsync gives it.
+		ContextTimeoutEnabled: true,
 	})
 }
 
