@@ -56,6 +56,9 @@ func BenchmarkPaired(b *testing.B) {
 			if nodes == 1 {
 				names = append(names, "redislock")
 				lockers = append(lockers, setupRedislock(b, addrs, "bench:paired:1:redislock"))
+			} else {
+				names = append(names, "floor-pipelined")
+				lockers = append(lockers, setupFloorPipelined(b, addrs, fmt.Sprintf("bench:paired:%d:pipelined", nodes)))
 			}
 			totals, n := interleave(b, names, lockers)
 			for i, name := range names {
@@ -66,6 +69,8 @@ func BenchmarkPaired(b *testing.B) {
 			if nodes == 1 {
 				b.ReportMetric(float64(totals[0])/float64(totals[3]), "redlock/redislock")
 				b.ReportMetric(float64(totals[2])/float64(totals[3]), "floor/redislock")
+			} else {
+				b.ReportMetric(float64(totals[3])/float64(totals[1]), "pipelined/redsyncv4")
 			}
 		})
 	}
