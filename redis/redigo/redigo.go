@@ -19,10 +19,11 @@ type Pool interface {
 }
 
 var (
-	_ redis.Pool         = (*pool)(nil)
-	_ redis.ScriptRunner = (*pool)(nil)
-	_ redis.Conn         = (*conn)(nil)
-	_ Pool               = (*redigolib.Pool)(nil)
+	_ redis.Pool           = (*pool)(nil)
+	_ redis.ScriptRunner   = (*pool)(nil)
+	_ redis.DeadlineKeeper = (*pool)(nil)
+	_ redis.Conn           = (*conn)(nil)
+	_ Pool                 = (*redigolib.Pool)(nil)
 )
 
 type pool struct {
@@ -58,12 +59,41 @@ func (p *pool) RunScript(ctx context.Context, call *redis.ScriptCall) (any, erro
 	}
 	defer c.Close()
 	evalsha := call.EvalSHA()
-	v, err := redigolib.DoContext(c, ctx, "EVALSHA", evalsha[1:]...)
+	v, err := doBounded(ctx, c, "EVALSHA", evalsha[1:]...)
 	if isNoScript(err) {
 		eval := call.Eval()
-		v, err = redigolib.DoContext(c, ctx, "EVAL", eval[1:]...)
+		v, err = doBounded(ctx, c, "EVAL", eval[1:]...)
 	}
 	return v, noNil(err)
+}
+
+// doBounded runs one command on c bounded by ctx. With a deadline (the
+// core always gives one), the deadline becomes the read timeout of the
+// command: redigo's DoContext would start a goroutine per command to
+// watch ctx. Without one, it is DoContext.
+func doBounded(ctx context.Context, c redigolib.Conn, cmd string, args ...any) (any, error) {
+	deadline, ok := ctx.Deadline()
+	if !ok {
+		return redigolib.DoContext(c, ctx, cmd, args...)
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	timeout := time.Until(deadline)
+	if timeout <= 0 {
+		return nil, context.DeadlineExceeded
+	}
+	v, err := redigolib.DoWithTimeout(c, timeout, cmd, args...)
+	if err != nil && ctx.Err() != nil {
+		return nil, ctx.Err()
+	}
+	return v, err
+}
+
+// KeepsDeadlines reports true: RunScript ends each command by its
+// context's deadline, the read timeout of the command.
+func (p *pool) KeepsDeadlines() bool {
+	return true
 }
 
 type conn struct {
