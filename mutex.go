@@ -42,10 +42,13 @@ type Mutex struct {
 
 	runners []redis.ScriptRunner // runners[i] is pools[i] as a ScriptRunner, or nil
 	inline  bool                 // one node, whose pool keeps deadlines: no goroutine per command (quorum.go)
-	rounds  *sync.Pool           // recycled rounds, shared with the Redsync
-	keyArg  any                  // name, boxed once for the scripts
-	ttlArg  any                  // expiry in ms, formatted once for the scripts
-	now     func() time.Time     // the clock; tests replace it
+	// pipeliners[i] is pools[i] as a redis.Pipeliner when every pool is
+	// one (and there are several), else nil (quorum.go).
+	pipeliners []redis.Pipeliner
+	rounds     *sync.Pool       // recycled rounds, shared with the Redsync
+	keyArg     any              // name, boxed once for the scripts
+	ttlArg     any              // expiry in ms, formatted once for the scripts
+	now        func() time.Time // the clock; tests replace it
 
 	// Lifetime and hand-off options (lease.go, handoff.go).
 	autoExtend   time.Duration // WithAutoExtend's interval; 0 means expiry/3

@@ -156,6 +156,9 @@ func (m *Mutex) broadcast(ctx context.Context, timeout time.Duration, failFast b
 	if m.inline {
 		return m.runInline(ctx, timeout, op)
 	}
+	if m.pipeliners != nil && op.call != nil {
+		return m.broadcastPipelined(ctx, timeout, op)
+	}
 	n := len(m.pools)
 	t := tally{nodes: n}
 	ctx, cancel := context.WithTimeout(ctx, timeout)
@@ -222,17 +225,110 @@ func (m *Mutex) runInline(ctx context.Context, timeout time.Duration, op nodeOp)
 	} else {
 		res.reply, res.err = m.runScript(ctx, 0, op.call)
 	}
-	if res.err != nil && ctx.Err() != nil {
-		// Worded as broadcast words a node that did not answer in time.
-		err := ctx.Err()
-		if errors.Is(err, context.DeadlineExceeded) && context.Cause(ctx) == err {
-			err = fmt.Errorf("no reply within the per-node timeout of %v: %w", timeout, err)
-		}
-		res.err = err
-	}
+	deadline, _ := ctx.Deadline()
+	res.err = lateError(ctx, deadline, timeout, res.err)
 	cancel()
 	t.add(res)
 	op.trace.add(res, start)
+	if op.settled != nil {
+		close(op.settled)
+	}
+	return t
+}
+
+// lateError words err, the error of a node's command bounded by ctx (with
+// deadline, per-node timeout), as broadcast words a node that did not
+// answer in time, when the command ended because the deadline passed (the
+// driver's own timeout error may come before ctx notices) or ctx ended.
+func lateError(ctx context.Context, deadline time.Time, timeout time.Duration, err error) error {
+	if err == nil {
+		return nil
+	}
+	cerr := ctx.Err()
+	if cerr == nil && time.Now().Before(deadline) {
+		return err
+	}
+	if cerr != nil && (!errors.Is(cerr, context.DeadlineExceeded) || context.Cause(ctx) != cerr) {
+		return context.Cause(ctx) // the caller's ctx ended
+	}
+	return fmt.Errorf("no reply within the per-node timeout of %v: %w", timeout, context.DeadlineExceeded)
+}
+
+// broadcastPipelined is broadcast over pools that can pipeline
+// (redis.Pipeliner): the script is written to every node from this
+// goroutine, then the replies are read in turn, all by the same deadline.
+// A node whose pool has no open connection to spare is served by a
+// goroutine of its own, as in broadcast. Every node is waited for (within
+// the timeout), also with failFast: a reply must be read before its
+// connection can serve again, and the nodes' commands are not cancelled.
+func (m *Mutex) broadcastPipelined(ctx context.Context, timeout time.Duration, op nodeOp) tally {
+	n := len(m.pools)
+	t := tally{nodes: n}
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	deadline, _ := ctx.Deadline()
+	var start time.Time
+	if op.trace != nil {
+		start = time.Now()
+	}
+	late := func(err error) error { return lateError(ctx, deadline, timeout, err) }
+	add := func(res nodeResult) {
+		t.add(res)
+		op.trace.add(res, start)
+	}
+	pending := make([]redis.PendingReply, n)
+	var (
+		spill   chan nodeResult
+		spilled []int // nodes served by a goroutine
+	)
+	for node := range n {
+		p, ok, err := m.pipeliners[node].SendScript(ctx, op.call)
+		switch {
+		case !ok:
+			if spill == nil {
+				spill = make(chan nodeResult, n)
+			}
+			spilled = append(spilled, node)
+			go func() {
+				res := nodeResult{node: node}
+				res.reply, res.err = m.runScript(ctx, node, op.call)
+				spill <- res
+			}()
+		case err != nil:
+			add(nodeResult{node: node, err: late(err)})
+		default:
+			pending[node] = p
+		}
+	}
+	for node, p := range pending {
+		if p == nil {
+			continue
+		}
+		res := nodeResult{node: node}
+		res.reply, res.err = scriptReply(p.Receive(deadline))
+		res.err = late(res.err)
+		add(res)
+	}
+	var answered nodeSet
+	answered.init(n)
+	for waiting := len(spilled); waiting > 0; {
+		select {
+		case res := <-spill:
+			answered.add(res.node)
+			res.err = late(res.err)
+			add(res)
+			waiting--
+		case <-ctx.Done():
+			// The goroutines end by the same deadline; their results are
+			// no longer waited for.
+			for _, node := range spilled {
+				if !answered.has(node) {
+					add(nodeResult{node: node, err: late(ctx.Err())})
+				}
+			}
+			waiting = 0
+		}
+	}
 	if op.settled != nil {
 		close(op.settled)
 	}
@@ -269,7 +365,11 @@ func (s *nodeSet) has(node int) bool {
 // runScript runs call on node, through the pool's ScriptRunner when it has
 // one, and returns its integer reply.
 func (m *Mutex) runScript(ctx context.Context, node int, call *redis.ScriptCall) (int64, error) {
-	reply, err := evalScript(ctx, m.pools[node], m.runners[node], call)
+	return scriptReply(evalScript(ctx, m.pools[node], m.runners[node], call))
+}
+
+// scriptReply turns the reply of a lock script into its integer.
+func scriptReply(reply any, err error) (int64, error) {
 	if err != nil {
 		return 0, err
 	}

@@ -78,6 +78,15 @@ func (r *Redsync) NewMutex(name string, options ...Option) *Mutex {
 		if len(m.pools) == 1 {
 			k, ok := m.pools[0].(redis.DeadlineKeeper)
 			m.inline = ok && k.KeepsDeadlines()
+		} else {
+			m.pipeliners = make([]redis.Pipeliner, len(m.pools))
+			for i, p := range m.pools {
+				var ok bool
+				if m.pipeliners[i], ok = p.(redis.Pipeliner); !ok {
+					m.pipeliners = nil
+					break
+				}
+			}
 		}
 		m.keyArg = m.name
 		m.ttlArg = strconv.FormatInt(m.expiry.Milliseconds(), 10)

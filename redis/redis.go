@@ -130,6 +130,27 @@ type DeadlineKeeper interface {
 	KeepsDeadlines() bool
 }
 
+// Pipeliner is an optional interface of a Pool whose connections can send
+// a command and read its reply later. When every node's pool is one, the
+// core sends a round's script to all nodes from one goroutine, writing to
+// every node before reading any reply, instead of waiting on each node in
+// a goroutine of its own.
+type Pipeliner interface {
+	// SendScript writes call's EVALSHA on a connection of the pool and
+	// returns the reply to read. ok is false, and nothing is sent, when
+	// the pool has no open connection to spare: getting one may mean
+	// dialling, which must not hold up the other nodes.
+	SendScript(ctx context.Context, call *ScriptCall) (reply PendingReply, ok bool, err error)
+}
+
+// PendingReply is the reply of a script sent by a [Pipeliner].
+type PendingReply interface {
+	// Receive reads the reply, waiting at most until deadline, sends EVAL
+	// when the server answered NOSCRIPT, and gives the connection back.
+	// It must be called once for every reply sent.
+	Receive(deadline time.Time) (any, error)
+}
+
 // Subscriber is an optional interface of a Pool: it opens connections that
 // listen for messages published on the server (Redis pub/sub). The core
 // uses it to learn at once that a lock was released instead of polling;

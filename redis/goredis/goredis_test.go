@@ -294,7 +294,7 @@ func TestSingleNodeKeepsDeadline(t *testing.T) {
 	err := m.Lock()
 	took := time.Since(start)
 	if err == nil || !strings.Contains(err.Error(), "per-node timeout of 100ms") {
-		t.Fatalf("Lock() on a paused node = %v, want the per-node timeout named", err)
+		t.Fatalf("Lock() on a paused node = %#v (%v), want the per-node timeout named", err, err)
 	}
 	// The try and its undo, each ended by the client at 100ms; without the
 	// deadline the client would wait for its 3s ReadTimeout.

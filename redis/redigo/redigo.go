@@ -22,6 +22,7 @@ var (
 	_ redis.Pool           = (*pool)(nil)
 	_ redis.ScriptRunner   = (*pool)(nil)
 	_ redis.DeadlineKeeper = (*pool)(nil)
+	_ redis.Pipeliner      = (*pool)(nil)
 	_ redis.Conn           = (*conn)(nil)
 	_ Pool                 = (*redigolib.Pool)(nil)
 )
@@ -88,6 +89,58 @@ func doBounded(ctx context.Context, c redigolib.Conn, cmd string, args ...any) (
 		return nil, ctx.Err()
 	}
 	return v, err
+}
+
+// idleCounter is the part of *redigolib.Pool that tells whether a
+// connection is open and idle.
+type idleCounter interface {
+	IdleCount() int
+}
+
+// SendScript writes call's EVALSHA on an idle connection of the pool, when
+// it has one (and is a *redigolib.Pool, which can tell).
+func (p *pool) SendScript(ctx context.Context, call *redis.ScriptCall) (redis.PendingReply, bool, error) {
+	ic, ok := p.delegate.(idleCounter)
+	if !ok || ic.IdleCount() == 0 {
+		return nil, false, nil
+	}
+	c, err := p.delegate.GetContext(ctx)
+	if err != nil {
+		return nil, true, err
+	}
+	evalsha := call.EvalSHA()
+	if err := c.Send("EVALSHA", evalsha[1:]...); err != nil {
+		c.Close()
+		return nil, true, err
+	}
+	if err := c.Flush(); err != nil {
+		c.Close()
+		return nil, true, err
+	}
+	return &pendingReply{conn: c, call: call}, true, nil
+}
+
+// pendingReply is a script sent by SendScript.
+type pendingReply struct {
+	conn redigolib.Conn
+	call *redis.ScriptCall
+}
+
+// Receive reads the reply by deadline. A reply not read in time breaks
+// the connection, which the pool then drops rather than reuse.
+func (r *pendingReply) Receive(deadline time.Time) (any, error) {
+	defer r.conn.Close()
+	// A timeout of 0 would mean none: at least a nanosecond.
+	v, err := redigolib.ReceiveWithTimeout(r.conn, max(time.Until(deadline), time.Nanosecond))
+	if isNoScript(err) {
+		timeout := time.Until(deadline)
+		if timeout <= 0 {
+			return nil, context.DeadlineExceeded
+		}
+		eval := r.call.Eval()
+		v, err = redigolib.DoWithTimeout(r.conn, timeout, "EVAL", eval[1:]...)
+	}
+	return v, noNil(err)
 }
 
 // KeepsDeadlines reports true: RunScript ends each command by its

@@ -1,0 +1,116 @@
+package redsync
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/go-redlock/redsync/redis"
+)
+
+// fakePipeNode is a fake node that can pipeline: SendScript runs the
+// script at once on the fake node and Receive hands its reply over, unless
+// the node has no idle connection (noIdle) or stalls (Receive then waits
+// for the deadline and fails as a read timeout does).
+type fakePipeNode struct {
+	*fakeNode
+	noIdle bool
+	stall  bool
+	sent   atomic.Int32 // scripts sent by SendScript
+	direct atomic.Int32 // scripts run through Get, on a goroutine
+}
+
+func (f *fakePipeNode) Get(ctx context.Context) (redis.Conn, error) {
+	f.direct.Add(1)
+	return f.fakeNode.Get(ctx)
+}
+
+func (f *fakePipeNode) SendScript(ctx context.Context, call *redis.ScriptCall) (redis.PendingReply, bool, error) {
+	if f.noIdle {
+		return nil, false, nil
+	}
+	f.sent.Add(1)
+	if f.stall {
+		return stalledReply{}, true, nil
+	}
+	conn, _ := f.fakeNode.Get(ctx)
+	reply, err := conn.Eval(call.Script(), call.KeysAndArgs()...)
+	return readyReply{reply, err}, true, nil
+}
+
+type readyReply struct {
+	reply any
+	err   error
+}
+
+func (r readyReply) Receive(time.Time) (any, error) { return r.reply, r.err }
+
+type stalledReply struct{}
+
+func (stalledReply) Receive(deadline time.Time) (any, error) {
+	time.Sleep(time.Until(deadline))
+	return nil, errors.New("read tcp: i/o timeout")
+}
+
+func pipeNodes(n int) (*fakeCluster, []*fakePipeNode, []redis.Pool) {
+	c := newFakeCluster(n)
+	nodes := make([]*fakePipeNode, n)
+	pools := make([]redis.Pool, n)
+	for i, fn := range c.nodes {
+		nodes[i] = &fakePipeNode{fakeNode: fn}
+		pools[i] = nodes[i]
+	}
+	return c, nodes, pools
+}
+
+func TestPipelinedRounds(t *testing.T) {
+	c, nodes, pools := pipeNodes(5)
+	nodes[3].noIdle = true // served by a goroutine, through Get
+	m := New(pools...).NewMutex("k")
+	m.now = c.clock.Now
+	if err := m.Lock(); err != nil {
+		t.Fatalf("Lock() = %v", err)
+	}
+	if got := c.holders("k", m.Value()); got != 5 {
+		t.Errorf("%d of 5 nodes hold the lock", got)
+	}
+	if ok, err := m.Unlock(); !ok || err != nil {
+		t.Fatalf("Unlock() = %v, %v", ok, err)
+	}
+	for i, n := range nodes {
+		sent, direct := n.sent.Load(), n.direct.Load()
+		if i == 3 && (sent != 0 || direct != 2) || i != 3 && (sent != 2 || direct != 0) {
+			t.Errorf("node %d: %d scripts pipelined, %d through Get; want 2 and 0 (node 3: 0 and 2)", i, sent, direct)
+		}
+	}
+	if got := c.keys("k"); got != 0 {
+		t.Errorf("%d nodes still hold the key", got)
+	}
+}
+
+func TestPipelinedStall(t *testing.T) {
+	c, nodes, pools := pipeNodes(5)
+	nodes[0].stall, nodes[1].stall = true, true
+	m := New(pools...).NewMutex("k", WithExpiry(time.Second)) // per-node timeout 50ms
+	m.now = c.clock.Now
+	if err := m.Lock(); err != nil {
+		t.Fatalf("Lock() with 2 of 5 nodes stalled = %v", err)
+	}
+	m.Unlock()
+	nodes[2].stall = true
+	start := time.Now()
+	err := m.TryLock()
+	if err == nil || !strings.Contains(err.Error(), "node #0: no reply within the per-node timeout of 50ms") {
+		t.Fatalf("TryLock() with 3 of 5 nodes stalled = %v, want the per-node timeout named for node 0", err)
+	}
+	// The try and its undo, each within one per-node timeout.
+	if took := time.Since(start); took > time.Second {
+		t.Errorf("TryLock() took %v", took)
+	}
+	if got := c.keys("k"); got != 0 {
+		t.Errorf("%d nodes hold the key after the failed try was undone", got)
+	}
+}
