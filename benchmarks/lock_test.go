@@ -22,6 +22,7 @@ import (
 	redsyncv4 "github.com/go-redsync/redsync/v4"
 	redsyncv4redis "github.com/go-redsync/redsync/v4/redis"
 	redsyncv4goredis "github.com/go-redsync/redsync/v4/redis/goredis/v9"
+	redsyncv4redigo "github.com/go-redsync/redsync/v4/redis/redigo"
 	redigolib "github.com/gomodule/redigo/redis"
 	goredislib "github.com/redis/go-redis/v9"
 
@@ -81,6 +82,7 @@ var libraries = []library{
 	{name: "redsyncv4", nodes: []int{1, 3, 5}, setup: setupRedsyncV4},
 	{name: "redislock", nodes: []int{1}, setup: setupRedislock},
 	{name: "redlock-redigo", nodes: []int{1, 5}, setup: setupRedlockRedigo},
+	{name: "redsyncv4-redigo", nodes: []int{1, 5}, setup: setupRedsyncV4Redigo},
 	{name: "redlock-guard", nodes: []int{5}, setup: setupRedlockGuard},
 }
 
@@ -176,6 +178,25 @@ func setupRedsyncV4(tb testing.TB, addrs []string, key string) locker {
 	pools := make([]redsyncv4redis.Pool, len(addrs))
 	for i, addr := range addrs {
 		pools[i] = redsyncv4goredis.NewPool(newGoRedisClient(tb, addr))
+	}
+	mutex := redsyncv4.New(pools...).NewMutex(key, redsyncv4.WithExpiry(expiry))
+	return locker{
+		lock: func(context.Context) error {
+			if err := mutex.Lock(); err != nil {
+				return fmt.Errorf("lock: %w", err)
+			}
+			return nil
+		},
+		unlock: func(context.Context) error { return unlocked(mutex.Unlock()) },
+	}
+}
+
+// setupRedsyncV4Redigo is setupRedsyncV4 with v4's redigo adapter, over
+// the same redigo pools as setupRedlockRedigo.
+func setupRedsyncV4Redigo(tb testing.TB, addrs []string, key string) locker {
+	pools := make([]redsyncv4redis.Pool, len(addrs))
+	for i, addr := range addrs {
+		pools[i] = redsyncv4redigo.NewPool(newRedigoPool(tb, addr))
 	}
 	mutex := redsyncv4.New(pools...).NewMutex(key, redsyncv4.WithExpiry(expiry))
 	return locker{

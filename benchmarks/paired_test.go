@@ -57,8 +57,11 @@ func BenchmarkPaired(b *testing.B) {
 				names = append(names, "redislock")
 				lockers = append(lockers, setupRedislock(b, addrs, "bench:paired:1:redislock"))
 			} else {
-				names = append(names, "floor-pipelined")
-				lockers = append(lockers, setupFloorPipelined(b, addrs, fmt.Sprintf("bench:paired:%d:pipelined", nodes)))
+				names = append(names, "floor-pipelined", "redlock-redigo", "redsyncv4-redigo")
+				lockers = append(lockers,
+					setupFloorPipelined(b, addrs, fmt.Sprintf("bench:paired:%d:pipelined", nodes)),
+					setupRedlockRedigo(b, addrs, fmt.Sprintf("bench:paired:%d:redlock-redigo", nodes)),
+					setupRedsyncV4Redigo(b, addrs, fmt.Sprintf("bench:paired:%d:redsyncv4-redigo", nodes)))
 			}
 			totals, n := interleave(b, names, lockers)
 			for i, name := range names {
@@ -71,6 +74,8 @@ func BenchmarkPaired(b *testing.B) {
 				b.ReportMetric(float64(totals[2])/float64(totals[3]), "floor/redislock")
 			} else {
 				b.ReportMetric(float64(totals[3])/float64(totals[1]), "pipelined/redsyncv4")
+				b.ReportMetric(float64(totals[4])/float64(totals[1]), "redlock-redigo/redsyncv4")
+				b.ReportMetric(float64(totals[4])/float64(totals[5]), "redlock-redigo/redsyncv4-redigo")
 			}
 		})
 	}
