@@ -74,6 +74,11 @@ type Mutex struct {
 type lockCalls struct {
 	value   any // the value, boxed once
 	acquire redis.ScriptCall
+	// setNX, for the plain acquire script only, is the command that does
+	// its work when the key is free (SET key value NX PX ttl): a
+	// pipelined round sends it instead, and the script only where it
+	// finds the key taken (quorum.go).
+	setNX   []any
 	release redis.ScriptCall // announces the release unless WithReleaseNotification(false)
 	token   uint64           // WithFencing: the token, set by the try that acquired the lock
 	// settled, when not nil, is closed once every node ended the command
@@ -256,7 +261,7 @@ func (m *Mutex) acquire(ctx context.Context, calls *lockCalls, rec *acquireRecor
 	if m.fence.on {
 		t, highest = m.fencedAcquireRound(ctx, calls, tr)
 	} else {
-		t = m.broadcast(ctx, m.nodeTimeout(), m.failFast, nodeOp{call: &calls.acquire, trace: tr})
+		t = m.broadcast(ctx, m.nodeTimeout(), m.failFast, nodeOp{call: &calls.acquire, setNX: calls.setNX, trace: tr})
 	}
 	validity := m.expiry - m.now().Sub(start) - m.drift()
 	if t.done >= m.quorum && validity > 0 {
@@ -445,6 +450,9 @@ func (m *Mutex) makeCalls(value string) *lockCalls {
 		c.acquire = m.guard.acquireCall(m.keyArg, c.value, m.ttlArg)
 	default:
 		c.acquire = redis.NewScriptCall(acquireScript, m.keyArg, c.value, m.ttlArg)
+		if m.pipeliners != nil {
+			c.setNX = []any{"SET", m.keyArg, c.value, "NX", "PX", m.ttlArg}
+		}
 	}
 	// The undo of a failed try announces its release too: it deletes the
 	// key on fewer nodes than a quorum, so its announcements wake nobody

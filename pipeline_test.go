@@ -3,6 +3,7 @@ package redsync
 import (
 	"context"
 	"errors"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -39,6 +40,28 @@ func (f *fakePipeNode) SendScript(ctx context.Context, call *redis.ScriptCall) (
 	conn, _ := f.fakeNode.Get(ctx)
 	reply, err := conn.Eval(call.Script(), call.KeysAndArgs()...)
 	return readyReply{reply, err}, true, nil
+}
+
+// SendCommand understands SET key value NX PX ttl only.
+func (f *fakePipeNode) SendCommand(ctx context.Context, args ...any) (redis.PendingReply, bool, error) {
+	if f.noIdle {
+		return nil, false, nil
+	}
+	f.sent.Add(1)
+	if f.stall {
+		return stalledReply{}, true, nil
+	}
+	if err := f.enter(ctx, "setnx"); err != nil {
+		return readyReply{nil, err}, true, nil
+	}
+	key, value := args[1].(string), args[2].(string)
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if _, taken := f.keys[key]; taken {
+		return readyReply{nil, nil}, true, nil
+	}
+	f.keys[key] = value
+	return readyReply{"OK", nil}, true, nil
 }
 
 type readyReply struct {
@@ -112,5 +135,40 @@ func TestPipelinedStall(t *testing.T) {
 	}
 	if got := c.keys("k"); got != 0 {
 		t.Errorf("%d nodes hold the key after the failed try was undone", got)
+	}
+}
+
+// TestPipelinedSetNX: a pipelined acquire sends SET NX, and the acquire
+// script only to the nodes where the key was there, to tell whose it is.
+func TestPipelinedSetNX(t *testing.T) {
+	c, nodes, pools := pipeNodes(5)
+	nodes[0].set("k", "other")
+	nodes[1].set("k", "other")
+	m := New(pools...).NewMutex("k", WithTries(1))
+	m.now = c.clock.Now
+	if err := m.Lock(); err != nil {
+		t.Fatalf("Lock() with the key taken on 2 of 5 nodes = %v", err)
+	}
+	for i, n := range nodes {
+		want := []string{"setnx"}
+		if i < 2 {
+			want = []string{"setnx", "acquire"}
+		}
+		if got := n.ran(); !slices.Equal(got, want) {
+			t.Errorf("node %d ran %v, want %v", i, got, want)
+		}
+	}
+	if got := c.holders("k", m.Value()); got != 3 {
+		t.Errorf("%d nodes hold the lock, want 3", got)
+	}
+	m.Unlock()
+
+	// The key taken on 3 of 5: ErrTaken naming them.
+	for _, n := range nodes[:3] {
+		n.set("k", "other")
+	}
+	var taken *ErrTaken
+	if err := m.Lock(); !errors.As(err, &taken) || !slices.Equal(taken.Nodes, []int{0, 1, 2}) {
+		t.Fatalf("Lock() with the key taken on 3 of 5 nodes = %v, want *ErrTaken of nodes 0, 1, 2", err)
 	}
 }

@@ -99,6 +99,10 @@ type nodeOp struct {
 	// ended (with a reply, an error or its timeout), also when broadcast
 	// returned before (failFast).
 	settled chan struct{}
+	// setNX, when not nil, is the SET NX PX command that does call's work
+	// when the key is free (the plain acquire script): a pipelined round
+	// sends it, and call only to the nodes where it did not set the key.
+	setNX []any
 }
 
 // round is one command sent to every node, shared by the goroutines that
@@ -282,7 +286,16 @@ func (m *Mutex) broadcastPipelined(ctx context.Context, timeout time.Duration, o
 		spilled []int // nodes served by a goroutine
 	)
 	for node := range n {
-		p, ok, err := m.pipeliners[node].SendScript(ctx, op.call)
+		var (
+			p   redis.PendingReply
+			ok  bool
+			err error
+		)
+		if op.setNX != nil {
+			p, ok, err = m.pipeliners[node].SendCommand(ctx, op.setNX...)
+		} else {
+			p, ok, err = m.pipeliners[node].SendScript(ctx, op.call)
+		}
 		switch {
 		case !ok:
 			if spill == nil {
@@ -300,12 +313,36 @@ func (m *Mutex) broadcastPipelined(ctx context.Context, timeout time.Duration, o
 			pending[node] = p
 		}
 	}
+	var again []int // nodes where SET NX did not set the key
 	for node, p := range pending {
 		if p == nil {
 			continue
 		}
 		res := nodeResult{node: node}
-		res.reply, res.err = scriptReply(p.Receive(deadline))
+		if op.setNX != nil {
+			reply, err := p.Receive(deadline)
+			switch {
+			case err == nil && reply == nil:
+				again = append(again, node)
+				continue
+			case err == nil && isOK(reply):
+				res.reply = replyDone
+			case err == nil:
+				res.err = fmt.Errorf("redsync: unexpected reply %#v to SET NX", reply)
+			default:
+				res.err = err
+			}
+		} else {
+			res.reply, res.err = scriptReply(p.Receive(deadline))
+		}
+		res.err = late(res.err)
+		add(res)
+	}
+	// The key was there: the script tells whose it is (or that it is of
+	// another type, or this owner's from an earlier reply that was lost).
+	for _, node := range again {
+		res := nodeResult{node: node}
+		res.reply, res.err = m.runScript(ctx, node, op.call)
 		res.err = late(res.err)
 		add(res)
 	}
@@ -366,6 +403,17 @@ func (s *nodeSet) has(node int) bool {
 // one, and returns its integer reply.
 func (m *Mutex) runScript(ctx context.Context, node int, call *redis.ScriptCall) (int64, error) {
 	return scriptReply(evalScript(ctx, m.pools[node], m.runners[node], call))
+}
+
+// isOK reports whether reply is the status reply OK, as a driver returns it.
+func isOK(reply any) bool {
+	switch r := reply.(type) {
+	case string:
+		return r == "OK"
+	case []byte:
+		return string(r) == "OK"
+	}
+	return false
 }
 
 // scriptReply turns the reply of a lock script into its integer.

@@ -141,6 +141,10 @@ type Pipeliner interface {
 	// the pool has no open connection to spare: getting one may mean
 	// dialling, which must not hold up the other nodes.
 	SendScript(ctx context.Context, call *ScriptCall) (reply PendingReply, ok bool, err error)
+	// SendCommand is SendScript for a plain command: args[0] is its name
+	// (a string), the rest its arguments. Its reply is what the driver
+	// returns for the command (nil for a nil reply).
+	SendCommand(ctx context.Context, args ...any) (reply PendingReply, ok bool, err error)
 }
 
 // PendingReply is the reply of a script sent by a [Pipeliner].

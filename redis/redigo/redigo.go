@@ -104,12 +104,30 @@ func (p *pool) SendScript(ctx context.Context, call *redis.ScriptCall) (redis.Pe
 	if !ok || ic.IdleCount() == 0 {
 		return nil, false, nil
 	}
+	evalsha := call.EvalSHA()
+	return p.send(ctx, call, "EVALSHA", evalsha[1:])
+}
+
+// SendCommand writes a plain command on an idle connection of the pool,
+// when it has one.
+func (p *pool) SendCommand(ctx context.Context, args ...any) (redis.PendingReply, bool, error) {
+	ic, ok := p.delegate.(idleCounter)
+	if !ok || ic.IdleCount() == 0 {
+		return nil, false, nil
+	}
+	name, _ := args[0].(string)
+	return p.send(ctx, nil, name, args[1:])
+}
+
+// send takes a connection, writes cmd with args and returns the reply to
+// read; call, when not nil, is the script to send again with EVAL when
+// the server answers NOSCRIPT.
+func (p *pool) send(ctx context.Context, call *redis.ScriptCall, cmd string, args []any) (redis.PendingReply, bool, error) {
 	c, err := p.delegate.GetContext(ctx)
 	if err != nil {
 		return nil, true, err
 	}
-	evalsha := call.EvalSHA()
-	if err := c.Send("EVALSHA", evalsha[1:]...); err != nil {
+	if err := c.Send(cmd, args...); err != nil {
 		c.Close()
 		return nil, true, err
 	}
@@ -132,7 +150,7 @@ func (r *pendingReply) Receive(deadline time.Time) (any, error) {
 	defer r.conn.Close()
 	// A timeout of 0 would mean none: at least a nanosecond.
 	v, err := redigolib.ReceiveWithTimeout(r.conn, max(time.Until(deadline), time.Nanosecond))
-	if isNoScript(err) {
+	if r.call != nil && isNoScript(err) {
 		timeout := time.Until(deadline)
 		if timeout <= 0 {
 			return nil, context.DeadlineExceeded
