@@ -76,6 +76,7 @@ func BenchmarkPaired(b *testing.B) {
 				b.ReportMetric(float64(totals[3])/float64(totals[1]), "pipelined/redsyncv4")
 				b.ReportMetric(float64(totals[4])/float64(totals[1]), "redlock-redigo/redsyncv4")
 				b.ReportMetric(float64(totals[4])/float64(totals[5]), "redlock-redigo/redsyncv4-redigo")
+				b.ReportMetric(float64(totals[3])/float64(totals[5]), "pipelined/redsyncv4-redigo")
 			}
 		})
 	}
