@@ -203,16 +203,6 @@ func redisErrorNodes(err error) []int {
 	return slices.Compact(nodes)
 }
 
-// subset reports whether every element of a is in b.
-func subset(a, b []int) bool {
-	for _, x := range a {
-		if !slices.Contains(b, x) {
-			return false
-		}
-	}
-	return true
-}
-
 func TestIntegrationBasics(t *testing.T) {
 	forEach(t, []int{1, 3, 5}, func(t *testing.T, d driver, n int) {
 		ns := startNodes(t, d, n)

@@ -557,6 +557,7 @@ func RunLock(t *testing.T, newPool NewPoolFunc) {
 		if !m.Until().After(until) {
 			t.Errorf("Until() after Extend() = %v, want after %v", m.Until(), until)
 		}
+		//lint:ignore SA1019 the deprecated Valid is part of the v4 API and must keep working
 		if ok, err := m.Valid(); !ok || err != nil {
 			t.Errorf("Valid() = %v, %v; want true, nil", ok, err)
 		}

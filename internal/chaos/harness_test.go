@@ -86,7 +86,6 @@ type harness struct {
 	proxies []*Proxy
 	res     *Resource
 
-	mu      sync.Mutex
 	workers []*WorkerProc
 	notes   []string
 
@@ -115,12 +114,6 @@ type result struct {
 // violations sums what the checkers found.
 func (r *result) violations() int64 {
 	return int64(r.doubleGrants) + r.lostUpdates + r.conflicts
-}
-
-func (h *harness) note(format string, args ...any) {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	h.notes = append(h.notes, fmt.Sprintf(format, args...))
 }
 
 // runScale returns the scale of this run: longScale with -long.
