@@ -179,6 +179,11 @@ func setupRedsyncV4(tb testing.TB, addrs []string, key string) locker {
 	for i, addr := range addrs {
 		pools[i] = redsyncv4goredis.NewPool(newGoRedisClient(tb, addr))
 	}
+	return redsyncV4Locker(pools, key)
+}
+
+// redsyncV4Locker locks key with redsync v4 over pools.
+func redsyncV4Locker(pools []redsyncv4redis.Pool, key string) locker {
 	mutex := redsyncv4.New(pools...).NewMutex(key, redsyncv4.WithExpiry(expiry))
 	return locker{
 		lock: func(context.Context) error {
@@ -198,16 +203,7 @@ func setupRedsyncV4Redigo(tb testing.TB, addrs []string, key string) locker {
 	for i, addr := range addrs {
 		pools[i] = redsyncv4redigo.NewPool(newRedigoPool(tb, addr))
 	}
-	mutex := redsyncv4.New(pools...).NewMutex(key, redsyncv4.WithExpiry(expiry))
-	return locker{
-		lock: func(context.Context) error {
-			if err := mutex.Lock(); err != nil {
-				return fmt.Errorf("lock: %w", err)
-			}
-			return nil
-		},
-		unlock: func(context.Context) error { return unlocked(mutex.Unlock()) },
-	}
+	return redsyncV4Locker(pools, key)
 }
 
 func setupRedislock(tb testing.TB, addrs []string, key string) locker {
