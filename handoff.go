@@ -511,23 +511,19 @@ func (lw *lockWait) failed(m *Mutex) {
 // (the lock was held on no quorum: it changes hands now and a release
 // announcement may never come).
 func (lw *lockWait) delay(d time.Duration, last error) time.Duration {
-	if lw.w == nil || !lw.w.n.listens() {
-		return d
+	if b := lw.splitBackoff(last); b > 0 {
+		return min(d, b)
 	}
-	if !isSplit(last) {
-		lw.splits = 0
-		return d
-	}
-	lw.splits++
-	limit := time.Millisecond << min(lw.splits-1, 4)
-	return min(d, rand.N(limit))
+	return d
 }
 
-// extraBackoff returns the wait before another extra try, after an extra
-// try (brought forward by a release announcement) failed with err: a short
-// random back-off when nobody won the lock (see delay), else 0: wait for
-// the next announcement or the next counted try.
-func (lw *lockWait) extraBackoff(err error) time.Duration {
+// splitBackoff returns, after a try that failed with err, a short random
+// back-off (0-1 ms, the limit doubling with each such try in a row up to
+// 16 ms) when the Lock call listens for releases and nobody won the try;
+// otherwise 0. After an extra try (brought forward by a release
+// announcement), 0 means: wait for the next announcement or the next
+// counted try.
+func (lw *lockWait) splitBackoff(err error) time.Duration {
 	if lw.w == nil || !lw.w.n.listens() || !isSplit(err) {
 		lw.splits = 0
 		return 0

@@ -238,7 +238,7 @@ func (m *Mutex) lockContext(ctx context.Context, tries int, rec *acquireRecord) 
 		if counted {
 			try++
 		} else {
-			soon = wait.extraBackoff(err)
+			soon = wait.splitBackoff(err)
 		}
 		if try < tries {
 			wait.failed(m)

@@ -280,7 +280,16 @@ func (m *Mutex) broadcastPipelined(ctx context.Context, timeout time.Duration, o
 		t.add(res)
 		op.trace.add(res, start)
 	}
-	pending := make([]redis.PendingReply, n)
+	// The replies to read, on the stack for up to 8 nodes.
+	var (
+		buf     [8]redis.PendingReply
+		pending []redis.PendingReply
+	)
+	if n <= len(buf) {
+		pending = buf[:n]
+	} else {
+		pending = make([]redis.PendingReply, n)
+	}
 	var (
 		spill   chan nodeResult
 		spilled []int // nodes served by a goroutine
