@@ -1,7 +1,10 @@
 -- acquire.lua: take the lock on one node.
 -- KEYS[1] the lock key; ARGV[1] the owner's value; ARGV[2] the TTL in ms.
--- Returns 1 when the key now holds ARGV[1], 0 when another owner holds it,
--- and an error reply when the key holds a value of another type.
+-- Returns 1 when the key now holds ARGV[1]; when another owner holds it,
+-- 65536 plus a fingerprint of that owner's value (the first 48 bits of its
+-- SHA1), so that the client can tell one owner on several nodes from
+-- several owners; an error reply when the key holds a value of another
+-- type.
 if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then
 	return 1
 end
@@ -15,4 +18,4 @@ if current == ARGV[1] then
 	redis.call('PEXPIRE', KEYS[1], ARGV[2])
 	return 1
 end
-return 0
+return 65536 + tonumber(string.sub(redis.sha1hex(current), 1, 12), 16)

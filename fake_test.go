@@ -3,6 +3,7 @@ package redsync
 import (
 	"context"
 	"errors"
+	"hash/fnv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -182,7 +183,7 @@ func (c *fakeConn) Eval(script *redis.Script, keysAndArgs ...any) (any, error) {
 			n.keys[key] = value
 			return replyDone, nil
 		}
-		return replyTaken, nil
+		return fakeHolder(current), nil
 	case releaseScript, releaseNotifyScript:
 		switch {
 		case !ok:
@@ -204,6 +205,14 @@ func (c *fakeConn) Eval(script *redis.Script, keysAndArgs ...any) (any, error) {
 		}
 		return replyTaken, nil
 	}
+}
+
+// fakeHolder is acquire.lua's reply when value holds the key: replyTakenBy
+// plus a fingerprint of value (here FNV-1a, 48 bits, rather than SHA1).
+func fakeHolder(value string) int64 {
+	h := fnv.New64a()
+	h.Write([]byte(value))
+	return replyTakenBy + int64(h.Sum64()>>16)
 }
 
 // evalTransfer runs transfer.lua's logic on the node's map.

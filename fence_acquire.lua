@@ -12,7 +12,8 @@
 -- arguments are those of the unfenced script followed by the proposed
 -- token (the last argument: a decimal string without leading zeros).
 -- Returns {status, counter}: status as the unfenced script returns it (1
--- acquired, 0 taken by another owner), counter the node's fencing counter
+-- acquired, 65536 plus the holder's fingerprint when taken by another
+-- owner), counter the node's fencing counter
 -- before this script, as a decimal string ("0" when the key does not
 -- exist). An error reply of the unfenced script is returned as is.
 --

@@ -226,7 +226,7 @@ func (m *Mutex) fencedAcquireRound(ctx context.Context, calls *lockCalls, tr *no
 		if err != nil {
 			return 0, err
 		}
-		if status != replyDone && status != replyTaken {
+		if status != replyDone && !isTaken(status) {
 			return 0, fmt.Errorf("redsync: unexpected status %d from the fenced acquire script", status)
 		}
 		for {

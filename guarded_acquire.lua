@@ -5,8 +5,9 @@
 -- KEYS[1] the lock key; KEYS[2] the guard's marker key, which hashes to the
 -- lock key's cluster slot. ARGV[1] the owner's value; ARGV[2] the TTL in ms;
 -- ARGV[3] the guard's span (maxTTL) in ms.
--- Returns 1 when the key now holds ARGV[1], 0 when another owner holds it,
--- and an error reply starting with RESTARTED when the node is too young.
+-- Returns what acquire.lua returns (1 when the key now holds ARGV[1], 65536
+-- plus the holder's fingerprint when another owner holds it), and an error
+-- reply starting with RESTARTED when the node is too young.
 --
 -- The marker caches "LASTSAVE:START", START being the unix time in ms by
 -- which the node process had certainly started. A new process sets
@@ -56,4 +57,4 @@ if current == ARGV[1] then
 	redis.call('PEXPIRE', KEYS[1], ARGV[2])
 	return 1
 end
-return 0
+return 65536 + tonumber(string.sub(redis.sha1hex(current), 1, 12), 16)

@@ -2,7 +2,6 @@ package redsync
 
 import (
 	"context"
-	"errors"
 	"math/rand/v2"
 	"slices"
 	"strings"
@@ -488,7 +487,8 @@ func backoff(failures int) time.Duration {
 type lockWait struct {
 	w      *waiter
 	since  time.Time // start of the last try
-	splits int       // consecutive tries that nobody won
+	split  bool      // the last try was a split vote (tally.split)
+	splits int       // consecutive split votes
 }
 
 // tryStarts notes the start of a try.
@@ -506,25 +506,29 @@ func (lw *lockWait) failed(m *Mutex) {
 	}
 }
 
+// tried notes the outcome of a failed try: whether it was a split vote.
+func (lw *lockWait) tried(split bool) {
+	lw.split = split
+}
+
 // delay returns the wait before the next try: d from the DelayFunc, or,
-// with notification, a short random back-off after a try that nobody won
-// (the lock was held on no quorum: it changes hands now and a release
-// announcement may never come).
-func (lw *lockWait) delay(d time.Duration, last error) time.Duration {
-	if b := lw.splitBackoff(last); b > 0 {
+// with notification, a short random back-off after a split vote (the lock
+// was held by no owner on a quorum: it changes hands now, or nobody got
+// it, and a release announcement may never come).
+func (lw *lockWait) delay(d time.Duration) time.Duration {
+	if b := lw.splitBackoff(); b > 0 {
 		return min(d, b)
 	}
 	return d
 }
 
-// splitBackoff returns, after a try that failed with err, a short random
-// back-off (0-1 ms, the limit doubling with each such try in a row up to
-// 16 ms) when the Lock call listens for releases and nobody won the try;
-// otherwise 0. After an extra try (brought forward by a release
+// splitBackoff returns, after a split vote, a short random back-off (0-1
+// ms, the limit doubling with each split vote in a row up to 16 ms) when
+// the Lock call listens for releases; otherwise 0. After an extra try (brought forward by a release
 // announcement), 0 means: wait for the next announcement or the next
 // counted try.
-func (lw *lockWait) splitBackoff(err error) time.Duration {
-	if lw.w == nil || !lw.w.n.listens() || !isSplit(err) {
+func (lw *lockWait) splitBackoff() time.Duration {
+	if lw.w == nil || !lw.w.n.listens() || !lw.split {
 		lw.splits = 0
 		return 0
 	}
@@ -591,15 +595,4 @@ func (lw *lockWait) behindLocalWaiters(m *Mutex) bool {
 		lw.w = n.watch(m)
 	}
 	return queued
-}
-
-// isSplit reports whether err is a failed try in which some nodes were
-// taken but no other owner held a quorum, and no node failed.
-func isSplit(err error) bool {
-	var (
-		taken     *ErrTaken
-		nodeTaken *ErrNodeTaken
-		redisErr  *RedisError
-	)
-	return err != nil && !errors.As(err, &taken) && errors.As(err, &nodeTaken) && !errors.As(err, &redisErr)
 }

@@ -3,6 +3,7 @@ package redsync
 import (
 	"context"
 	"errors"
+	"fmt"
 	"slices"
 	"sync"
 	"testing"
@@ -333,21 +334,75 @@ func TestNotifierListenFailureBacksOff(t *testing.T) {
 	})
 }
 
-func TestIsSplit(t *testing.T) {
+func TestTallySplit(t *testing.T) {
+	const a, b, c = replyTakenBy + 7, replyTakenBy + 8, replyTakenBy + 9 // three owners
+	failed := nodeResult{err: errors.New("connection refused")}
 	tests := []struct {
-		name string
-		err  error
-		want bool
+		name    string
+		replies []nodeResult
+		q       int
+		want    bool
 	}{
-		{"nil", nil, false},
-		{"taken on a quorum", &ErrTaken{Nodes: []int{0, 1}}, false},
-		{"taken on a minority", errors.Join(ErrFailed, &ErrNodeTaken{Node: 0}), true},
-		{"node error", errors.Join(ErrFailed, &ErrNodeTaken{Node: 0}, &RedisError{Node: 1, Err: errors.New("x")}), false},
+		{"nothing taken", []nodeResult{{reply: replyDone}, {reply: replyDone}}, 2, false},
+		{"one owner on a quorum", []nodeResult{{reply: a}, {reply: a}, {reply: replyDone}}, 2, false},
+		{"one owner on a minority", []nodeResult{{reply: a}, {reply: replyDone}, {reply: replyDone}}, 2, true},
+		{"three owners, a node each", []nodeResult{{reply: a}, {reply: b}, {reply: c}}, 2, true},
+		{"two owners, one with a quorum", []nodeResult{{reply: a}, {reply: b}, {reply: a}}, 2, false},
+		{"five nodes, two owners on two each", []nodeResult{{reply: a}, {reply: b}, {reply: a}, {reply: b}, {reply: replyDone}}, 3, true},
+		{"owners not told apart, on a quorum", []nodeResult{{reply: replyTaken}, {reply: replyTaken}, {reply: replyDone}}, 2, false},
+		{"owners not told apart, on a minority", []nodeResult{{reply: replyTaken}, {reply: replyDone}, {reply: replyDone}}, 2, true},
+		{"split, but a node failed", []nodeResult{{reply: a}, {reply: b}, failed}, 2, false},
 	}
 	for _, tt := range tests {
-		if got := isSplit(tt.err); got != tt.want {
-			t.Errorf("isSplit(%s) = %v, want %v", tt.name, got, tt.want)
+		tl := tally{nodes: len(tt.replies)}
+		for i, r := range tt.replies {
+			r.node = i
+			tl.add(r)
 		}
+		if got := tl.split(tt.q); got != tt.want {
+			t.Errorf("%s: split = %v, want %v", tt.name, got, tt.want)
+		}
+	}
+}
+
+// TestSplitAmongOthersRetriesSoon: three other owners hold a node each
+// (they split the vote, and each will undo its try on one node, which
+// announces no release to a quorum). The waiter must not take "taken on a
+// quorum" for a holder and wait for an announcement that never comes: it
+// retries after a short back-off and gets the lock once the keys are gone.
+func TestSplitAmongOthersRetriesSoon(t *testing.T) {
+	c := newFakeCluster(3)
+	for i, n := range c.nodes {
+		n.set("k", fmt.Sprintf("other-%d", i))
+	}
+	m := New(c.subPools()...).NewMutex("k", WithTries(1000), WithRetryDelay(time.Hour))
+	m.now = c.clock.Now
+	done := make(chan error, 1)
+	go func() { done <- m.Lock() }()
+	eventually(t, "a second try", func() bool {
+		n := 0
+		for _, s := range c.nodes[0].ran() {
+			if s == "acquire" {
+				n++
+			}
+		}
+		return n >= 2
+	})
+	for _, n := range c.nodes {
+		n.mu.Lock()
+		delete(n.keys, "k")
+		n.mu.Unlock()
+	}
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("Lock() = %v", err)
+		}
+	case <-time.After(2 * time.Second):
+		t.Fatal("Lock still waits 2s after the split was over: it took the split for a holder and waits for an announcement")
+	}
+	if _, err := m.Unlock(); err != nil {
+		t.Fatal(err)
 	}
 }
 

@@ -170,7 +170,7 @@ func (m *Mutex) lockContext(ctx context.Context, tries int, rec *acquireRecord) 
 		if try > 0 {
 			now := time.Now()
 			if next.IsZero() {
-				next = now.Add(wait.delay(m.delayFunc(try), last))
+				next = now.Add(wait.delay(m.delayFunc(try)))
 			}
 			wake := next
 			if soon > 0 && now.Add(soon).Before(wake) {
@@ -219,7 +219,7 @@ func (m *Mutex) lockContext(ctx context.Context, tries int, rec *acquireRecord) 
 			return err
 		}
 		calls := m.makeCalls(value)
-		until, permanent, err := m.acquire(ctx, calls, rec)
+		until, permanent, split, err := m.acquire(ctx, calls, rec)
 		rec.tried(err)
 		if err == nil {
 			m.mu.Lock()
@@ -229,6 +229,7 @@ func (m *Mutex) lockContext(ctx context.Context, tries int, rec *acquireRecord) 
 			return nil
 		}
 		last = err
+		wait.tried(split)
 		if ctx.Err() != nil {
 			return &cancelError{cause: context.Cause(ctx), last: last}
 		}
@@ -238,7 +239,7 @@ func (m *Mutex) lockContext(ctx context.Context, tries int, rec *acquireRecord) 
 		if counted {
 			try++
 		} else {
-			soon = wait.splitBackoff(err)
+			soon = wait.splitBackoff()
 		}
 		if try < tries {
 			wait.failed(m)
@@ -250,8 +251,9 @@ func (m *Mutex) lockContext(ctx context.Context, tries int, rec *acquireRecord) 
 // acquire makes one try: the acquire script on every node, then the
 // validity check. On failure it releases on every node (a SET may have
 // landed where the reply was lost) and tells whether the nodes' errors make
-// a quorum impossible for good. rec, when not nil, records the try.
-func (m *Mutex) acquire(ctx context.Context, calls *lockCalls, rec *acquireRecord) (until time.Time, permanent bool, err error) {
+// a quorum impossible for good, and whether the try was a split vote (see
+// tally.split). rec, when not nil, records the try.
+func (m *Mutex) acquire(ctx context.Context, calls *lockCalls, rec *acquireRecord) (until time.Time, permanent, split bool, err error) {
 	start := m.now()
 	tr := rec.try()
 	var (
@@ -266,11 +268,11 @@ func (m *Mutex) acquire(ctx context.Context, calls *lockCalls, rec *acquireRecor
 	validity := m.expiry - m.now().Sub(start) - m.drift()
 	if t.done >= m.quorum && validity > 0 {
 		if !m.fence.on {
-			return start.Add(m.expiry - m.drift()), false, nil
+			return start.Add(m.expiry - m.drift()), false, false, nil
 		}
 		// The fencing round (fencing.go) counts in the same validity.
 		if err = m.advanceFence(ctx, calls, highest, start); err == nil {
-			return start.Add(m.expiry - m.drift()), false, nil
+			return start.Add(m.expiry - m.drift()), false, false, nil
 		}
 	}
 
@@ -279,13 +281,15 @@ func (m *Mutex) acquire(ctx context.Context, calls *lockCalls, rec *acquireRecor
 
 	switch {
 	case err != nil: // the fencing round failed
-		return time.Time{}, false, err
+		return time.Time{}, false, false, err
 	case len(t.taken) >= m.quorum:
-		return time.Time{}, false, &ErrTaken{Nodes: t.taken}
+		// Taken on a quorum, though maybe by several owners: then it is
+		// a split vote all the same (ErrTaken keeps its v4 meaning).
+		return time.Time{}, false, t.split(m.quorum), &ErrTaken{Nodes: t.taken}
 	case t.done >= m.quorum:
-		return time.Time{}, false, fmt.Errorf("%w: a quorum answered after the validity ran out (expiry %v, drift %v)", ErrFailed, m.expiry, m.drift())
+		return time.Time{}, false, false, fmt.Errorf("%w: a quorum answered after the validity ran out (expiry %v, drift %v)", ErrFailed, m.expiry, m.drift())
 	}
-	return time.Time{}, len(m.pools)-t.permanent < m.quorum, errors.Join(ErrFailed, t.err())
+	return time.Time{}, len(m.pools)-t.permanent < m.quorum, t.split(m.quorum), errors.Join(ErrFailed, t.err())
 }
 
 // current returns the value and script calls of the current acquisition,

@@ -29,6 +29,7 @@ type tally struct {
 	missing   int     // nodes where the key did not exist
 	tookOver  int     // of done: nodes where the key did not exist and now holds the next owner's value (transfer.lua)
 	taken     []int   // nodes where another owner holds the key
+	holders   []int64 // by taken node: the acquire script's reply, which tells the owner (see replyTakenBy)
 	permanent int     // nodes whose error another try will not cure
 	errs      []error // *ErrNodeTaken and *RedisError, in order of arrival
 }
@@ -51,6 +52,7 @@ func (t *tally) add(r nodeResult) {
 		t.tookOver++
 	default:
 		t.taken = append(t.taken, r.node)
+		t.holders = append(t.holders, r.reply)
 		t.errs = append(t.errs, &ErrNodeTaken{Node: r.node})
 	}
 }
@@ -67,6 +69,29 @@ func (t *tally) decided(q int) bool {
 	}
 	released := t.done - t.tookOver
 	return next && (released >= q || released+left < q)
+}
+
+// split reports whether a failed try was a split vote: other owners hold
+// some nodes, but none of them is known to hold a quorum q, and no node
+// failed. Nobody holds the lock then, or its holder is still counting
+// votes: no release will be announced, and the next try should come soon.
+// Owners that the nodes could not tell apart (replyTaken) count as one.
+func (t *tally) split(q int) bool {
+	if len(t.taken) == 0 || len(t.errs) > len(t.taken) { // nothing taken, or a node failed
+		return false
+	}
+	for i, h := range t.holders {
+		n := 0
+		for _, o := range t.holders[i:] {
+			if o == h {
+				n++
+			}
+		}
+		if n >= q {
+			return false
+		}
+	}
+	return true
 }
 
 // err joins the node errors; nil when there are none.

@@ -6,7 +6,7 @@ import (
 	"github.com/go-redlock/redsync/redis"
 )
 
-// The Lua scripts run on each node. Their replies are small integers so
+// The Lua scripts run on each node. Their replies are integers so
 // that every driver returns them the same way (int64).
 var (
 	//go:embed acquire.lua
@@ -34,4 +34,15 @@ const (
 	// value (transfer.lua): done for the next owner, missing for the
 	// holder.
 	replyTookOver int64 = 2
+	// replyTakenBy: the acquire scripts' replies from replyTakenBy up mean
+	// taken, by the owner whose value has the fingerprint reply -
+	// replyTakenBy (48 bits of its SHA1). Equal replies from several nodes
+	// mean one owner; replyTaken means an owner we cannot tell apart.
+	replyTakenBy int64 = 1 << 16
 )
+
+// isTaken reports whether an acquire script's reply says that another
+// owner holds the key.
+func isTaken(reply int64) bool {
+	return reply == replyTaken || reply >= replyTakenBy
+}
