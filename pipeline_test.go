@@ -172,3 +172,65 @@ func TestPipelinedSetNX(t *testing.T) {
 		t.Fatalf("Lock() with the key taken on 3 of 5 nodes = %v, want *ErrTaken of nodes 0, 1, 2", err)
 	}
 }
+
+// TestPipelinedFailFast: with failFast, a pipelined round returns once the
+// replies read so far decide it; the replies of slower nodes are read in
+// the background, and op.settled is closed after them.
+func TestPipelinedFailFast(t *testing.T) {
+	c, nodes, pools := pipeNodes(5)
+	m := New(pools...).NewMutex("k")
+	m.now = c.clock.Now
+	if err := m.Lock(); err != nil {
+		t.Fatalf("Lock() = %v", err)
+	}
+	_, calls, err := m.current()
+	if err != nil {
+		t.Fatal(err)
+	}
+	nodes[3].stall, nodes[4].stall = true, true
+	const timeout = 300 * time.Millisecond
+	settled := make(chan struct{})
+	start := time.Now()
+	tl := m.broadcast(context.Background(), timeout, true, nodeOp{call: &calls.release, settled: settled})
+	if took := time.Since(start); took > timeout/2 {
+		t.Errorf("the round returned after %v, want it at the quorum, well before the stalled nodes' timeout of %v", took, timeout)
+	}
+	if tl.done != 3 || tl.replied != 3 {
+		t.Errorf("tally: %d done of %d replies, want 3 of 3", tl.done, tl.replied)
+	}
+	select {
+	case <-settled:
+		t.Error("settled closed while 2 nodes had not answered")
+	default:
+	}
+	select {
+	case <-settled:
+		if took := time.Since(start); took < timeout {
+			t.Errorf("settled closed after %v, before the stalled nodes' timeout of %v", took, timeout)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("settled not closed 5s after the round")
+	}
+	// The stalled nodes never ran the release.
+	if got := c.holders("k", m.Value()); got != 2 {
+		t.Errorf("%d nodes still hold the key, want the 2 stalled ones", got)
+	}
+	for _, n := range nodes[3:] {
+		n.mu.Lock()
+		delete(n.keys, "k")
+		n.mu.Unlock()
+	}
+
+	// Without failFast the same round waits for every node.
+	nodes[3].stall, nodes[4].stall = false, false
+	if err := m.Lock(); err != nil {
+		t.Fatalf("Lock() = %v", err)
+	}
+	_, calls, _ = m.current()
+	nodes[3].stall, nodes[4].stall = true, true
+	start = time.Now()
+	tl = m.broadcast(context.Background(), timeout, false, nodeOp{call: &calls.release})
+	if took := time.Since(start); took < timeout || tl.replied != 5 {
+		t.Errorf("without failFast: returned after %v with %d replies, want all 5 after the timeout of %v", took, tl.replied, timeout)
+	}
+}

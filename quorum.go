@@ -186,7 +186,7 @@ func (m *Mutex) broadcast(ctx context.Context, timeout time.Duration, failFast b
 		return m.runInline(ctx, timeout, op)
 	}
 	if m.pipeliners != nil && op.call != nil {
-		return m.broadcastPipelined(ctx, timeout, op)
+		return m.broadcastPipelined(ctx, timeout, failFast, op)
 	}
 	n := len(m.pools)
 	t := tally{nodes: n}
@@ -287,14 +287,15 @@ func lateError(ctx context.Context, deadline time.Time, timeout time.Duration, e
 // (redis.Pipeliner): the script is written to every node from this
 // goroutine, then the replies are read in turn, all by the same deadline.
 // A node whose pool has no open connection to spare is served by a
-// goroutine of its own, as in broadcast. Every node is waited for (within
-// the timeout), also with failFast: a reply must be read before its
-// connection can serve again, and the nodes' commands are not cancelled.
-func (m *Mutex) broadcastPipelined(ctx context.Context, timeout time.Duration, op nodeOp) tally {
+// goroutine of its own, as in broadcast. Without failFast every node is
+// waited for (within the timeout). With failFast, a round of scripts
+// returns once the replies read so far decide it; one goroutine then reads
+// the remaining replies (a reply must be read before its connection can
+// serve again) and closes op.settled.
+func (m *Mutex) broadcastPipelined(ctx context.Context, timeout time.Duration, failFast bool, op nodeOp) tally {
 	n := len(m.pools)
 	t := tally{nodes: n}
 	ctx, cancel := context.WithTimeout(ctx, timeout)
-	defer cancel()
 	deadline, _ := ctx.Deadline()
 	var start time.Time
 	if op.trace != nil {
@@ -352,6 +353,7 @@ func (m *Mutex) broadcastPipelined(ctx context.Context, timeout time.Duration, o
 		if p == nil {
 			continue
 		}
+		pending[node] = nil
 		res := nodeResult{node: node}
 		if op.setNX != nil {
 			reply, err := p.Receive(deadline)
@@ -371,14 +373,36 @@ func (m *Mutex) broadcastPipelined(ctx context.Context, timeout time.Duration, o
 		}
 		res.err = late(res.err)
 		add(res)
+		if failFast && op.setNX == nil && t.decided(m.quorum) {
+			m.drainPipelined(ctx, cancel, deadline, pending, spill, len(spilled), op.settled)
+			return t
+		}
 	}
 	// The key was there: the script tells whose it is (or that it is of
 	// another type, or this owner's from an earlier reply that was lost).
+	// Those scripts are pipelined too.
 	for _, node := range again {
-		res := nodeResult{node: node}
-		res.reply, res.err = m.runScript(ctx, node, op.call)
-		res.err = late(res.err)
-		add(res)
+		p, ok, err := m.pipeliners[node].SendScript(ctx, op.call)
+		switch {
+		case !ok:
+			res := nodeResult{node: node}
+			res.reply, res.err = m.runScript(ctx, node, op.call)
+			res.err = late(res.err)
+			add(res)
+		case err != nil:
+			add(nodeResult{node: node, err: late(err)})
+		default:
+			pending[node] = p
+		}
+	}
+	for node, p := range pending {
+		if p != nil {
+			pending[node] = nil
+			res := nodeResult{node: node}
+			res.reply, res.err = scriptReply(p.Receive(deadline))
+			res.err = late(res.err)
+			add(res)
+		}
 	}
 	var answered nodeSet
 	answered.init(n)
@@ -400,10 +424,47 @@ func (m *Mutex) broadcastPipelined(ctx context.Context, timeout time.Duration, o
 			waiting = 0
 		}
 	}
+	cancel()
 	if op.settled != nil {
 		close(op.settled)
 	}
 	return t
+}
+
+// drainPipelined ends, in a goroutine of its own, a pipelined round that
+// returned early: it reads the replies still pending (nil entries are
+// skipped), waits for the spilled nodes' goroutines (by the round's
+// deadline), then cancels the round's context and closes settled (when not
+// nil). The outcomes no longer count.
+func (m *Mutex) drainPipelined(ctx context.Context, cancel context.CancelFunc, deadline time.Time, pending []redis.PendingReply, spill chan nodeResult, spilled int, settled chan struct{}) {
+	var rest []redis.PendingReply
+	for _, p := range pending {
+		if p != nil {
+			rest = append(rest, p)
+		}
+	}
+	if len(rest) == 0 && spilled == 0 {
+		cancel()
+		if settled != nil {
+			close(settled)
+		}
+		return
+	}
+	go func() {
+		for _, p := range rest {
+			_, _ = p.Receive(deadline)
+		}
+		for range spilled {
+			select {
+			case <-spill:
+			case <-ctx.Done():
+			}
+		}
+		cancel()
+		if settled != nil {
+			close(settled)
+		}
+	}()
 }
 
 // nodeSet is a set of node indexes, without allocation for up to 64 nodes.

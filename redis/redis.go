@@ -151,7 +151,8 @@ type Pipeliner interface {
 type PendingReply interface {
 	// Receive reads the reply, waiting at most until deadline, sends EVAL
 	// when the server answered NOSCRIPT, and gives the connection back.
-	// It must be called once for every reply sent.
+	// It must be called once for every reply sent, possibly from another
+	// goroutine than the one that sent it (never from two at once).
 	Receive(deadline time.Time) (any, error)
 }
 

@@ -14,6 +14,9 @@
 //     by release announcements (not run unless named in -libs);
 //   - redsyncv4: github.com/go-redsync/redsync/v4 with default options, the
 //     same shape;
+//   - redlock-redigo, redsyncv4-redigo: redlock and redsyncv4 over
+//     github.com/gomodule/redigo pools instead of go-redis clients (redlock
+//     then sends each round to all nodes from one goroutine, pipelined);
 //   - rueidislock: github.com/redis/rueidis/rueidislock on one node
 //     (KeyMajority 1), whose waiters are woken by client-side caching
 //     invalidations: the single-node anchor.
@@ -22,13 +25,15 @@
 // the wait of Lock (from the call to the grant) at p50 and p99, Jain's
 // fairness index over the goroutines' acquisition counts (1 = all equal,
 // 1/G = one goroutine got everything), and the Lock calls that gave up and
-// Unlock calls that failed. The limit line gives 1 / (hold + one round trip), with the hold and the
-// round trip (an uncontended redlock Lock on -nodes nodes) measured first.
+// Unlock calls that failed. The limit is 1 / (hold + one round trip), with
+// the hold and the round trip (an uncontended redlock Lock on -nodes nodes,
+// over the library's driver) measured first.
 //
 // Run it from the benchmarks directory:
 //
 //	go run ./cmd/handoff
 //	go run ./cmd/handoff -duration 10s -libs redlock,redsyncv4
+//	go run ./cmd/handoff -libs redlock,redlock-redigo,redsyncv4,redsyncv4-redigo
 package main
 
 import (
@@ -46,6 +51,8 @@ import (
 	redsyncv4 "github.com/go-redsync/redsync/v4"
 	redsyncv4redis "github.com/go-redsync/redsync/v4/redis"
 	redsyncv4goredis "github.com/go-redsync/redsync/v4/redis/goredis/v9"
+	redsyncv4redigo "github.com/go-redsync/redsync/v4/redis/redigo"
+	redigolib "github.com/gomodule/redigo/redis"
 	goredislib "github.com/redis/go-redis/v9"
 	"github.com/redis/rueidis"
 	"github.com/redis/rueidis/rueidislock"
@@ -54,6 +61,7 @@ import (
 	"github.com/go-redlock/redsync/internal/redistest"
 	redlockredis "github.com/go-redlock/redsync/redis"
 	redlockgoredis "github.com/go-redlock/redsync/redis/goredis"
+	redlockredigo "github.com/go-redlock/redsync/redis/redigo"
 )
 
 // config is the workload.
@@ -73,16 +81,21 @@ type locker interface {
 
 // library sets up one library over addrs; close releases its clients.
 type library struct {
-	name  string
-	nodes func(cfg config) int
-	setup func(addrs []string, key string, goroutines int) (lockers []locker, close func(), err error)
+	name   string
+	driver string // whose round trip the limit uses: "go-redis" or "redigo"
+	nodes  func(cfg config) int
+	setup  func(addrs []string, key string, goroutines int) (lockers []locker, close func(), err error)
 }
 
+func allNodes(c config) int { return c.nodes }
+
 var libraries = []library{
-	{"redlock", func(c config) int { return c.nodes }, setupRedlock},
-	{"redlock-separate", func(c config) int { return c.nodes }, setupRedlockSeparate},
-	{"redsyncv4", func(c config) int { return c.nodes }, setupRedsyncV4},
-	{"rueidislock", func(config) int { return 1 }, setupRueidislock},
+	{"redlock", "go-redis", allNodes, setupRedlock},
+	{"redlock-separate", "go-redis", allNodes, setupRedlockSeparate},
+	{"redlock-redigo", "redigo", allNodes, setupRedlockRedigo},
+	{"redsyncv4", "go-redis", allNodes, setupRedsyncV4},
+	{"redsyncv4-redigo", "redigo", allNodes, setupRedsyncV4Redigo},
+	{"rueidislock", "go-redis", func(config) int { return 1 }, setupRueidislock},
 }
 
 func main() {
@@ -92,7 +105,7 @@ func main() {
 	flag.DurationVar(&cfg.hold, "hold", time.Millisecond, "time each goroutine holds the lock")
 	flag.DurationVar(&cfg.work, "work", 5*time.Millisecond, "time each goroutine works outside the lock between acquisitions")
 	flag.IntVar(&cfg.nodes, "nodes", 5, "Redis nodes of the Redlock libraries")
-	libs := flag.String("libs", "redlock,redsyncv4,rueidislock", "comma-separated `libraries` to run (redlock, redlock-separate, redsyncv4, rueidislock)")
+	libs := flag.String("libs", "redlock,redsyncv4,rueidislock", "comma-separated `libraries` to run (redlock, redlock-separate, redlock-redigo, redsyncv4, redsyncv4-redigo, rueidislock)")
 	flag.Parse()
 	if cfg.goroutines < 1 || cfg.nodes < 1 || cfg.duration <= 0 {
 		fmt.Fprintln(os.Stderr, "handoff: -goroutines, -nodes and -duration must be positive")
@@ -119,18 +132,24 @@ func run(cfg config, names []string) error {
 		addrs[i] = s.Addr()
 	}
 
-	rtt, err := measureRoundTrip(addrs)
-	if err != nil {
-		return err
-	}
 	hold := measureHold(cfg.hold)
-	limit := 1 / (hold + rtt).Seconds()
-
 	fmt.Printf("command: go run ./cmd/handoff %s\n", strings.Join(os.Args[1:], " "))
 	fmt.Printf("workload: %d goroutines, one key, hold %v, work %v outside the lock, %v per library; redis-server on 127.0.0.1\n",
 		cfg.goroutines, cfg.hold, cfg.work, cfg.duration)
-	fmt.Printf("limit: 1/(hold %v measured + round trip %v, an uncontended Lock on %d nodes) = %.0f hand-offs/s\n\n",
-		hold.Round(time.Microsecond), rtt.Round(time.Microsecond), cfg.nodes, limit)
+	limits := map[string]float64{}
+	for _, d := range []struct {
+		driver string
+		setup  func(addrs []string, key string, goroutines int) ([]locker, func(), error)
+	}{{"go-redis", setupRedlock}, {"redigo", setupRedlockRedigo}} {
+		rtt, err := measureRoundTrip(addrs, d.setup)
+		if err != nil {
+			return err
+		}
+		limits[d.driver] = 1 / (hold + rtt).Seconds()
+		fmt.Printf("limit over %s: 1/(hold %v measured + round trip %v, an uncontended Lock on %d nodes) = %.0f hand-offs/s\n",
+			d.driver, hold.Round(time.Microsecond), rtt.Round(time.Microsecond), cfg.nodes, limits[d.driver])
+	}
+	fmt.Println()
 	fmt.Println("| library | nodes | hand-offs/s | % of limit | wait p50 | wait p99 | Jain's fairness | failed Lock calls | failed Unlock calls |")
 	fmt.Println("|---|---|---|---|---|---|---|---|---|")
 	for _, name := range names {
@@ -146,7 +165,7 @@ func run(cfg config, names []string) error {
 		}
 		rate := float64(res.acquisitions) / cfg.duration.Seconds()
 		fmt.Printf("| %s | %d | %.0f | %.0f%% | %v | %v | %.3f | %d | %d |\n",
-			lib.name, n, rate, 100*rate/limit, res.p50.Round(10*time.Microsecond), res.p99.Round(10*time.Microsecond), res.fairness, res.failed, res.unlockFailed)
+			lib.name, n, rate, 100*rate/limits[lib.driver], res.p50.Round(10*time.Microsecond), res.p99.Round(10*time.Microsecond), res.fairness, res.failed, res.unlockFailed)
 	}
 	return nil
 }
@@ -247,9 +266,10 @@ func percentile(sorted []time.Duration, p float64) time.Duration {
 }
 
 // measureRoundTrip returns the median of 200 uncontended Locks of this
-// library on addrs: one round trip of the Redlock protocol.
-func measureRoundTrip(addrs []string) (time.Duration, error) {
-	lockers, closeLib, err := setupRedlock(addrs, "handoff:rtt", 1)
+// library (set up by setup) on addrs: one round trip of the Redlock
+// protocol.
+func measureRoundTrip(addrs []string, setup func(addrs []string, key string, goroutines int) ([]locker, func(), error)) (time.Duration, error) {
+	lockers, closeLib, err := setup(addrs, "handoff:rtt", 1)
 	if err != nil {
 		return 0, err
 	}
@@ -330,6 +350,51 @@ func setupRedlockSeparate(addrs []string, key string, goroutines int) ([]locker,
 		lockers[i] = redlockLocker{redlock.New(pools...).NewMutex(key)}
 	}
 	return lockers, closeClients, nil
+}
+
+// redigoPools opens one redigo pool per address, with an idle connection
+// for every goroutine (and the listeners).
+func redigoPools(addrs []string, goroutines int) ([]*redigolib.Pool, func()) {
+	pools := make([]*redigolib.Pool, len(addrs))
+	for i, a := range addrs {
+		pools[i] = &redigolib.Pool{
+			MaxIdle: goroutines + 2,
+			Dial:    func() (redigolib.Conn, error) { return redigolib.Dial("tcp", a) },
+		}
+	}
+	return pools, func() {
+		for _, p := range pools {
+			p.Close()
+		}
+	}
+}
+
+func setupRedlockRedigo(addrs []string, key string, goroutines int) ([]locker, func(), error) {
+	rps, closePools := redigoPools(addrs, goroutines)
+	pools := make([]redlockredis.Pool, len(rps))
+	for i, p := range rps {
+		pools[i] = redlockredigo.NewPool(p)
+	}
+	rs := redlock.New(pools...)
+	lockers := make([]locker, goroutines)
+	for i := range lockers {
+		lockers[i] = redlockLocker{rs.NewMutex(key)}
+	}
+	return lockers, closePools, nil
+}
+
+func setupRedsyncV4Redigo(addrs []string, key string, goroutines int) ([]locker, func(), error) {
+	rps, closePools := redigoPools(addrs, goroutines)
+	pools := make([]redsyncv4redis.Pool, len(rps))
+	for i, p := range rps {
+		pools[i] = redsyncv4redigo.NewPool(p)
+	}
+	rs := redsyncv4.New(pools...)
+	lockers := make([]locker, goroutines)
+	for i := range lockers {
+		lockers[i] = redsyncV4Locker{rs.NewMutex(key)}
+	}
+	return lockers, closePools, nil
 }
 
 type redsyncV4Locker struct{ m *redsyncv4.Mutex }
