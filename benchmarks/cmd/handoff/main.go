@@ -34,6 +34,12 @@
 //	go run ./cmd/handoff
 //	go run ./cmd/handoff -duration 10s -libs redlock,redsyncv4
 //	go run ./cmd/handoff -libs redlock,redlock-redigo,redsyncv4,redsyncv4-redigo
+//	go run ./cmd/handoff -libs redlock,redsyncv4 -rounds 7 -duration 3s
+//
+// With -rounds R, the libraries run R times in turn, and a summary gives
+// each library's medians and its ratios to redsyncv4, each ratio taken
+// within one round: on a shared, noisy machine that is what compares them
+// under the same conditions.
 package main
 
 import (
@@ -71,6 +77,7 @@ type config struct {
 	hold       time.Duration
 	work       time.Duration
 	nodes      int
+	rounds     int
 }
 
 // locker is one goroutine's handle on the contended lock of a library.
@@ -105,10 +112,11 @@ func main() {
 	flag.DurationVar(&cfg.hold, "hold", time.Millisecond, "time each goroutine holds the lock")
 	flag.DurationVar(&cfg.work, "work", 5*time.Millisecond, "time each goroutine works outside the lock between acquisitions")
 	flag.IntVar(&cfg.nodes, "nodes", 5, "Redis nodes of the Redlock libraries")
+	flag.IntVar(&cfg.rounds, "rounds", 1, "run the libraries this many `times`, interleaved, and add a summary of medians")
 	libs := flag.String("libs", "redlock,redsyncv4,rueidislock", "comma-separated `libraries` to run (redlock, redlock-separate, redlock-redigo, redsyncv4, redsyncv4-redigo, rueidislock)")
 	flag.Parse()
-	if cfg.goroutines < 1 || cfg.nodes < 1 || cfg.duration <= 0 {
-		fmt.Fprintln(os.Stderr, "handoff: -goroutines, -nodes and -duration must be positive")
+	if cfg.goroutines < 1 || cfg.nodes < 1 || cfg.duration <= 0 || cfg.rounds < 1 {
+		fmt.Fprintln(os.Stderr, "handoff: -goroutines, -nodes, -duration and -rounds must be positive")
 		os.Exit(2)
 	}
 	if err := run(cfg, strings.Split(*libs, ",")); err != nil {
@@ -118,6 +126,14 @@ func main() {
 }
 
 func run(cfg config, names []string) error {
+	var libs []library
+	for _, name := range names {
+		i := slices.IndexFunc(libraries, func(l library) bool { return l.name == strings.TrimSpace(name) })
+		if i < 0 {
+			return fmt.Errorf("unknown library %q", name)
+		}
+		libs = append(libs, libraries[i])
+	}
 	servers, err := redistest.LaunchN(cfg.nodes)
 	if err != nil {
 		return err
@@ -150,24 +166,94 @@ func run(cfg config, names []string) error {
 			d.driver, hold.Round(time.Microsecond), rtt.Round(time.Microsecond), cfg.nodes, limits[d.driver])
 	}
 	fmt.Println()
-	fmt.Println("| library | nodes | hand-offs/s | % of limit | wait p50 | wait p99 | Jain's fairness | failed Lock calls | failed Unlock calls |")
-	fmt.Println("|---|---|---|---|---|---|---|---|---|")
-	for _, name := range names {
-		i := slices.IndexFunc(libraries, func(l library) bool { return l.name == strings.TrimSpace(name) })
-		if i < 0 {
-			return fmt.Errorf("unknown library %q", name)
+	round := ""
+	if cfg.rounds > 1 {
+		round = "round | "
+	}
+	fmt.Printf("| %slibrary | nodes | hand-offs/s | %% of limit | wait p50 | wait p99 | Jain's fairness | failed Lock calls | failed Unlock calls |\n", round)
+	fmt.Printf("|%s---|---|---|---|---|---|---|---|---|\n", strings.Repeat("---|", len(round)/len("round | ")))
+	// rates[r][i] and p99s[r][i]: round r, library i.
+	rates := make([][]float64, cfg.rounds)
+	p99s := make([][]time.Duration, cfg.rounds)
+	for r := range cfg.rounds {
+		for _, lib := range libs {
+			n := lib.nodes(cfg)
+			res, err := measure(cfg, lib, addrs[:n])
+			if err != nil {
+				return fmt.Errorf("%s: %w", lib.name, err)
+			}
+			rate := float64(res.acquisitions) / cfg.duration.Seconds()
+			rates[r] = append(rates[r], rate)
+			p99s[r] = append(p99s[r], res.p99)
+			if round != "" {
+				fmt.Printf("| %d ", r+1)
+			}
+			fmt.Printf("| %s | %d | %.0f | %.0f%% | %v | %v | %.3f | %d | %d |\n",
+				lib.name, n, rate, 100*rate/limits[lib.driver], res.p50.Round(10*time.Microsecond), res.p99.Round(10*time.Microsecond), res.fairness, res.failed, res.unlockFailed)
 		}
-		lib := libraries[i]
-		n := lib.nodes(cfg)
-		res, err := measure(cfg, lib, addrs[:n])
-		if err != nil {
-			return fmt.Errorf("%s: %w", lib.name, err)
-		}
-		rate := float64(res.acquisitions) / cfg.duration.Seconds()
-		fmt.Printf("| %s | %d | %.0f | %.0f%% | %v | %v | %.3f | %d | %d |\n",
-			lib.name, n, rate, 100*rate/limits[lib.driver], res.p50.Round(10*time.Microsecond), res.p99.Round(10*time.Microsecond), res.fairness, res.failed, res.unlockFailed)
+	}
+	if cfg.rounds > 1 {
+		summarize(libs, limits, rates, p99s)
 	}
 	return nil
+}
+
+// summarize prints, over the rounds, each library's median hand-offs/s and
+// wait p99 and, when redsyncv4 ran, the medians of the per-round ratios to
+// it (each ratio taken within one round, so that both sides saw the same
+// state of the machine).
+func summarize(libs []library, limits map[string]float64, rates [][]float64, p99s [][]time.Duration) {
+	ref := slices.IndexFunc(libs, func(l library) bool { return l.name == "redsyncv4" })
+	fmt.Printf("\nmedians over %d rounds", len(rates))
+	if ref >= 0 {
+		fmt.Print("; ratios to redsyncv4 taken within each round")
+	}
+	fmt.Println(":")
+	fmt.Println()
+	fmt.Println("| library | hand-offs/s | % of limit | wait p99 | hand-offs/s vs redsyncv4 (min-max) | wait p99 vs redsyncv4 (min-max) |")
+	fmt.Println("|---|---|---|---|---|---|")
+	for i, lib := range libs {
+		var rate, rateRatio, p99Ratio []float64
+		var p99 []time.Duration
+		for r := range rates {
+			rate = append(rate, rates[r][i])
+			p99 = append(p99, p99s[r][i])
+			if ref >= 0 {
+				rateRatio = append(rateRatio, rates[r][i]/rates[r][ref])
+				p99Ratio = append(p99Ratio, float64(p99s[r][i])/float64(p99s[r][ref]))
+			}
+		}
+		m := median(rate)
+		fmt.Printf("| %s | %.0f | %.0f%% | %v | %s | %s |\n", lib.name, m, 100*m/limits[lib.driver],
+			medianDuration(p99).Round(10*time.Microsecond), ratioCell(rateRatio), ratioCell(p99Ratio))
+	}
+}
+
+// ratioCell formats the median of ratios with their range ("" when none).
+func ratioCell(ratios []float64) string {
+	if len(ratios) == 0 {
+		return ""
+	}
+	return fmt.Sprintf("%.2fx (%.2f-%.2f)", median(ratios), slices.Min(ratios), slices.Max(ratios))
+}
+
+// median returns the median of xs (the mean of the middle two for an even
+// count).
+func median(xs []float64) float64 {
+	s := slices.Clone(xs)
+	slices.Sort(s)
+	if len(s)%2 == 1 {
+		return s[len(s)/2]
+	}
+	return (s[len(s)/2-1] + s[len(s)/2]) / 2
+}
+
+func medianDuration(ds []time.Duration) time.Duration {
+	xs := make([]float64, len(ds))
+	for i, d := range ds {
+		xs[i] = float64(d)
+	}
+	return time.Duration(median(xs))
 }
 
 // result is the outcome of one library's run.
