@@ -17,7 +17,7 @@ bench:
 # Contended hand-off (16 goroutines, one key, 5 nodes): this library, redsync
 # v4 and rueidislock side by side; see benchmarks/cmd/handoff.
 bench-handoff:
-	bash scripts/ensure-redis.sh && cd benchmarks && go run ./cmd/handoff
+	bash scripts/ensure-redis.sh && cd benchmarks && go run ./cmd/handoff -libs redlock,redlock-redigo,redsyncv4,rueidislock -rounds 5 -duration 3s
 
 # gofmt (must list nothing), go vet and staticcheck.
 lint:
