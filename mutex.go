@@ -277,7 +277,11 @@ func (m *Mutex) acquire(ctx context.Context, calls *lockCalls, rec *acquireRecor
 	}
 
 	// Undo the try even when ctx has ended: the keys must not outlive it.
-	m.fanoutScript(context.WithoutCancel(ctx), m.nodeTimeout(), m.failFast, &calls.release)
+	// Only a try that every node answered without taking the key for us
+	// left nothing to undo.
+	if !t.nothingTaken() {
+		m.fanoutScript(context.WithoutCancel(ctx), m.nodeTimeout(), m.failFast, &calls.release)
+	}
 
 	switch {
 	case err != nil: // the fencing round failed

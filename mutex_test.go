@@ -54,6 +54,54 @@ func TestLockQuorumTaken(t *testing.T) {
 	}
 }
 
+// TestFailedTryUndo: a failed try is undone on every node, unless every
+// node answered that another owner holds the key: then it set no key, and
+// sends no release.
+func TestFailedTryUndo(t *testing.T) {
+	c := newFakeCluster(3)
+	for _, n := range c.nodes {
+		n.set("k", "other")
+	}
+	m := c.mutex("k", WithTries(1))
+	if err := m.Lock(); err == nil {
+		t.Fatal("Lock() = nil with the key taken everywhere")
+	}
+	for i, n := range c.nodes {
+		if ran := n.ran(); !slices.Equal(ran, []string{"acquire"}) {
+			t.Errorf("taken everywhere: node %d ran %v, want [acquire] and no release", i, ran)
+		}
+	}
+	// Taken on two nodes, ours on the third: undone everywhere.
+	c = newFakeCluster(3)
+	c.nodes[0].set("k", "other")
+	c.nodes[1].set("k", "another")
+	m = c.mutex("k", WithTries(1))
+	if err := m.Lock(); err == nil {
+		t.Fatal("Lock() = nil with the key taken on 2 of 3")
+	}
+	for i, n := range c.nodes {
+		if ran := n.ran(); !slices.Equal(ran, []string{"acquire", "release"}) {
+			t.Errorf("taken on 2 of 3: node %d ran %v, want [acquire release]", i, ran)
+		}
+	}
+	if got := c.keys("k"); got != 2 {
+		t.Errorf("%d nodes hold the key after the undo, want the other owners' 2", got)
+	}
+	// Taken on two nodes, the third failing: the failing one may have
+	// taken it, so the try is undone.
+	c = newFakeCluster(3)
+	c.nodes[0].set("k", "other")
+	c.nodes[1].set("k", "other")
+	c.nodes[2].setErr(errors.New("boom"))
+	m = c.mutex("k", WithTries(1))
+	if err := m.Lock(); err == nil {
+		t.Fatal("Lock() = nil with the key taken on 2 of 3")
+	}
+	if ran := c.nodes[2].ran(); !slices.Contains(ran, "release") {
+		t.Errorf("taken on 2, node 2 failing: node 2 ran %v, want a release", ran)
+	}
+}
+
 func sortedCopy(s []int) []int {
 	s = slices.Clone(s)
 	slices.Sort(s)

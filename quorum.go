@@ -71,6 +71,13 @@ func (t *tally) decided(q int) bool {
 	return next && (released >= q || released+left < q)
 }
 
+// nothingTaken reports whether every node answered, and none of them
+// with done or an error: a try with this tally set no key anywhere, and
+// needs no undo.
+func (t *tally) nothingTaken() bool {
+	return t.replied == t.nodes && t.done == 0 && len(t.errs) == len(t.taken)
+}
+
 // split reports whether a failed try was a split vote: other owners hold
 // some nodes, but none of them is known to hold a quorum q, and no node
 // failed. Nobody holds the lock then, or its holder is still counting
