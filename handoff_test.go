@@ -205,6 +205,60 @@ func TestNotifierQuorumAndWakeOne(t *testing.T) {
 	})
 }
 
+// TestNotifierSpread: a release announced with the number of listening
+// processes makes the woken waiter wait a random share of the others' try
+// durations before its try; without the number, or alone, it tries at once.
+func TestNotifierSpread(t *testing.T) {
+	nodes, pools := newFakeSubNodes(3)
+	n := newNotifier(pools)
+	w := n.watch(&Mutex{name: "k"})
+	defer w.close()
+	subscribedEverywhere(t, nodes, "k")
+	w.wait(time.Now()) // the confirmation's wake, if any
+	w.stopWaiting()
+	lw := lockWait{w: w, lastTry: time.Millisecond}
+	for round, tc := range []struct {
+		listeners string
+		max       time.Duration // the delay is in [0, max), or 0 when max is 0
+	}{{" 5", 4 * time.Millisecond}, {"", 0}, {" 1", 0}, {" 0", 0}, {" 17", 16 * time.Millisecond}} {
+		c := w.wait(time.Now())
+		for _, f := range nodes[:2] {
+			f.listener().publish("k", fmt.Sprintf("release-%d%s", round, tc.listeners))
+		}
+		if !isReady(c) {
+			t.Fatalf("payload suffix %q: the waiter was not woken", tc.listeners)
+		}
+		got := lw.spreadDelay()
+		if tc.max == 0 && got != 0 || got < 0 || tc.max > 0 && got >= tc.max {
+			t.Errorf("payload suffix %q: spread delay %v, want in [0, %v)", tc.listeners, got, tc.max)
+		}
+		if again := lw.spreadDelay(); again != 0 {
+			t.Errorf("payload suffix %q: a second spreadDelay gave %v, want 0 (used once per wake)", tc.listeners, again)
+		}
+		w.stopWaiting()
+	}
+	// Over many wakes, the shares cover the range: not all at one end.
+	var low, high int
+	for round := range 200 {
+		c := w.wait(time.Now())
+		for _, f := range nodes[:2] {
+			f.listener().publish("k", fmt.Sprintf("many-%d 3", round))
+		}
+		if !isReady(c) {
+			t.Fatal("the waiter was not woken")
+		}
+		if d := lw.spreadDelay(); d < time.Millisecond {
+			low++
+		} else {
+			high++
+		}
+		w.stopWaiting()
+	}
+	if low < 50 || high < 50 {
+		t.Errorf("spread delays over [0, 2ms): %d below 1ms, %d above; want both about 100", low, high)
+	}
+}
+
 func TestNotifierFIFOByTicket(t *testing.T) {
 	nodes, pools := newFakeSubNodes(3)
 	n := newNotifier(pools)

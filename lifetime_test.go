@@ -2,6 +2,8 @@ package redsync_test
 
 import (
 	"context"
+	"crypto/sha1"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"strings"
@@ -601,4 +603,45 @@ func TestHandOffNodeDown(t *testing.T) {
 		t.Fatal("no hand-off with one node of three dead")
 	}
 	waitNoSubscribers(t, servers, "redsync:released:down")
+}
+
+// TestReleaseAnnouncement: Unlock announces on each node the SHA1 of the
+// released value and how many clients listen on the channel there.
+func TestReleaseAnnouncement(t *testing.T) {
+	for _, d := range lifetimeDrivers {
+		t.Run(d.name, func(t *testing.T) {
+			servers, pools := lifetimeNodes(t, d, 3)
+			m := redsync.New(pools...).NewMutex("announced")
+			if err := m.Lock(); err != nil {
+				t.Fatal(err)
+			}
+			// Two listeners on node 0.
+			var subs []*goredislib.PubSub
+			for range 2 {
+				client := goredislib.NewClient(&goredislib.Options{Addr: servers[0].Addr()})
+				defer client.Close()
+				sub := client.Subscribe(context.Background(), "redsync:released:announced")
+				defer sub.Close()
+				if _, err := sub.Receive(context.Background()); err != nil {
+					t.Fatal(err)
+				}
+				subs = append(subs, sub)
+			}
+			sum := sha1.Sum([]byte(m.Value()))
+			if ok, err := m.Unlock(); !ok || err != nil {
+				t.Fatalf("Unlock() = %v, %v", ok, err)
+			}
+			want := hex.EncodeToString(sum[:]) + " 2"
+			for i, sub := range subs {
+				select {
+				case msg := <-sub.Channel():
+					if msg.Payload != want {
+						t.Errorf("listener %d got %q, want %q (SHA1 of the value, listeners)", i, msg.Payload, want)
+					}
+				case <-time.After(5 * time.Second):
+					t.Fatalf("listener %d: no announcement", i)
+				}
+			}
+		})
+	}
 }

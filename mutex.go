@@ -193,6 +193,18 @@ func (m *Mutex) lockContext(ctx context.Context, tries int, rec *acquireRecord) 
 				counted = !time.Now().Before(next)
 			case <-wait.ready():
 				counted = false
+				// Processes woken by the same release spread their
+				// tries. The waiter is out of the queue meanwhile: no
+				// local hand-off can come.
+				if d := wait.spreadDelay(); d > 0 {
+					timer.Reset(d)
+					select {
+					case <-ctx.Done():
+						wait.stop()
+						return &cancelError{cause: context.Cause(ctx), last: last}
+					case <-timer.C:
+					}
+				}
 			}
 			if g := wait.stop(); g != nil {
 				m.takeGrant(g, rec) // a holder of this Redsync handed the lock over
