@@ -41,7 +41,7 @@ var aclUsers = map[string][]string{
 	"minimal": {
 		"resetkeys", "~*", "resetchannels", "&redsync:released:*", "-@all",
 		"+evalsha", "+eval", "+get", "+set", "+pexpire", "+del",
-		"+publish", "+pubsub|numsub", "+subscribe", "+unsubscribe", "+ping",
+		"+publish", "+subscribe", "+unsubscribe", "+ping",
 		"+punsubscribe", "+echo",
 	},
 	// minimal, and what docs/ECOSYSTEM.md adds for WithRestartGuard.

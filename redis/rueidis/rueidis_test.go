@@ -192,7 +192,7 @@ func TestDefaultOptions(t *testing.T) {
 var aclRules = []string{
 	"resetkeys", "~*", "resetchannels", "&redsync:released:*", "-@all",
 	"+evalsha", "+eval", "+get", "+set", "+pexpire", "+del",
-	"+publish", "+pubsub|numsub", "+subscribe", "+unsubscribe", "+ping",
+	"+publish", "+subscribe", "+unsubscribe", "+ping",
 }
 
 // aclPools returns pools over servers whose clients authenticate as user
