@@ -411,7 +411,7 @@ func (m *Mutex) extendObserved(ctx context.Context) (bool, error) {
 	if ctx == nil {
 		ctx = context.Background()
 	}
-	value := m.Value()
+	value := m.valueNow()
 	start := time.Now()
 	var tr nodeTrace
 	ok, err := m.extend(ctx, &tr)
@@ -431,7 +431,7 @@ func (m *Mutex) unlockObserved(ctx context.Context) (bool, error) {
 	if ctx == nil {
 		ctx = context.Background()
 	}
-	value := m.Value()
+	value := m.valueNow()
 	start := time.Now()
 	held := m.held(value, start)
 	var tr nodeTrace

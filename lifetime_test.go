@@ -507,6 +507,94 @@ func TestLocalHandOff(t *testing.T) {
 	}
 }
 
+// TestLocalPassOnServers hands a lock over between Mutexes of one Redsync with
+// the same expiry: the waiter takes over the holder's acquisition as it
+// is, so the nodes see nothing, and the holder's Mutex stops acting on it.
+func TestLocalPassOnServers(t *testing.T) {
+	for _, d := range lifetimeDrivers {
+		t.Run(d.name, func(t *testing.T) {
+			servers, pools := lifetimeNodes(t, d, 3)
+			rs := redsync.New(pools...)
+			holder := rs.NewMutex("passon")
+			if err := holder.Lock(); err != nil {
+				t.Fatal(err)
+			}
+			client := goredislib.NewClient(&goredislib.Options{Addr: servers[0].Addr()})
+			defer client.Close()
+			sub := client.Subscribe(context.Background(), "redsync:released:passon")
+			defer sub.Close()
+			if _, err := sub.Receive(context.Background()); err != nil {
+				t.Fatal(err)
+			}
+			messages := sub.Channel()
+			// The value as the nodes hold it: the holder's Value would
+			// rule passing on out.
+			value := client.Get(context.Background(), "passon").Val()
+			until := holder.Until()
+
+			waiter := rs.NewMutex("passon", redsync.WithRetryDelay(10*time.Second))
+			done := make(chan error, 1)
+			go func() { done <- waiter.Lock() }()
+			time.Sleep(300 * time.Millisecond) // the waiter's first try fails
+			if ok, err := holder.Unlock(); !ok || err != nil {
+				t.Fatalf("holder Unlock() = %v, %v", ok, err)
+			}
+			select {
+			case err := <-done:
+				if err != nil {
+					t.Fatalf("waiter Lock() = %v", err)
+				}
+			case <-time.After(5 * time.Second):
+				t.Fatal("no hand-off within 5s (the retry delay is 10s)")
+			}
+			if got := waiter.Value(); got != value {
+				t.Errorf("waiter Value() = %q, want the holder's %q", got, value)
+			}
+			if got := waiter.Until(); !got.Equal(until) {
+				t.Errorf("waiter Until() = %v, want the holder's %v", got, until)
+			}
+			// The old holder's calls leave the new holder's lock alone.
+			if ok, err := holder.Unlock(); ok || !errors.Is(err, redsync.ErrLockAlreadyExpired) {
+				t.Errorf("holder's second Unlock() = %v, %v; want false, ErrLockAlreadyExpired", ok, err)
+			}
+			for i, s := range servers {
+				c := goredislib.NewClient(&goredislib.Options{Addr: s.Addr()})
+				v, err := c.Get(context.Background(), "passon").Result()
+				ttl := c.PTTL(context.Background(), "passon").Val()
+				c.Close()
+				if err != nil || v != value {
+					t.Errorf("node %d holds %q (%v), want the value %q", i, v, err, value)
+				}
+				if ttl <= 7*time.Second {
+					t.Errorf("node %d: PTTL %v, want the holder's 8s expiry less the test's time", i, ttl)
+				}
+			}
+			select {
+			case msg := <-messages:
+				t.Errorf("release announced during a local hand-off: %v", msg)
+			case <-time.After(100 * time.Millisecond):
+			}
+			if ok, err := waiter.Unlock(); !ok || err != nil {
+				t.Fatalf("waiter Unlock() = %v, %v", ok, err)
+			}
+			select {
+			case <-messages:
+			case <-time.After(5 * time.Second):
+				t.Error("the release after the hand-off was not announced")
+			}
+			for i, s := range servers {
+				c := goredislib.NewClient(&goredislib.Options{Addr: s.Addr()})
+				n := c.Exists(context.Background(), "passon").Val()
+				c.Close()
+				if n != 0 {
+					t.Errorf("node %d still holds the key after the waiter's Unlock", i)
+				}
+			}
+			waitNoSubscribers(t, servers[1:], "redsync:released:passon")
+		})
+	}
+}
+
 // TestHandOffReleaseDuringSetUp releases the lock right after the waiter's
 // first try failed, while its subscriptions are being set up: the waiter
 // must not sleep its whole retry delay.

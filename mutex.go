@@ -31,6 +31,7 @@ type Mutex struct {
 	driftFactor   float64
 	timeoutFactor float64
 	genValueFunc  func() (string, error)
+	customValue   bool // WithGenValueFunc was given
 	failFast      bool
 	shuffle       bool
 	setNXOnExtend bool
@@ -65,6 +66,17 @@ type Mutex struct {
 	calls    *lockCalls // script calls of the current value
 	lease    *lease     // the current acquisition's lease, once needed
 	unlocked bool       // Unlock was called since the last acquisition
+	// passedOn is set when Unlock passed the current acquisition, value
+	// and all, to a waiter of the same Redsync (transfer.go): the value is
+	// no longer this Mutex's to act on.
+	passedOn bool
+	// shown is set when Value returned the current acquisition's value: it
+	// may have left the process (see WithValue), so it is never passed on.
+	shown bool
+	// doubtful is set when an Extend of the current acquisition failed:
+	// the nodes may no longer hold it, so it is only handed over by a
+	// round that checks them.
+	doubtful bool
 
 	heldSince acquisitionStart // with an observer: the start of the current acquisition
 }
@@ -100,7 +112,23 @@ func (m *Mutex) Name() string {
 func (m *Mutex) Value() string {
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	m.shown = true
 	return m.value
+}
+
+// valueNow is Value for the library's own use: reading it does not keep
+// the acquisition from being passed on.
+func (m *Mutex) valueNow() string {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.value
+}
+
+// setAcquisition makes value, valid until until, with the script calls
+// calls, the current acquisition of m. m.mu must be held.
+func (m *Mutex) setAcquisition(value string, until time.Time, calls *lockCalls) {
+	m.value, m.until, m.calls = value, until, calls
+	m.passedOn, m.shown, m.doubtful = false, false, false
 }
 
 // Until returns when the validity of the current acquisition ends: until
@@ -235,7 +263,7 @@ func (m *Mutex) lockContext(ctx context.Context, tries int, rec *acquireRecord) 
 		rec.tried(err)
 		if err == nil {
 			m.mu.Lock()
-			m.value, m.until, m.calls = value, until, calls
+			m.setAcquisition(value, until, calls)
 			m.mu.Unlock()
 			m.acquired(value, until)
 			return nil
@@ -319,6 +347,9 @@ func (m *Mutex) current() (string, *lockCalls, error) {
 	if m.value == "" {
 		return "", nil, ErrNotLocked
 	}
+	if m.passedOn {
+		return "", nil, errPassedOn
+	}
 	return m.value, m.calls, nil
 }
 
@@ -348,11 +379,12 @@ func (m *Mutex) unlock(ctx context.Context, tr *nodeTrace) (bool, error) {
 	if ctx == nil {
 		ctx = context.Background()
 	}
+	p := m.passableAcquisition(calls)
 	m.released()
 	calls.awaitSettled(m.nodeTimeout())
 	if m.canHandOver() {
 		if w, g := m.notify.claim(m.name); w != nil {
-			return m.handOver(ctx, calls, w, g, tr) // transfer.go
+			return m.handOver(ctx, calls, p, w, g, tr) // transfer.go
 		}
 	}
 	return m.release(ctx, calls, tr)
@@ -384,6 +416,9 @@ func (m *Mutex) ExtendContext(ctx context.Context) (bool, error) {
 // extend is ExtendContext; tr, when not nil, records the nodes' results.
 func (m *Mutex) extend(ctx context.Context, tr *nodeTrace) (bool, error) {
 	value, calls, err := m.current()
+	if errors.Is(err, errPassedOn) {
+		return false, errors.Join(ErrExtendFailed, err)
+	}
 	if err != nil {
 		return false, err
 	}
@@ -410,6 +445,11 @@ func (m *Mutex) extend(ctx context.Context, tr *nodeTrace) (bool, error) {
 		m.mu.Unlock()
 		return true, nil
 	}
+	m.mu.Lock()
+	if m.value == value {
+		m.doubtful = true
+	}
+	m.mu.Unlock()
 	if t.done >= m.quorum {
 		return false, fmt.Errorf("%w: a quorum answered after the validity ran out (expiry %v, drift %v)", ErrExtendFailed, m.expiry, m.drift())
 	}
@@ -434,6 +474,9 @@ func (m *Mutex) Valid() (bool, error) {
 // true for a lock that expires while the reply travels.
 func (m *Mutex) ValidContext(ctx context.Context) (bool, error) {
 	value, _, err := m.current()
+	if errors.Is(err, errPassedOn) {
+		return false, nil
+	}
 	if err != nil {
 		return false, err
 	}

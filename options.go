@@ -110,6 +110,7 @@ func WithTimeoutFactor(factor float64) Option {
 func WithGenValueFunc(genValueFunc func() (string, error)) Option {
 	return OptionFunc(func(m *Mutex) {
 		m.genValueFunc = genValueFunc
+		m.customValue = true
 	})
 }
 

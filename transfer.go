@@ -26,6 +26,24 @@ import (
 // lock as a plain Unlock would, and the waiter goes on with a try of its
 // own at once.
 //
+// Passing on. Most hand-offs need no round at all: when both Mutexes have
+// the same expiry and the holder's acquisition still has nearly a fresh acquisition's validity left (at
+// least the waiter's expiry less its drift less a twentieth of the
+// expiry), the waiter takes over the holder's acquisition as it is, value,
+// validity and script calls, and the holder's Mutex stops acting on it
+// (its Unlock and Extend then fail with ErrLockAlreadyExpired, sending
+// nothing). Within one process this is the same acquisition changing
+// goroutines, as a holder that kept the lock and let another goroutine
+// use it: no other client can hold the lock before its validity ends,
+// whichever goroutine holds it here. The transfer round renews the
+// acquisition once the validity has run down by a twentieth of the expiry
+// (with the default 8 s expiry, every 400 ms of hand-offs). A value that
+// may have left the Mutex is never passed on, so that nobody outside can
+// act on a later holder's lock with it: one read with Value, or made by a
+// WithGenValueFunc generator of either Mutex (it may carry meaning, such
+// as the owner's name). Neither is an acquisition whose last Extend
+// failed: the transfer round checks the nodes instead.
+//
 // Waiters in other processes cannot be handed the lock this way; to leave
 // them a chance, a lock goes to local waiters at most maxLocalHandoffs
 // times in a row, then it is released and announced as usual. Mutexes with
@@ -90,10 +108,43 @@ func (n *notifier) claim(key string) (*waiter, *grant) {
 	return w, w.grant
 }
 
+// passable is, at the start of Unlock, the acquisition that the Unlock
+// may pass on to a waiter without a round; the zero value for none.
+type passable struct {
+	value  string
+	until  time.Time
+	expiry time.Duration // the holder's, which the keys on the nodes were set with
+}
+
+// passableAcquisition returns the acquisition of calls as a passable one
+// unless it must not be passed on (see the comment at the top of this
+// file). It runs before released.
+func (m *Mutex) passableAcquisition(calls *lockCalls) passable {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.unlocked || m.passedOn || m.shown || m.doubtful || m.customValue || m.calls != calls || m.until.IsZero() {
+		return passable{}
+	}
+	return passable{value: m.value, until: m.until, expiry: m.expiry}
+}
+
+// passOnSlack is the share of the expiry by which an acquisition's
+// validity may have run down and still be passed on without a round.
+const passOnSlack = 20 // a twentieth
+
+// canPassOn reports whether waiter w may take over acquisition p as it is.
+func (p passable) canPassOn(w *Mutex) bool {
+	if p.value == "" || w.customValue || w.expiry != p.expiry {
+		return false
+	}
+	left := p.until.Sub(w.now())
+	return left > 0 && left >= w.expiry-w.drift()-w.expiry/passOnSlack
+}
+
 // handOver is Unlock by hand-off to waiter w, whose grant is g: see the
 // comment at the top of this file. It reports the holder's release as
 // unlock does, and records it in tr (nil for none).
-func (m *Mutex) handOver(ctx context.Context, calls *lockCalls, w *waiter, g *grant, tr *nodeTrace) (bool, error) {
+func (m *Mutex) handOver(ctx context.Context, calls *lockCalls, p passable, w *waiter, g *grant, tr *nodeTrace) (bool, error) {
 	wm := w.m
 	defer func() {
 		close(g.done)
@@ -102,6 +153,19 @@ func (m *Mutex) handOver(ctx context.Context, calls *lockCalls, w *waiter, g *gr
 		default:
 		}
 	}()
+	if p.canPassOn(wm) {
+		g.start = time.Now()
+		g.ok, g.value, g.calls, g.until = true, p.value, calls, p.until
+		m.mu.Lock()
+		if m.calls == calls {
+			m.passedOn = true
+		}
+		m.mu.Unlock()
+		if tr != nil {
+			tr.handedOver = true
+		}
+		return true, nil
+	}
 	value, err := wm.newValue()
 	if err != nil {
 		// The waiter's next try will fail the same way and say so.
@@ -172,7 +236,7 @@ func (m *Mutex) takeGrant(g *grant, rec *acquireRecord) {
 		rec.tries = append(rec.tries, Try{Start: g.start, Duration: g.duration, Nodes: g.nodes})
 	}
 	m.mu.Lock()
-	m.value, m.until, m.calls = g.value, g.until, g.calls
+	m.setAcquisition(g.value, g.until, g.calls)
 	m.mu.Unlock()
 	m.acquired(g.value, g.until)
 }

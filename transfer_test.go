@@ -143,7 +143,11 @@ func TestLocalHandOffExpiredHolder(t *testing.T) {
 	}{{2, true}, {3, false}, {5, false}} {
 		c := newFakeCluster(5)
 		obs := newRecordingObserver()
-		holder, waiter, _, done := handOffScene(t, c, context.Background(), []Option{WithObserver(obs)}, nil)
+		// Deleting the keys stands for an expiry that the holder did not
+		// see coming; a waiter with an expiry of its own needs the round,
+		// which finds them gone (a waiter that took the holder's
+		// acquisition as it is would trust the holder's validity).
+		holder, waiter, _, done := handOffScene(t, c, context.Background(), []Option{WithObserver(obs)}, []Option{WithExpiry(7 * time.Second)})
 		for _, n := range c.nodes[:tc.expired] {
 			n.mu.Lock()
 			delete(n.keys, "k")
@@ -175,7 +179,8 @@ func TestLocalHandOffExpiredHolder(t *testing.T) {
 // straggler, which would otherwise set the key after the release.
 func TestLocalHandOffStraggler(t *testing.T) {
 	c := newFakeCluster(3)
-	holder, waiter, _, done := handOffScene(t, c, context.Background(), nil, nil)
+	// A waiter with an expiry of its own needs the hand-off round.
+	holder, waiter, _, done := handOffScene(t, c, context.Background(), nil, []Option{WithExpiry(7 * time.Second)})
 	stall := make(chan struct{})
 	straggler := c.nodes[2]
 	straggler.mu.Lock()
@@ -249,7 +254,8 @@ func TestLocalHandOffCancelled(t *testing.T) {
 	c := newFakeCluster(3)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	holder, _, w, done := handOffScene(t, c, ctx, nil, nil)
+	// A waiter with an expiry of its own needs the hand-off round.
+	holder, _, w, done := handOffScene(t, c, ctx, nil, []Option{WithExpiry(7 * time.Second)})
 
 	block := make(chan struct{})
 	for _, n := range c.nodes {
@@ -408,4 +414,157 @@ func TestAnnouncedTriesDoNotCount(t *testing.T) {
 		t.Errorf("%d acquire scripts on node 0, want the other's, the first try and 4 extra ones", got)
 	}
 	other.Unlock()
+}
+
+// TestLocalPassOn hands over, between Mutexes with the same expiry, an
+// acquisition with nearly all its validity left: the waiter takes it as it
+// is, without a round, and the holder's Mutex no longer acts on it.
+func TestLocalPassOn(t *testing.T) {
+	c := newFakeCluster(5)
+	holderObs, waiterObs := newRecordingObserver(), newRecordingObserver()
+	holder, waiter, _, done := handOffScene(t, c, context.Background(),
+		[]Option{WithObserver(holderObs)}, []Option{WithObserver(waiterObs)})
+	value, until := holder.value, holder.Until() // not Value: it would rule passing on out
+	sent := c.calls()
+
+	if ok, err := holder.Unlock(); !ok || err != nil {
+		t.Fatalf("holder Unlock() = %v, %v; want true, nil", ok, err)
+	}
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("waiter Lock() = %v", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("the waiter was not handed the lock")
+	}
+	if got := c.calls() - sent; got != 0 {
+		t.Errorf("the hand-off sent %d commands, want none", got)
+	}
+	if got := waiter.Value(); got != value {
+		t.Errorf("waiter Value() = %q, want the holder's %q", got, value)
+	}
+	if got := waiter.Until(); !got.Equal(until) {
+		t.Errorf("waiter Until() = %v, want the holder's %v", got, until)
+	}
+	if rel := holderObs.releases[0]; !rel.HandedOver || rel.Err != nil || len(rel.Nodes) != 0 {
+		t.Errorf("holder's ReleaseEvent: HandedOver %v, Err %v, %d nodes; want true, nil, none", rel.HandedOver, rel.Err, len(rel.Nodes))
+	}
+	acq := waiterObs.acquires[0]
+	if !acq.HandedOver || acq.Err != nil || acq.Value != value || len(acq.Tries) != acq.Attempts+1 {
+		t.Fatalf("waiter's AcquireEvent: HandedOver %v, Err %v, Value %q, %d attempts, %d tries; want true, nil, %q, attempts+1",
+			acq.HandedOver, acq.Err, acq.Value, acq.Attempts, len(acq.Tries), value)
+	}
+	if last := acq.Tries[len(acq.Tries)-1]; len(last.Nodes) != 0 || last.Err != nil {
+		t.Errorf("the hand-off's Try: %+v; want no nodes (no round)", last)
+	}
+
+	// The holder's Mutex sends nothing with the value it gave away.
+	sent = c.calls()
+	if ok, err := holder.Unlock(); ok || !errors.Is(err, ErrLockAlreadyExpired) {
+		t.Errorf("holder's second Unlock() = %v, %v; want false, ErrLockAlreadyExpired", ok, err)
+	}
+	if ok, err := holder.Extend(); ok || !errors.Is(err, ErrExtendFailed) || !errors.Is(err, ErrLockAlreadyExpired) {
+		t.Errorf("holder's Extend() after the hand-off = %v, %v; want false, ErrExtendFailed and ErrLockAlreadyExpired", ok, err)
+	}
+	if ok, err := holder.Valid(); ok || err != nil {
+		t.Errorf("holder's Valid() after the hand-off = %v, %v; want false, nil", ok, err)
+	}
+	if got := c.calls() - sent; got != 0 {
+		t.Errorf("the old holder's calls sent %d commands, want none", got)
+	}
+	if got := c.holders("k", value); got != 5 {
+		t.Fatalf("%d of 5 nodes hold the lock after the old holder's calls, want 5", got)
+	}
+
+	// The new holder acts on it as on a lock of its own.
+	if ok, err := waiter.Extend(); !ok || err != nil {
+		t.Errorf("waiter Extend() = %v, %v", ok, err)
+	}
+	if ok, err := waiter.Unlock(); !ok || err != nil {
+		t.Fatalf("waiter Unlock() = %v, %v", ok, err)
+	}
+	if got := c.keys("k"); got != 0 {
+		t.Errorf("%d nodes still hold the key after the waiter's Unlock", got)
+	}
+	// The holder's Mutex locks again as usual.
+	if err := holder.Lock(); err != nil {
+		t.Fatalf("holder Lock() after it passed its lock on: %v", err)
+	}
+	if ok, err := holder.Unlock(); !ok || err != nil {
+		t.Errorf("holder Unlock() of its new acquisition = %v, %v", ok, err)
+	}
+}
+
+// TestLocalPassOnRules checks when an acquisition is handed over by the
+// transfer round (a fresh value for the waiter) rather than passed on.
+func TestLocalPassOnRules(t *testing.T) {
+	fixed := func() (string, error) { return "owner-" + fmt.Sprint(time.Now().UnixNano()), nil }
+	for _, tc := range []struct {
+		name        string
+		holder      []Option
+		waiter      []Option
+		before      func(t *testing.T, c *fakeCluster, holder *Mutex)
+		wantPassing bool
+	}{
+		{name: "passed on", wantPassing: true},
+		{name: "validity down by less than expiry/20", wantPassing: true,
+			before: func(t *testing.T, c *fakeCluster, holder *Mutex) { c.clock.Advance(390 * time.Millisecond) }},
+		{name: "validity down by more than expiry/20",
+			before: func(t *testing.T, c *fakeCluster, holder *Mutex) { c.clock.Advance(410 * time.Millisecond) }},
+		{name: "holder's Value was read",
+			before: func(t *testing.T, c *fakeCluster, holder *Mutex) { holder.Value() }},
+		{name: "holder's value generator", holder: []Option{WithGenValueFunc(fixed)}},
+		{name: "waiter's value generator", waiter: []Option{WithGenValueFunc(fixed)}},
+		{name: "other expiry", waiter: []Option{WithExpiry(9 * time.Second)}},
+		{name: "failed Extend",
+			before: func(t *testing.T, c *fakeCluster, holder *Mutex) {
+				for _, n := range c.nodes[:3] {
+					n.mu.Lock()
+					delete(n.keys, "k")
+					n.mu.Unlock()
+				}
+				if ok, err := holder.Extend(); ok || err == nil {
+					t.Fatalf("Extend() with the key gone on 3 of 5 nodes = %v, %v; want a failure", ok, err)
+				}
+			}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c := newFakeCluster(5)
+			holder, waiter, _, done := handOffScene(t, c, context.Background(), tc.holder, tc.waiter)
+			if tc.before != nil {
+				tc.before(t, c, holder)
+			}
+			value, sent := holder.value, c.calls()
+			ok, err := holder.Unlock()
+			if tc.name == "failed Extend" {
+				// The key was gone on a quorum: the waiter takes it
+				// there, and the holder learns that its lock had expired.
+				if ok || !errors.Is(err, ErrLockAlreadyExpired) {
+					t.Fatalf("holder Unlock() = %v, %v; want false, ErrLockAlreadyExpired", ok, err)
+				}
+			} else if !ok || err != nil {
+				t.Fatalf("holder Unlock() = %v, %v", ok, err)
+			}
+			if err := <-done; err != nil {
+				t.Fatalf("waiter Lock() = %v", err)
+			}
+			passed := waiter.value == value
+			if passed != tc.wantPassing {
+				t.Fatalf("passed on = %v (waiter's value %q, holder's %q), want %v", passed, waiter.value, value, tc.wantPassing)
+			}
+			if !passed {
+				if got := c.calls() - sent; got < 3 {
+					t.Errorf("the hand-off sent %d commands, want a transfer round", got)
+				}
+			}
+			eventually(t, "every node holds the waiter's value", func() bool { return c.holders("k", waiter.value) == 5 })
+			if ok, err := waiter.Unlock(); !ok || err != nil {
+				t.Fatalf("waiter Unlock() = %v, %v", ok, err)
+			}
+			if got := c.keys("k"); got != 0 {
+				t.Errorf("%d nodes still hold the key", got)
+			}
+		})
+	}
 }
