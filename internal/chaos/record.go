@@ -6,17 +6,17 @@ import "time"
 // it: the CLOCK_MONOTONIC timestamps (see [Mono]) of the acquisition and
 // the operations of its critical section on the resource.
 type Grant struct {
-	Worker    int    `json:"w"`
-	Goroutine int    `json:"g,omitempty"` // of the worker (WorkerConfig.Goroutines)
-	Seq       int    `json:"seq"`
+	Worker    int `json:"w"`
+	Goroutine int `json:"g,omitempty"` // of the worker (WorkerConfig.Goroutines)
+	Seq       int `json:"seq"`
 	// Value is the lock value: unique per acquisition, except that an
 	// acquisition passed on between goroutines of one worker keeps it
 	// (PassedOn), as it keeps its validity window.
-	Value     string `json:"value"`
-	Called    int64  `json:"called"`    // TryLock called
-	Acquired  int64  `json:"acquired"`  // TryLock returned nil
-	ValidEnd  int64  `json:"valid_end"` // Mutex.Until, on the monotonic clock
-	Released  int64  `json:"released"`  // Unlock called
+	Value    string `json:"value"`
+	Called   int64  `json:"called"`    // TryLock called
+	Acquired int64  `json:"acquired"`  // TryLock returned nil
+	ValidEnd int64  `json:"valid_end"` // Mutex.Until, on the monotonic clock
+	Released int64  `json:"released"`  // Unlock called
 
 	// Found is "" when the worker entered an empty resource, else the
 	// occupant it found inside (an occupancy conflict).
