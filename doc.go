@@ -31,7 +31,9 @@
 // [Mutex.Context] and [WithAutoExtend] give the same to Lock and Unlock.
 // Unlock announces the release (Redis pub/sub), and a Lock that waits is
 // woken by the announcement instead of polling, when its pools implement
-// [redis.Subscriber]; see [WithReleaseNotification].
+// [redis.Subscriber]; see [WithReleaseNotification]. A waiting Lock of the
+// same Redsync is handed the lock by Unlock directly, in one round or, when
+// the acquisition has nearly all its validity left, in none.
 //
 // # Safety
 //

@@ -138,7 +138,8 @@ type AcquireEvent struct {
 	Attempts int
 	// Tries holds the last tries sent, oldest first: all of them, unless
 	// there were more than 32. When HandedOver, the last Try is the round
-	// of the hand-off (sent by the holder, not counted in Attempts).
+	// of the hand-off (sent by the holder, not counted in Attempts), with
+	// no Nodes when the holder's acquisition was passed on without a round.
 	Tries []Try
 	// HandedOver is set when the lock was handed to this call by an Unlock
 	// of another Mutex of the same Redsync, without a try of its own (see
@@ -181,7 +182,8 @@ type ReleaseEvent struct {
 	// HandedOver is set when the lock went straight to a waiting Lock call
 	// of the same Redsync instead of being released (see
 	// WithReleaseNotification); Nodes is then the result of the hand-off,
-	// NodeOK where the lock was this Mutex's.
+	// NodeOK where the lock was this Mutex's, and empty when the
+	// acquisition was passed on without a round.
 	HandedOver bool
 }
 

@@ -73,9 +73,9 @@ type Mutex struct {
 	// shown is set when Value returned the current acquisition's value: it
 	// may have left the process (see WithValue), so it is never passed on.
 	shown bool
-	// doubtful is set when an Extend of the current acquisition failed:
-	// the nodes may no longer hold it, so it is only handed over by a
-	// round that checks them.
+	// doubtful is set when an Extend of the current acquisition failed,
+	// until one succeeds: the nodes may no longer hold it, so it is only
+	// handed over by a round that checks them.
 	doubtful bool
 
 	heldSince acquisitionStart // with an observer: the start of the current acquisition
@@ -109,6 +109,12 @@ func (m *Mutex) Name() string {
 // Value returns the value of the current acquisition: the proof of
 // ownership stored on the nodes. It is empty until a Lock succeeds, unless
 // WithValue was given.
+//
+// An acquisition whose value was read with Value is not passed on to
+// another Mutex as it is by a local hand-off (see [WithReleaseNotification]):
+// the value may have left the process, and whoever has it could act on the
+// lock of the next holder. Its Unlock hands the lock over with a round that
+// gives the waiter a fresh value.
 func (m *Mutex) Value() string {
 	m.mu.Lock()
 	defer m.mu.Unlock()
@@ -362,7 +368,10 @@ func (m *Mutex) Unlock() (bool, error) {
 // UnlockContext releases the lock and reports whether a quorum of nodes
 // released it. Each node is bounded by the per-node timeout as well as ctx.
 // When the lock had already expired on so many nodes that no quorum could
-// release it, the error matches [ErrLockAlreadyExpired].
+// release it, the error matches [ErrLockAlreadyExpired]. So does the error
+// of an Unlock (or, with [ErrExtendFailed], of an Extend) after an Unlock
+// that passed the acquisition on to a waiting Lock of the same Redsync:
+// the value is the new holder's, and nothing is sent with it.
 func (m *Mutex) UnlockContext(ctx context.Context) (bool, error) {
 	if m.observer != nil {
 		return m.unlockObserved(ctx)
@@ -438,6 +447,7 @@ func (m *Mutex) extend(ctx context.Context, tr *nodeTrace) (bool, error) {
 		m.mu.Lock()
 		if m.value == value {
 			m.until = start.Add(m.expiry - m.drift())
+			m.doubtful = false // a quorum holds it again
 			if m.lease != nil {
 				m.lease.extendedTo(m.until)
 			}

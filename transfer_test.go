@@ -528,6 +528,23 @@ func TestLocalPassOnRules(t *testing.T) {
 					t.Fatalf("Extend() with the key gone on 3 of 5 nodes = %v, %v; want a failure", ok, err)
 				}
 			}},
+		{name: "failed Extend, then a successful one", wantPassing: true,
+			before: func(t *testing.T, c *fakeCluster, holder *Mutex) {
+				for _, n := range c.nodes[:3] {
+					n.mu.Lock()
+					delete(n.keys, "k")
+					n.mu.Unlock()
+				}
+				if ok, _ := holder.Extend(); ok {
+					t.Fatal("Extend() with the key gone on 3 of 5 nodes succeeded")
+				}
+				for _, n := range c.nodes[:3] {
+					n.set("k", holder.value)
+				}
+				if ok, err := holder.Extend(); !ok || err != nil {
+					t.Fatalf("Extend() with the key back = %v, %v", ok, err)
+				}
+			}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			c := newFakeCluster(5)
