@@ -388,7 +388,12 @@ func (m *Mutex) unlock(ctx context.Context, tr *nodeTrace) (bool, error) {
 	if ctx == nil {
 		ctx = context.Background()
 	}
-	p := m.passableAcquisition(calls)
+	// Whether the acquisition may be passed on is read before released
+	// marks it unlocked, and only when someone waits.
+	var p passable
+	if m.canHandOver() {
+		p = m.passableAcquisition(calls)
+	}
 	m.released()
 	calls.awaitSettled(m.nodeTimeout())
 	if m.canHandOver() {
