@@ -160,6 +160,11 @@ func (c *fakeConn) Eval(script *redis.Script, keysAndArgs ...any) (any, error) {
 		name = "extend"
 	case transferScript:
 		return c.evalTransfer(keysAndArgs)
+	case claimScript:
+		if err := n.enter(c.ctx, "claim"); err != nil {
+			return nil, err
+		}
+		return int64(1), nil
 	default:
 		// The fencing scripts (fencing_fake_test.go).
 		if reply, handled, err := c.evalFencing(script, keysAndArgs); handled {

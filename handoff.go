@@ -35,6 +35,9 @@ import (
 // announced; release_notify.lua builds the same name.
 const releaseChannelPrefix = "redsync:released:"
 
+// claimSuffix ends the message of claim.lua: "<SHA1> claimed".
+const claimSuffix = "claimed"
+
 // releaseChannel is the channel on which releases of key are announced.
 func releaseChannel(key string) string {
 	return releaseChannelPrefix + key
@@ -99,13 +102,19 @@ type channelWait struct {
 	releases  []releaseSeen // recent releases, oldest first
 	// pending is when a release was seen (or may have been missed) that no
 	// waiter took: the next waiter whose try started before it wakes at
-	// once.
-	pending time.Time
+	// once, spread as if the release had woken it (pendingID and
+	// pendingListeners are wakeOne's id and listeners).
+	pending          time.Time
+	pendingID        string
+	pendingListeners int
 	// fired is when a quorum last announced a release.
 	fired time.Time
 	// handoffs counts the hand-offs to local waiters since the lock was
 	// last released (transfer.go).
 	handoffs int
+	// spreading are the waiters woken with a spread that have not tried
+	// yet (see waiter.wokenBy).
+	spreading []*waiter
 }
 
 // releaseSeen gathers the messages of one release from the nodes.
@@ -137,6 +146,12 @@ type waiter struct {
 	// many try durations to wait before its try: a random share of the
 	// other processes listening (see lockWait.spreadDelay).
 	spread float64
+	// wokenBy is the release (its SHA1) that woke the waiter with a
+	// spread; while the waiter waits it out (spreading), a claim of that
+	// release by another process signals claimed.
+	wokenBy   string
+	spreading bool
+	claimed   chan struct{} // one token
 }
 
 // watch registers a waiter for the releases of key and makes sure every
@@ -155,7 +170,7 @@ func (n *notifier) watch(m *Mutex) *waiter {
 	}
 	ch.refs++
 	n.tickets++
-	return &waiter{n: n, m: m, ch: ch, ticket: n.tickets, wake: make(chan struct{}, 1)}
+	return &waiter{n: n, m: m, ch: ch, ticket: n.tickets, wake: make(chan struct{}, 1), claimed: make(chan struct{}, 1)}
 }
 
 // wait queues w and returns the channel on which it is woken: when a
@@ -174,7 +189,7 @@ func (w *waiter) wait(since time.Time) <-chan struct{} {
 	}
 	if !ch.pending.IsZero() && ch.pending.After(since) {
 		ch.pending = time.Time{}
-		w.wake <- struct{}{}
+		ch.woken(w, ch.pendingID, ch.pendingListeners)
 		return w.wake
 	}
 	i, _ := slices.BinarySearchFunc(ch.queue, w.ticket, func(q *waiter, t uint64) int {
@@ -237,6 +252,7 @@ func (w *waiter) close() {
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	w.unqueue()
+	w.endSpread()
 	w.ch.refs--
 	if w.ch.refs == 0 && n.channels[w.ch.key] == w.ch {
 		delete(n.channels, w.ch.key)
@@ -252,22 +268,64 @@ func (w *waiter) close() {
 // waiters spread their tries over about as many try durations, so that
 // one of them tries first and takes the lock instead of all splitting the
 // vote. The caller holds n.mu.
-func (ch *channelWait) wakeOne(at time.Time, listeners int) {
+func (ch *channelWait) wakeOne(at time.Time, id string, listeners int) {
 	if len(ch.queue) == 0 {
-		ch.pending = at
+		ch.pending, ch.pendingID, ch.pendingListeners = at, id, listeners
 		return
 	}
 	w := ch.queue[0]
 	ch.queue = slices.Delete(ch.queue, 0, 1)
 	w.queued = false
+	ch.woken(w, id, listeners)
+}
+
+// woken wakes w, out of the queue, for the release id that listeners
+// processes heard. The caller holds n.mu.
+func (ch *channelWait) woken(w *waiter, id string, listeners int) {
 	w.spread = 0
+	w.endSpread()
 	if listeners > 1 {
 		w.spread = rand.Float64() * float64(listeners-1)
+		w.wokenBy, w.spreading = id, true
+		ch.spreading = append(ch.spreading, w)
 	}
 	select {
 	case w.wake <- struct{}{}:
 	default:
 	}
+}
+
+// endSpread takes w out of its channel's spreading waiters and forgets a
+// claim that came too late. The caller holds n.mu.
+func (w *waiter) endSpread() {
+	if !w.spreading {
+		return
+	}
+	w.spreading = false
+	if i := slices.Index(w.ch.spreading, w); i >= 0 {
+		w.ch.spreading = slices.Delete(w.ch.spreading, i, i+1)
+	}
+	select {
+	case <-w.claimed:
+	default:
+	}
+}
+
+// claim signals the waiters woken by the release id, and still waiting
+// out their spread, that another process took the lock: their tries would
+// fail. The caller holds n.mu.
+func (ch *channelWait) claim(id string) {
+	ch.spreading = slices.DeleteFunc(ch.spreading, func(w *waiter) bool {
+		if w.wokenBy != id {
+			return false
+		}
+		w.spreading = false
+		select {
+		case w.claimed <- struct{}{}:
+		default:
+		}
+		return true
+	})
 }
 
 // announced counts node's message of the release id, which reported
@@ -337,15 +395,22 @@ func (n *notifier) receive(ln *listenNode, gen uint64, msg redis.Message) {
 		if ch.nconfirm == n.quorum {
 			// A quorum listens only now: a release during the set-up may
 			// have gone unheard.
-			ch.wakeOne(now, 0)
+			ch.wakeOne(now, "", 0)
 		}
 	default:
 		ch := n.channelOf(msg.Channel)
-		id, count, _ := strings.Cut(msg.Payload, " ")
-		listeners, _ := strconv.Atoi(count) // 0 from a client that does not send it
-		if ch != nil && ch.announced(slot, len(n.nodes), n.quorum, id, listeners) {
+		if ch == nil {
+			return
+		}
+		id, rest, _ := strings.Cut(msg.Payload, " ")
+		if rest == claimSuffix {
+			ch.claim(id)
+			return
+		}
+		listeners, _ := strconv.Atoi(rest) // 0 from a client that does not send it
+		if ch.announced(slot, len(n.nodes), n.quorum, id, listeners) {
 			ch.fired = now
-			ch.wakeOne(now, ch.listeners(id))
+			ch.wakeOne(now, id, ch.listeners(id))
 		}
 	}
 }
@@ -521,6 +586,10 @@ type lockWait struct {
 	lastTry time.Duration // how long the last try took
 	split   bool          // the last try was a split vote (tally.split)
 	splits  int           // consecutive split votes
+	// claimID, during a try that a release with several listening
+	// processes brought forward, is that release: a try that takes the
+	// lock claims it (see claimed).
+	claimID string
 }
 
 // tryStarts notes the start of a try.
@@ -541,6 +610,7 @@ func (lw *lockWait) failed(m *Mutex) {
 // tried notes the outcome of a failed try: whether it was a split vote.
 func (lw *lockWait) tried(split bool) {
 	lw.split = split
+	lw.claimID = ""
 	if !lw.since.IsZero() {
 		lw.lastTry = time.Since(lw.since)
 	}
@@ -555,6 +625,10 @@ func (lw *lockWait) tried(split bool) {
 // waiters that lost often a smaller share, for order, brought the herd
 // back among them: 0.73x instead of 0.92x redsync v4's hand-offs/s with 16
 // processes.)
+//
+// The first process to take the lock then claims the release (claim.lua),
+// and the others, told while they wait out their shares, go back to
+// waiting without a try (claimed).
 func (lw *lockWait) spreadDelay() time.Duration {
 	if lw.w == nil {
 		return 0
@@ -562,8 +636,40 @@ func (lw *lockWait) spreadDelay() time.Duration {
 	lw.w.n.mu.Lock()
 	spread := lw.w.spread
 	lw.w.spread = 0
+	lw.claimID = ""
+	if lw.w.spreading {
+		lw.claimID = lw.w.wokenBy
+	}
 	lw.w.n.mu.Unlock()
 	return time.Duration(spread * float64(lw.lastTry))
+}
+
+// claimed returns the channel on which the waiter learns, while it waits
+// out its spread, that another process took the lock after the release
+// that woke it.
+func (lw *lockWait) claimed() <-chan struct{} {
+	return lw.w.claimed
+}
+
+// endSpread ends the wait of the spread: a claim arriving later is
+// ignored.
+func (lw *lockWait) endSpread() {
+	lw.w.n.mu.Lock()
+	lw.w.endSpread()
+	lw.w.n.mu.Unlock()
+}
+
+// claim, after a try that took the lock, tells the other processes woken
+// by the same release (when several listened) that it is taken again.
+// The claim is a hint sent in the background: whoever misses it tries and
+// finds the lock taken.
+func (lw *lockWait) claim(m *Mutex) {
+	if lw.claimID == "" {
+		return
+	}
+	call := redis.NewScriptCall(claimScript, m.keyArg, lw.claimID)
+	lw.claimID = ""
+	go m.broadcast(context.Background(), m.nodeTimeout(), true, nodeOp{call: &call})
 }
 
 // delay returns the wait before the next try: d from the DelayFunc, or,

@@ -561,3 +561,105 @@ func TestDoWithFakes(t *testing.T) {
 		t.Error("Do() = nil after its lock was stolen, want the release's error")
 	}
 }
+
+// TestNotifierClaim wakes a waiter by a release that several processes
+// heard, then tells it, while it waits out its spread, that another
+// process took the lock.
+func TestNotifierClaim(t *testing.T) {
+	nodes, pools := newFakeSubNodes(3)
+	n := newNotifier(pools)
+	w := n.watch(&Mutex{name: "k"})
+	defer w.close()
+	subscribedEverywhere(t, nodes, "k")
+	w.wait(time.Now()) // the confirmation's wake, if any
+	w.stopWaiting()
+	lw := lockWait{w: w, lastTry: time.Millisecond}
+
+	wake := func(id string) {
+		t.Helper()
+		c := w.wait(time.Now())
+		for _, f := range nodes[:2] {
+			f.listener().publish("k", id+" 4")
+		}
+		if !isReady(c) {
+			t.Fatalf("release %s: the waiter was not woken", id)
+		}
+		if d := lw.spreadDelay(); d < 0 || d >= 3*time.Millisecond {
+			t.Fatalf("release %s: spread delay %v, want in [0, 3ms)", id, d)
+		}
+		if lw.claimID != id {
+			t.Fatalf("release %s: the try would claim %q", id, lw.claimID)
+		}
+	}
+
+	wake("r1")
+	nodes[0].listener().publish("k", "r0 claimed")
+	if isReady(lw.claimed()) {
+		t.Error("the claim of another release reached the waiter")
+	}
+	nodes[2].listener().publish("k", "r1 claimed") // one node is enough
+	if !isReady(lw.claimed()) {
+		t.Fatal("the claim of the release that woke the waiter did not reach it")
+	}
+	lw.endSpread()
+
+	// A claim that comes after the spread ended leaves nothing behind.
+	wake("r2")
+	lw.endSpread()
+	nodes[0].listener().publish("k", "r2 claimed")
+	if isReady(lw.claimed()) {
+		t.Error("a claim after the spread ended reached the waiter")
+	}
+
+	// A claim is not a release: it wakes nobody.
+	c := w.wait(time.Now())
+	for _, f := range nodes {
+		f.listener().publish("k", "r3 claimed")
+	}
+	if isReady(c) {
+		t.Error("claims from every node woke a waiter")
+	}
+	w.stopWaiting()
+
+	// Released without the listeners' count: no spread, nothing to claim.
+	c = w.wait(time.Now())
+	for _, f := range nodes[:2] {
+		f.listener().publish("k", "r4")
+	}
+	if !isReady(c) {
+		t.Fatal("release r4: the waiter was not woken")
+	}
+	if d := lw.spreadDelay(); d != 0 || lw.claimID != "" {
+		t.Errorf("release r4 (one listener): spread %v, claim %q; want 0 and none", d, lw.claimID)
+	}
+}
+
+// TestNotifierPendingSpread announces a release while the waiter is out
+// of the queue (its try under way): when it comes back, it is woken at
+// once, spread like a waiter woken by the announcement.
+func TestNotifierPendingSpread(t *testing.T) {
+	nodes, pools := newFakeSubNodes(3)
+	n := newNotifier(pools)
+	w := n.watch(&Mutex{name: "k"})
+	defer w.close()
+	subscribedEverywhere(t, nodes, "k")
+	w.wait(time.Now())
+	w.stopWaiting()
+	lw := lockWait{w: w, lastTry: time.Millisecond}
+
+	since := time.Now() // the try starts
+	for _, f := range nodes[:2] {
+		f.listener().publish("k", "r1 5")
+	}
+	if c := w.wait(since); !isReady(c) {
+		t.Fatal("the release announced during the try did not wake the waiter")
+	}
+	if d := lw.spreadDelay(); d < 0 || d >= 4*time.Millisecond || lw.claimID != "r1" {
+		t.Errorf("spread delay %v, claim %q; want in [0, 4ms) and r1", d, lw.claimID)
+	}
+	nodes[1].listener().publish("k", "r1 claimed")
+	if !isReady(lw.claimed()) {
+		t.Error("the claim did not reach the waiter woken by the pending release")
+	}
+	lw.endSpread()
+}

@@ -200,7 +200,7 @@ func (m *Mutex) lockContext(ctx context.Context, tries int, rec *acquireRecord) 
 	// gives up after as many scheduled tries, at about the same time, as
 	// without notification.
 	for try := 0; try < tries; {
-		counted := true
+		counted, claimed := true, false
 		if try > 0 {
 			now := time.Now()
 			if next.IsZero() {
@@ -234,15 +234,26 @@ func (m *Mutex) lockContext(ctx context.Context, tries int, rec *acquireRecord) 
 					timer.Reset(d)
 					select {
 					case <-ctx.Done():
+						wait.endSpread()
 						wait.stop()
 						return &cancelError{cause: context.Cause(ctx), last: last}
 					case <-timer.C:
+					case <-wait.claimed():
+						// Another process took the lock after that
+						// release: wait for the next one.
+						timer.Stop()
+						claimed = true
 					}
+					wait.endSpread()
 				}
 			}
 			if g := wait.stop(); g != nil {
 				m.takeGrant(g, rec) // a holder of this Redsync handed the lock over
 				return nil
+			}
+			if claimed {
+				wait.claimID = ""
+				continue
 			}
 			if counted {
 				next = time.Time{}
@@ -272,6 +283,7 @@ func (m *Mutex) lockContext(ctx context.Context, tries int, rec *acquireRecord) 
 			m.setAcquisition(value, until, calls)
 			m.mu.Unlock()
 			m.acquired(value, until)
+			wait.claim(m)
 			return nil
 		}
 		last = err

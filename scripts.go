@@ -17,12 +17,15 @@ var (
 	extendSrc string
 	//go:embed release_notify.lua
 	releaseNotifySrc string
+	//go:embed claim.lua
+	claimSrc string
 
 	acquireScript = redis.NewScript(1, acquireSrc, "")
 	releaseScript = redis.NewScript(1, releaseSrc, "")
 	extendScript  = redis.NewScript(1, extendSrc, "")
 
 	releaseNotifyScript = redis.NewScript(1, releaseNotifySrc, "")
+	claimScript         = redis.NewScript(1, claimSrc, "")
 )
 
 // Replies of the scripts.

@@ -585,3 +585,64 @@ func TestLocalPassOnRules(t *testing.T) {
 		})
 	}
 }
+
+// TestClaimAfterSpreadTry wakes a waiter by a release that several
+// processes heard: once its try takes the lock, it claims the release on
+// the nodes, so that the others stop waiting out their spread. A waiter
+// woken by a release that nobody else heard claims nothing.
+func TestClaimAfterSpreadTry(t *testing.T) {
+	for _, tc := range []struct {
+		listeners string
+		claims    bool
+	}{{" 3", true}, {"", false}} {
+		c := newFakeCluster(3)
+		pools := c.subPools()
+		other := New(c.pools()...).NewMutex("k")
+		if err := other.Lock(); err != nil {
+			t.Fatal(err)
+		}
+		waiter := New(pools...).NewMutex("k", WithRetryDelay(time.Hour))
+		done := make(chan error, 1)
+		go func() { done <- waiter.Lock() }()
+		subNodes := make([]*fakeSubNode, len(pools))
+		for i, p := range pools {
+			subNodes[i] = &p.(*fakeSubScriptNode).sub
+		}
+		subscribedEverywhere(t, subNodes, "k")
+		queuedWaiter(t, waiter)
+		if ok, err := other.Unlock(); !ok || err != nil {
+			t.Fatalf("Unlock() = %v, %v", ok, err)
+		}
+		for _, s := range subNodes {
+			s.listener().publish("k", "gone"+tc.listeners)
+		}
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Fatalf("listeners %q: waiter Lock() = %v", tc.listeners, err)
+			}
+		case <-time.After(5 * time.Second):
+			t.Fatalf("listeners %q: the waiter was not woken", tc.listeners)
+		}
+		claimed := func() int {
+			k := 0
+			for _, n := range c.nodes {
+				if slices.Contains(n.ran(), "claim") {
+					k++
+				}
+			}
+			return k
+		}
+		if tc.claims {
+			eventually(t, "the release claimed on every node", func() bool { return claimed() == 3 })
+		} else {
+			time.Sleep(20 * time.Millisecond)
+			if k := claimed(); k != 0 {
+				t.Errorf("listeners %q: %d nodes got a claim, want none", tc.listeners, k)
+			}
+		}
+		if ok, err := waiter.Unlock(); !ok || err != nil {
+			t.Fatalf("waiter Unlock() = %v, %v", ok, err)
+		}
+	}
+}
