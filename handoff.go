@@ -18,7 +18,8 @@ import (
 // Unlock runs release_notify.lua, which PUBLISHes on releaseChannel(key),
 // on each node where it deleted the key, the SHA1 of the released value,
 // and then, when more than one client received it, "<SHA1> <receivers>"
-// (see lockWait.spreadDelay).
+// (see lockWait.spreadDelay); the process that takes the lock after such a
+// release publishes "<SHA1> claimed" (claim.lua, lockWait.claim).
 // (The undo of a failed try runs it too; it deletes the key on fewer nodes
 // than a quorum, so its announcements never wake anyone.)
 // A Lock call whose first try failed becomes a waiter: it registers with
