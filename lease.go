@@ -267,7 +267,14 @@ func (m *Mutex) autoExtendInterval() time.Duration {
 // earlier acquisition and, with WithAutoExtend, starts the new lease and
 // its extender.
 func (m *Mutex) acquired(value string, until time.Time) {
-	start := until.Add(-(m.expiry - m.drift()))
+	m.acquiredSince(value, until, until.Add(-(m.expiry - m.drift())))
+}
+
+// acquiredSince is acquired for an acquisition that this Mutex holds since
+// start (on m.now's clock), which bounds its WithMaxHold: a lock passed on
+// by a local hand-off (transfer.go) keeps its until, but is held from the
+// hand-off.
+func (m *Mutex) acquiredSince(value string, until, start time.Time) {
 	m.mu.Lock()
 	m.unlocked = false
 	old := m.lease

@@ -69,6 +69,9 @@ type grant struct {
 	value string
 	calls *lockCalls
 	until time.Time
+	// since is when the waiter holds the lock from, on its clock (for
+	// WithMaxHold).
+	since time.Time
 	// For the waiter's observer: the hand-off round's start and duration,
 	// and the nodes' results when either Mutex has an observer.
 	start    time.Time
@@ -154,7 +157,7 @@ func (m *Mutex) handOver(ctx context.Context, calls *lockCalls, p passable, w *w
 		}
 	}()
 	if p.canPassOn(wm) {
-		g.start = time.Now()
+		g.start, g.since = time.Now(), wm.now()
 		g.ok, g.value, g.calls, g.until = true, p.value, calls, p.until
 		m.mu.Lock()
 		if m.calls == calls {
@@ -193,7 +196,7 @@ func (m *Mutex) handOver(ctx context.Context, calls *lockCalls, p passable, w *w
 	validity := wm.expiry - wm.now().Sub(start) - wm.drift()
 	if t.done >= wm.quorum && validity > 0 {
 		g.ok, g.value, g.calls = true, value, next
-		g.until = start.Add(wm.expiry - wm.drift())
+		g.until, g.since = start.Add(wm.expiry-wm.drift()), start
 		g.duration = time.Since(g.start)
 		if trace != nil {
 			// A node where the key had expired took the waiter's value:
@@ -238,7 +241,7 @@ func (m *Mutex) takeGrant(g *grant, rec *acquireRecord) {
 	m.mu.Lock()
 	m.setAcquisition(g.value, g.until, g.calls)
 	m.mu.Unlock()
-	m.acquired(g.value, g.until)
+	m.acquiredSince(g.value, g.until, g.since)
 }
 
 // refuseGrant releases the lock handed over in g to a Lock call whose ctx

@@ -646,3 +646,31 @@ func TestClaimAfterSpreadTry(t *testing.T) {
 		}
 	}
 }
+
+// TestLocalPassOnMaxHold passes on an acquisition made 300 ms earlier:
+// the waiter keeps its validity, but WithMaxHold counts from the hand-off.
+func TestLocalPassOnMaxHold(t *testing.T) {
+	c := newFakeCluster(3)
+	holder, waiter, _, done := handOffScene(t, c, context.Background(), nil,
+		[]Option{WithAutoExtend(time.Second), WithMaxHold(time.Second)})
+	c.clock.Advance(300 * time.Millisecond)
+	handedAt, value := c.clock.Now(), holder.value
+	if ok, err := holder.Unlock(); !ok || err != nil {
+		t.Fatalf("holder Unlock() = %v, %v", ok, err)
+	}
+	if err := <-done; err != nil {
+		t.Fatalf("waiter Lock() = %v", err)
+	}
+	if waiter.value != value {
+		t.Fatal("the acquisition was not passed on")
+	}
+	waiter.mu.Lock()
+	limit := waiter.lease.limit
+	waiter.mu.Unlock()
+	if want := handedAt.Add(time.Second); !limit.Equal(want) {
+		t.Errorf("the waiter's hold ends at %v, want %v: a second after the hand-off", limit.Sub(handedAt), time.Second)
+	}
+	if ok, err := waiter.Unlock(); !ok || err != nil {
+		t.Fatalf("waiter Unlock() = %v, %v", ok, err)
+	}
+}
