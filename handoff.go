@@ -238,9 +238,7 @@ func (w *waiter) unqueue() {
 		return
 	}
 	w.queued = false
-	if i := slices.Index(w.ch.queue, w); i >= 0 {
-		w.ch.queue = slices.Delete(w.ch.queue, i, i+1)
-	}
+	w.ch.queue = without(w.ch.queue, w)
 }
 
 // close unregisters w; the last waiter of a channel makes the nodes stop
@@ -296,6 +294,14 @@ func (ch *channelWait) woken(w *waiter, id string, listeners int) {
 	}
 }
 
+// without returns ws without w.
+func without(ws []*waiter, w *waiter) []*waiter {
+	if i := slices.Index(ws, w); i >= 0 {
+		return slices.Delete(ws, i, i+1)
+	}
+	return ws
+}
+
 // endSpread takes w out of its channel's spreading waiters and forgets a
 // claim that came too late. The caller holds n.mu.
 func (w *waiter) endSpread() {
@@ -303,9 +309,7 @@ func (w *waiter) endSpread() {
 		return
 	}
 	w.spreading = false
-	if i := slices.Index(w.ch.spreading, w); i >= 0 {
-		w.ch.spreading = slices.Delete(w.ch.spreading, i, i+1)
-	}
+	w.ch.spreading = without(w.ch.spreading, w)
 	select {
 	case <-w.claimed:
 	default:

@@ -402,15 +402,12 @@ func (m *Mutex) unlock(ctx context.Context, tr *nodeTrace) (bool, error) {
 	}
 	// Whether the acquisition may be passed on is read before released
 	// marks it unlocked, and only when someone waits.
-	var p passable
-	if m.canHandOver() {
-		p = m.passableAcquisition(calls)
-	}
+	passable := m.canHandOver() && m.passable(calls)
 	m.released()
 	calls.awaitSettled(m.nodeTimeout())
 	if m.canHandOver() {
 		if w, g := m.notify.claim(m.name); w != nil {
-			return m.handOver(ctx, calls, p, w, g, tr) // transfer.go
+			return m.handOver(ctx, calls, passable, w, g, tr) // transfer.go
 		}
 	}
 	return m.release(ctx, calls, tr)
