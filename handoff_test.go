@@ -208,15 +208,23 @@ func TestNotifierQuorumAndWakeOne(t *testing.T) {
 // TestNotifierSpread: a release announced with the number of listening
 // processes makes the woken waiter wait a random share of the others' try
 // durations before its try; without the number, or alone, it tries at once.
-func TestNotifierSpread(t *testing.T) {
+// spreadScene returns three fake nodes and the lockWait of a waiter for
+// "k" that listens on all of them, out of the queue after the wake-up of
+// the subscriptions' confirmation, its last try taking 1 ms.
+func spreadScene(t *testing.T) ([]*fakeSubNode, *waiter, *lockWait) {
+	t.Helper()
 	nodes, pools := newFakeSubNodes(3)
 	n := newNotifier(pools)
 	w := n.watch(&Mutex{name: "k"})
-	defer w.close()
+	t.Cleanup(w.close)
 	subscribedEverywhere(t, nodes, "k")
 	w.wait(time.Now()) // the confirmation's wake, if any
 	w.stopWaiting()
-	lw := lockWait{w: w, lastTry: time.Millisecond}
+	return nodes, w, &lockWait{w: w, lastTry: time.Millisecond}
+}
+
+func TestNotifierSpread(t *testing.T) {
+	nodes, w, lw := spreadScene(t)
 	for round, tc := range []struct {
 		listeners string
 		max       time.Duration // the delay is in [0, max), or 0 when max is 0
@@ -566,14 +574,7 @@ func TestDoWithFakes(t *testing.T) {
 // heard, then tells it, while it waits out its spread, that another
 // process took the lock.
 func TestNotifierClaim(t *testing.T) {
-	nodes, pools := newFakeSubNodes(3)
-	n := newNotifier(pools)
-	w := n.watch(&Mutex{name: "k"})
-	defer w.close()
-	subscribedEverywhere(t, nodes, "k")
-	w.wait(time.Now()) // the confirmation's wake, if any
-	w.stopWaiting()
-	lw := lockWait{w: w, lastTry: time.Millisecond}
+	nodes, w, lw := spreadScene(t)
 
 	wake := func(id string) {
 		t.Helper()
@@ -638,14 +639,7 @@ func TestNotifierClaim(t *testing.T) {
 // of the queue (its try under way): when it comes back, it is woken at
 // once, spread like a waiter woken by the announcement.
 func TestNotifierPendingSpread(t *testing.T) {
-	nodes, pools := newFakeSubNodes(3)
-	n := newNotifier(pools)
-	w := n.watch(&Mutex{name: "k"})
-	defer w.close()
-	subscribedEverywhere(t, nodes, "k")
-	w.wait(time.Now())
-	w.stopWaiting()
-	lw := lockWait{w: w, lastTry: time.Millisecond}
+	nodes, w, lw := spreadScene(t)
 
 	since := time.Now() // the try starts
 	for _, f := range nodes[:2] {

@@ -32,6 +32,15 @@ func (c *fakeCluster) subPools() []redis.Pool {
 	return pools
 }
 
+// listenersOf returns the fake listening side of subPools' nodes.
+func listenersOf(pools []redis.Pool) []*fakeSubNode {
+	subs := make([]*fakeSubNode, len(pools))
+	for i, p := range pools {
+		subs[i] = &p.(*fakeSubScriptNode).sub
+	}
+	return subs
+}
+
 // queuedWaiter waits until a Lock call waits in m's queue and returns it.
 func queuedWaiter(t *testing.T, m *Mutex) *waiter {
 	t.Helper()
@@ -378,10 +387,7 @@ func TestAnnouncedTriesDoNotCount(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- waiter.LockContext(ctx) }()
-	subNodes := make([]*fakeSubNode, len(pools))
-	for i, p := range pools {
-		subNodes[i] = &p.(*fakeSubScriptNode).sub
-	}
+	subNodes := listenersOf(pools)
 	subscribedEverywhere(t, subNodes, "k")
 	// acquire scripts run on node 0, the other Redsync's included.
 	acquires := func() int {
@@ -604,10 +610,7 @@ func TestClaimAfterSpreadTry(t *testing.T) {
 		waiter := New(pools...).NewMutex("k", WithRetryDelay(time.Hour))
 		done := make(chan error, 1)
 		go func() { done <- waiter.Lock() }()
-		subNodes := make([]*fakeSubNode, len(pools))
-		for i, p := range pools {
-			subNodes[i] = &p.(*fakeSubScriptNode).sub
-		}
+		subNodes := listenersOf(pools)
 		subscribedEverywhere(t, subNodes, "k")
 		queuedWaiter(t, waiter)
 		if ok, err := other.Unlock(); !ok || err != nil {
