@@ -437,6 +437,40 @@ func TestHandOff(t *testing.T) {
 	}
 }
 
+// announcements subscribes a client of the test to the release
+// announcements of key on server, and returns the client and the messages.
+func announcements(t *testing.T, server *redistest.Server, key string) (*goredislib.Client, <-chan *goredislib.Message) {
+	t.Helper()
+	client := goredislib.NewClient(&goredislib.Options{Addr: server.Addr()})
+	t.Cleanup(func() { client.Close() })
+	sub := client.Subscribe(context.Background(), "redsync:released:"+key)
+	t.Cleanup(func() { sub.Close() })
+	if _, err := sub.Receive(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	return client, sub.Channel()
+}
+
+// handOffTo starts waiter's Lock (its retry delay must be 10s), lets its
+// first try fail, unlocks holder and waits for waiter's Lock to succeed.
+func handOffTo(t *testing.T, holder, waiter *redsync.Mutex) {
+	t.Helper()
+	done := make(chan error, 1)
+	go func() { done <- waiter.Lock() }()
+	time.Sleep(300 * time.Millisecond) // the waiter's first try fails
+	if ok, err := holder.Unlock(); !ok || err != nil {
+		t.Fatalf("holder Unlock() = %v, %v", ok, err)
+	}
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("waiter Lock() = %v", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("no hand-off within 5s (the retry delay is 10s)")
+	}
+}
+
 // TestLocalHandOff hands the lock from one Mutex to another of the same
 // Redsync: the lock goes straight to the waiter, with the waiter's expiry,
 // and is not released (nor announced) in between.
@@ -451,30 +485,10 @@ func TestLocalHandOff(t *testing.T) {
 			}
 			// A client of our own listens for release announcements on
 			// the first node.
-			client := goredislib.NewClient(&goredislib.Options{Addr: servers[0].Addr()})
-			defer client.Close()
-			sub := client.Subscribe(context.Background(), "redsync:released:local")
-			defer sub.Close()
-			if _, err := sub.Receive(context.Background()); err != nil {
-				t.Fatal(err)
-			}
-			messages := sub.Channel()
+			_, messages := announcements(t, servers[0], "local")
 
 			waiter := rs.NewMutex("local", redsync.WithExpiry(3*time.Second), redsync.WithRetryDelay(10*time.Second))
-			done := make(chan error, 1)
-			go func() { done <- waiter.Lock() }()
-			time.Sleep(300 * time.Millisecond) // the waiter's first try fails
-			if ok, err := holder.Unlock(); !ok || err != nil {
-				t.Fatalf("holder Unlock() = %v, %v", ok, err)
-			}
-			select {
-			case err := <-done:
-				if err != nil {
-					t.Fatalf("waiter Lock() = %v", err)
-				}
-			case <-time.After(5 * time.Second):
-				t.Fatal("no hand-off within 5s (the retry delay is 10s)")
-			}
+			handOffTo(t, holder, waiter)
 			for i, s := range servers {
 				c := goredislib.NewClient(&goredislib.Options{Addr: s.Addr()})
 				v, err := c.Get(context.Background(), "local").Result()
@@ -519,34 +533,14 @@ func TestLocalPassOnServers(t *testing.T) {
 			if err := holder.Lock(); err != nil {
 				t.Fatal(err)
 			}
-			client := goredislib.NewClient(&goredislib.Options{Addr: servers[0].Addr()})
-			defer client.Close()
-			sub := client.Subscribe(context.Background(), "redsync:released:passon")
-			defer sub.Close()
-			if _, err := sub.Receive(context.Background()); err != nil {
-				t.Fatal(err)
-			}
-			messages := sub.Channel()
+			client, messages := announcements(t, servers[0], "passon")
 			// The value as the nodes hold it: the holder's Value would
 			// rule passing on out.
 			value := client.Get(context.Background(), "passon").Val()
 			until := holder.Until()
 
 			waiter := rs.NewMutex("passon", redsync.WithRetryDelay(10*time.Second))
-			done := make(chan error, 1)
-			go func() { done <- waiter.Lock() }()
-			time.Sleep(300 * time.Millisecond) // the waiter's first try fails
-			if ok, err := holder.Unlock(); !ok || err != nil {
-				t.Fatalf("holder Unlock() = %v, %v", ok, err)
-			}
-			select {
-			case err := <-done:
-				if err != nil {
-					t.Fatalf("waiter Lock() = %v", err)
-				}
-			case <-time.After(5 * time.Second):
-				t.Fatal("no hand-off within 5s (the retry delay is 10s)")
-			}
+			handOffTo(t, holder, waiter)
 			if got := waiter.Value(); got != value {
 				t.Errorf("waiter Value() = %q, want the holder's %q", got, value)
 			}
