@@ -23,20 +23,31 @@ import (
 // If every reply reports a counter below the proposal, the proposal is the
 // token, already written on the quorum that granted the lock (the fast
 // path: no extra round trip, the usual case of a process locking again
-// while no other client did). Otherwise a second
-// round sends token = highest+1 to every node, where fence_advance.lua
-// raises the counter to it ("set only if greater"), but only while the
-// node still holds this acquisition's lock key. The lock is held when the
-// rounds succeeded on a quorum within the validity, which counts both.
+// while no other client did). Otherwise a second round sends
+// token = highest+1 to every node, where fence_advance.lua raises the
+// counter to it, but only while the node still holds this acquisition's
+// lock key and only where the counter is below the token. The lock is held
+// when the rounds succeeded on a quorum within the validity, which counts
+// both.
 //
-// Why the token grows: let A be a holder with token a, written on a quorum
-// W (in the acquire round or the second one), each time while A's key was
-// on the node. A later holder B's acquire round can take such a node only
-// once that key is gone, so it reads a counter of at least a there. B won a
-// quorum L, and L meets W: B's highest counter is at least a, so its token
-// (a proposal above every counter read, or highest+1) exceeds a. This needs
-// the nodes to keep their counters (see docs/FENCING.md); lock expiry plays
-// no part in it.
+// A node confirms token t for an acquisition in one atomic step that finds
+// the acquisition's lock key on the node and raises the counter from below
+// t to t: the fenced acquire script where it takes the key (every node
+// counted on the fast path did, since its counter was below the proposal),
+// or fence_advance.lua. A node whose counter is already at t or above does
+// not confirm: another acquisition raised it there, and may hold t.
+//
+// Why tokens differ and grow: let A and B be acquisitions that held the
+// lock, with tokens a and b confirmed on quorums W and L. Any two quorums
+// share a node; on it, both raised the counter, which never goes down. If
+// A's step came first, B found the counter at a or more and raised it
+// from below b, so b > a; and the other way round. So no two held
+// acquisitions share a token, and the one confirmed later on the shared
+// node has the greater token; in particular, B has the greater token when
+// its try began after A's Lock returned. This needs the shared node to
+// keep its counter (see docs/FENCING.md); no clock, expiry or lock key
+// lifetime plays a part in it. Commands that land late (after their round
+// was decided) only ever raise counters, which does no harm.
 
 var (
 	//go:embed fence_acquire.lua
@@ -79,22 +90,29 @@ const fenceCounterPrefix = "redsync:fence:"
 // highest counter that the mutexes of this [Redsync] have seen for the
 // name. When every node reports a lower counter (a Mutex of this Redsync
 // was the last holder), the proposal is the token. When not (another
-// client held the lock since), a second round writes the
-// highest counter plus one ("set only if greater") on the nodes that still
-// hold the lock. The lock is held only when the rounds succeeded on a
-// quorum within the validity; when the second one fails, the try fails
-// like any other (the error matches [ErrFailed] and names the failing
-// nodes) and is undone on every node.
+// client held the lock since), a second round writes the highest counter
+// plus one on the nodes that still hold the lock; a node counts only where
+// its counter was below that token and now holds it. The lock is held only
+// when the rounds succeeded on a quorum within the validity; when the
+// second one fails, the try fails like any other (the error matches
+// [ErrFailed] and names the failing nodes) and is undone on every node.
+//
+// Tokens of two acquisitions that held the lock always differ, and the
+// token is greater for an acquisition whose try began after the other's
+// Lock returned, even when lock keys vanish early or commands arrive late.
+// When lock keys live out their expiry, tokens also follow the order in
+// which the Lock calls returned.
 //
 // Each node keeps one counter per lock name, in a key without expiry named
 // "redsync:fence:{TAG}:" + name (TAG hashes to the lock key's cluster
 // slot). Tokens grow only as long as the nodes keep these counters: a node
-// that loses its data (a restart without persistence, FLUSHALL, eviction)
-// can make a later token repeat or go below an earlier one. Run the nodes
-// with appendonly yes and appendfsync always, and a maxmemory-policy that
-// does not evict keys without expiry; [WithRestartGuard] protects lock keys,
-// not counters. docs/FENCING.md has the argument and the limits. The
-// default is off, as in redsync v4.
+// that loses its data (a restart without persistence, FLUSHALL, eviction,
+// a resync or a failover) can make a later token repeat or go below an
+// earlier one. Run the nodes with appendonly yes and appendfsync always,
+// and a maxmemory-policy that does not evict keys without expiry
+// (noeviction, or volatile-*); [WithRestartGuard] protects lock keys, not
+// counters. docs/FENCING.md has the argument and the limits. The default
+// is off, as in redsync v4.
 func WithFencing() Option {
 	return OptionFunc(func(m *Mutex) {
 		// NewMutex sets the name before it applies the options, and the
@@ -246,9 +264,10 @@ func (m *Mutex) fencedAcquireRound(ctx context.Context, calls *lockCalls, tr *no
 // highest was the highest counter read. When it is below the token
 // proposed in that round, the proposal is the token: the nodes that granted
 // the lock raised their counters to it as they did. Otherwise it runs the
-// second round: it writes highest+1 on every node that still holds the
-// lock and checks that a quorum confirmed it within the validity, which
-// started at start. On success it records the token in calls.
+// second round: it sends highest+1 to every node, where fence_advance.lua
+// confirms it only by raising the counter to it under this acquisition's
+// lock key, and checks that a quorum confirmed it within the validity,
+// which started at start. On success it records the token in calls.
 func (m *Mutex) advanceFence(ctx context.Context, calls *lockCalls, highest uint64, start time.Time) error {
 	if highest < calls.proposed {
 		calls.token = calls.proposed

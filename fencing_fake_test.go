@@ -11,7 +11,8 @@ import (
 
 // evalFencing runs the logic of the fencing scripts on the fake node's map,
 // as fence_acquire.lua (around acquire.lua, raising the counter to the
-// proposed token where it takes the lock), fence_advance.lua and
+// proposed token where it takes the lock), fence_advance.lua (raising the
+// counter where it is below the token, and failing where it is not) and
 // guarded_write.lua do on a server. It reports false for other scripts.
 // The guarded variant of the fenced acquire script is not emulated: the
 // fake has no process start time (real-server tests cover it).
@@ -70,9 +71,10 @@ func (c *fakeConn) evalFencing(script *redis.Script, keysAndArgs []any) (reply a
 		if err != nil {
 			return nil, true, err
 		}
-		if t := mustToken(token); stored < t {
-			n.keys[counterKey] = token
+		if stored >= mustToken(token) {
+			return nil, true, fmt.Errorf("FENCED fencing counter %s is at %d, not below token %s: another holder took this node first", counterKey, stored, token)
 		}
+		n.keys[counterKey] = token
 		return replyDone, true, nil
 
 	default: // guarded write
@@ -144,9 +146,13 @@ var errFault = errors.New("fake: injected fault")
 // failed before or after it runs. hook is called, from the goroutine
 // sending the command, with the name of the command (as fakeNode.ran
 // records it); it may block, to hold the command back, or change the node.
+// ran, when not nil, is called on the same goroutine once the command has
+// run on the node (or failed before it), so that a test can wait for a
+// command it held back to land.
 type faultPool struct {
 	node *fakeNode
 	hook func(cmd string) fault
+	ran  func(cmd string)
 }
 
 func (p *faultPool) Get(ctx context.Context) (redis.Conn, error) {
@@ -154,16 +160,20 @@ func (p *faultPool) Get(ctx context.Context) (redis.Conn, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &faultConn{Conn: conn, hook: p.hook}, nil
+	return &faultConn{Conn: conn, pool: p}, nil
 }
 
 type faultConn struct {
 	redis.Conn
-	hook func(cmd string) fault
+	pool *faultPool
 }
 
 func (c *faultConn) Eval(script *redis.Script, keysAndArgs ...any) (any, error) {
-	switch c.hook(scriptName(script)) {
+	cmd := scriptName(script)
+	if c.pool.ran != nil {
+		defer c.pool.ran(cmd)
+	}
+	switch c.pool.hook(cmd) {
 	case faultBefore:
 		return nil, errFault
 	case faultAfter:
@@ -200,6 +210,16 @@ func (c *fakeCluster) faultPools(hook func(node int, cmd string) fault) []redis.
 	pools := make([]redis.Pool, len(c.nodes))
 	for i, n := range c.nodes {
 		pools[i] = &faultPool{node: n, hook: func(cmd string) fault { return hook(i, cmd) }}
+	}
+	return pools
+}
+
+// lateFaultPools is faultPools with ran, which gets the node's index too
+// (see faultPool).
+func (c *fakeCluster) lateFaultPools(hook func(node int, cmd string) fault, ran func(node int, cmd string)) []redis.Pool {
+	pools := c.faultPools(hook)
+	for i, p := range pools {
+		p.(*faultPool).ran = func(cmd string) { ran(i, cmd) }
 	}
 	return pools
 }

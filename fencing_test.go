@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"os"
 	"strconv"
 	"strings"
 	"sync"
@@ -439,5 +440,188 @@ func TestFencingDo(t *testing.T) {
 	}
 	if tokens[0] == 0 || tokens[1] <= tokens[0] {
 		t.Errorf("tokens read in Do = %v, want two increasing tokens", tokens)
+	}
+}
+
+// heldPool is a pool whose Eval can be held back and watched: before runs
+// before each script (it may block), after once the script has run. Both
+// get the script's source. It implements nothing but redis.Pool, so the
+// Mutex sends every command through Conn.Eval.
+type heldPool struct {
+	redis.Pool
+	before, after func(src string)
+}
+
+func (p *heldPool) Get(ctx context.Context) (redis.Conn, error) {
+	conn, err := p.Pool.Get(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return &heldConn{Conn: conn, pool: p}, nil
+}
+
+type heldConn struct {
+	redis.Conn
+	pool *heldPool
+}
+
+func (c *heldConn) Eval(script *redis.Script, keysAndArgs ...any) (any, error) {
+	c.pool.before(script.Src)
+	defer c.pool.after(script.Src)
+	return c.Conn.Eval(script, keysAndArgs...)
+}
+
+// TestFencingLateGrantRealServers is TestFencingLateGrantSharesNoToken
+// (issue #11, item 6) on three redis-servers, with the real scripts: A's
+// acquire command to node 2 is held until B, of another Redsync, has won
+// nodes 1 and 2 with token 8 and unlocked (A's key on node 1 having
+// vanished meanwhile), then lands. A's fencing round must not count node
+// 2, whose counter B raised to 8: A's try fails, is undone, and A's next
+// one takes 9. The order is forced by channels; nothing depends on timing.
+func TestFencingLateGrantRealServers(t *testing.T) {
+	const name = "fence:late"
+	for _, driver := range fenceDrivers {
+		t.Run("driver="+driver.name, func(t *testing.T) {
+			servers := redistest.StartN(t, 3)
+			plain := make([]redis.Pool, len(servers))
+			for i, s := range servers {
+				plain[i] = driver.pool(t, s.Addr())
+			}
+			// A first holder makes the counters, which are then set to 7.
+			first := redsync.New(plain...).NewMutex(name, redsync.WithFencing(), redsync.WithTries(1))
+			if err := first.Lock(); err != nil {
+				t.Fatalf("Lock() = %v", err)
+			}
+			if _, err := first.Unlock(); err != nil {
+				t.Fatalf("Unlock() = %v", err)
+			}
+			counter := fenceCounterKey(t, servers[0], name)
+			for _, s := range servers {
+				s.MustDo(t, "SET", counter, "7")
+			}
+
+			var (
+				gate              = make(chan struct{}) // holds A's acquire command to node 2
+				openGate, landing sync.Once
+				landed            = make(chan struct{})
+				interlude         sync.Once
+				bErr              error
+				bToken            uint64
+			)
+			t.Cleanup(func() { openGate.Do(func() { close(gate) }) })
+			isAcquire := func(src string) bool { return strings.Contains(src, "fence_acquire.lua") }
+			isAdvance := func(src string) bool { return strings.Contains(src, "fence_advance.lua") }
+			pools := make([]redis.Pool, len(servers))
+			for i := range servers {
+				pools[i] = &heldPool{Pool: plain[i],
+					before: func(src string) {
+						switch {
+						case i == 2 && isAcquire(src):
+							<-gate
+						case isAdvance(src):
+							interlude.Do(func() {
+								if _, err := servers[1].Do("DEL", name); err != nil {
+									bErr = err
+									return
+								}
+								b := redsync.New(plain...).NewMutex(name, redsync.WithFencing(), redsync.WithTries(1))
+								if bErr = b.Lock(); bErr == nil {
+									bToken = b.FencingToken()
+									_, bErr = b.Unlock()
+								}
+								openGate.Do(func() { close(gate) })
+								<-landed
+							})
+						}
+					},
+					after: func(src string) {
+						if i == 2 && isAcquire(src) {
+							landing.Do(func() { close(landed) })
+						}
+					},
+				}
+			}
+			// An expiry of a minute makes the per-node timeout 3 s: a
+			// busy machine does not fail the rounds.
+			a := redsync.New(pools...).NewMutex(name, redsync.WithFencing(), redsync.WithTries(1),
+				redsync.WithFailFast(true), redsync.WithExpiry(time.Minute))
+			err := a.Lock()
+			if bErr != nil || bToken != 8 {
+				t.Fatalf("B: Lock(), Unlock() = %v, token %d; want nil, 8", bErr, bToken)
+			}
+			if err == nil {
+				t.Fatalf("A: Lock() = nil with token %d after B held 8; want the fencing round to fail: node 2's counter was at 8", a.FencingToken())
+			}
+			if !errors.Is(err, redsync.ErrFailed) || !strings.Contains(err.Error(), "node #2") || !strings.Contains(err.Error(), "FENCED") {
+				t.Errorf("A: Lock() = %v, want ErrFailed with node #2's FENCED reply", err)
+			}
+			for i, s := range servers {
+				if keys, _ := s.Keys(name); len(keys) != 0 {
+					t.Errorf("node %d: lock key left after A's failed try", i)
+				}
+			}
+			if err := a.Lock(); err != nil {
+				t.Fatalf("A: second Lock() = %v", err)
+			}
+			if got := a.FencingToken(); got != 9 {
+				t.Errorf("A: FencingToken() = %d, want 9", got)
+			}
+			if _, err := a.Unlock(); err != nil {
+				t.Errorf("A: Unlock() = %v", err)
+			}
+		})
+	}
+}
+
+// TestFenceAdvanceScript runs fence_advance.lua, as the file holds it, on
+// a redis-server: the node confirms the token (1) only where it raised the
+// counter to it.
+func TestFenceAdvanceScript(t *testing.T) {
+	src, err := os.ReadFile("fence_advance.lua")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := redistest.Start(t)
+	const top = "18446744073709551615"
+	tests := []struct {
+		name    string
+		lock    string // the lock key's value; "" for none
+		counter string // "" for none
+		token   string
+		reply   string // the reply's text: 1, 0, or the start of an error
+		after   string // the counter afterwards
+	}{
+		{"no counter", "mine", "", "1", "1", "1"},
+		{"counter below", "mine", "7", "8", "1", "8"},
+		{"counter below, fewer digits", "mine", "9", "10", "1", "10"},
+		{"counter at the token", "mine", "8", "8", "FENCED", "8"},
+		{"counter above", "mine", "9", "8", "FENCED", "9"},
+		{"counter above, more digits", "mine", "10", "9", "FENCED", "10"},
+		{"at the top", "mine", top, top, "FENCED", top},
+		{"key gone", "", "7", "8", "LOCKGONE", "7"},
+		{"key taken", "other", "7", "8", "0", "7"},
+		{"not a token", "mine", "08", "9", "ERR", "08"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			s.MustDo(t, "DEL", "k", "c")
+			if tt.lock != "" {
+				s.MustDo(t, "SET", "k", tt.lock)
+			}
+			if tt.counter != "" {
+				s.MustDo(t, "SET", "c", tt.counter)
+			}
+			r, err := s.Do("EVAL", string(src), "2", "k", "c", "mine", tt.token)
+			got := r.Text()
+			if err != nil {
+				got = err.Error()
+			}
+			if !strings.HasPrefix(got, tt.reply) {
+				t.Errorf("fence_advance.lua with counter %q, token %s = %q, want %s", tt.counter, tt.token, got, tt.reply)
+			}
+			if after := s.MustDo(t, "GET", "c").Text(); after != tt.after {
+				t.Errorf("counter afterwards = %q, want %q", after, tt.after)
+			}
+		})
 	}
 }

@@ -277,6 +277,99 @@ func TestFencingRoundFailure(t *testing.T) {
 	}
 }
 
+// TestFencingLateGrantSharesNoToken replays the interleaving of issue #11
+// (item 6) on 3 fake nodes whose counters are at 7. A (fail-fast, a
+// Redsync of its own) wins nodes 0 and 1 in its acquire round while its
+// command to node 2 is still on the way, and needs the fencing round
+// (token 8). Before that round, A's key on node 1 vanishes early (eviction,
+// a clock jump); B, of another Redsync, wins nodes 1 and 2, reads 7, takes
+// token 8 and unlocks; then A's late command lands on node 2. A's fencing
+// round finds its key on nodes 0 and 2, but only on node 0 is the counter
+// below 8: node 2's is already at B's 8. Counting node 2 gave A the token
+// B had held (and B's delayed GuardedSet with 8 overwrote A's write); a
+// node counts only where the round raised the counter, so A's try fails
+// and is undone, and A's next one takes 9.
+func TestFencingLateGrantSharesNoToken(t *testing.T) {
+	c := newFakeCluster(3)
+	for _, n := range c.nodes {
+		n.set(fenceCounter("k"), "7")
+	}
+	var (
+		gate              = make(chan struct{}) // holds A's acquire command to node 2
+		openGate, landing sync.Once
+		landed            = make(chan struct{}) // closed once that command has run
+		interlude         sync.Once
+		bLock, bUnlock    error
+		bToken            uint64
+	)
+	t.Cleanup(func() { openGate.Do(func() { close(gate) }) })
+	pools := c.lateFaultPools(func(node int, cmd string) fault {
+		switch {
+		case cmd == "fence-acquire" && node == 2:
+			<-gate
+		case cmd == "fence-advance":
+			// The first of A's fencing commands plays the rest of the
+			// scenario; the others wait for it here.
+			interlude.Do(func() {
+				c.nodes[1].mu.Lock()
+				delete(c.nodes[1].keys, "k")
+				c.nodes[1].mu.Unlock()
+				b := c.fencedMutex("k", c.pools())
+				if bLock = b.Lock(); bLock == nil {
+					bToken = b.FencingToken()
+					_, bUnlock = b.Unlock()
+				}
+				openGate.Do(func() { close(gate) })
+				<-landed
+			})
+		}
+		return faultNone
+	}, func(node int, cmd string) {
+		if cmd == "fence-acquire" && node == 2 {
+			landing.Do(func() { close(landed) })
+		}
+	})
+	a := c.fencedMutex("k", pools, WithFailFast(true), WithExpiry(time.Hour))
+
+	err := a.Lock()
+	if bLock != nil || bUnlock != nil || bToken != 8 {
+		t.Fatalf("B: Lock() = %v, FencingToken() = %d, Unlock() = %v; want nil, 8, nil", bLock, bToken, bUnlock)
+	}
+	if err == nil {
+		t.Errorf("A: Lock() = nil with token %d, after B held token 8; want the try to fail: node 2's counter was at 8 already, so only node 0 confirmed", a.FencingToken())
+	} else {
+		if !errors.Is(err, ErrFailed) || !strings.Contains(err.Error(), "fencing round") || !strings.Contains(err.Error(), "node #2") {
+			t.Errorf("A: Lock() = %v, want ErrFailed from the fencing round, naming node #2", err)
+		}
+		if got := a.FencingToken(); got != 0 {
+			t.Errorf("A: FencingToken() after a failed Lock = %d, want 0", got)
+		}
+		if got := c.keys("k"); got != 0 {
+			t.Errorf("nodes with a lock key after A's failed try = %d, want 0 (undone)", got)
+		}
+		if err := a.Lock(); err != nil {
+			t.Fatalf("A: second Lock() = %v", err)
+		}
+	}
+	aToken := a.FencingToken()
+	if aToken <= bToken {
+		t.Errorf("A's token = %d, B's = %d; want A's greater: B's hold ended before A's Lock returned", aToken, bToken)
+	}
+
+	// B's write, delayed past A's, must not overwrite it.
+	resource := newFakeNode(c.clock)
+	ctx := context.Background()
+	if err := GuardedSet(ctx, resource, "doc", "A", aToken); err != nil {
+		t.Fatalf("GuardedSet() by A with token %d = %v", aToken, err)
+	}
+	if err := GuardedSet(ctx, resource, "doc", "B", bToken); !errors.Is(err, ErrStaleToken) {
+		t.Errorf("B's late GuardedSet() with token %d after A's with %d = %v, want ErrStaleToken", bToken, aToken, err)
+	}
+	if v, _ := resource.value("doc\x00value"); v != "A" {
+		t.Errorf("resource value = %q, want A's", v)
+	}
+}
+
 // TestFencingValidityCountsBothRounds makes each round take 60% of the
 // expiry: either would fit in the validity, both do not.
 func TestFencingValidityCountsBothRounds(t *testing.T) {
