@@ -111,8 +111,14 @@ const fenceCounterPrefix = "redsync:fence:"
 // earlier one. Run the nodes with appendonly yes and appendfsync always,
 // and a maxmemory-policy that does not evict keys without expiry
 // (noeviction, or volatile-*); [WithRestartGuard] protects lock keys, not
-// counters. docs/FENCING.md has the argument and the limits. The default
-// is off, as in redsync v4.
+// counters.
+//
+// WithFencing cannot be combined with [WithSetNXOnExtend]: an Extend that
+// sets missing keys would make a holder whose keys expired, and whose lock
+// another client has taken since with a greater token, hold the lock
+// again with its older token. NewMutex then returns a Mutex whose methods
+// fail with an error matching [ErrInvalidConfig]. docs/FENCING.md has the
+// argument and the limits. The default is off, as in redsync v4.
 func WithFencing() Option {
 	return OptionFunc(func(m *Mutex) {
 		// NewMutex sets the name before it applies the options, and the

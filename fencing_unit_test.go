@@ -370,6 +370,70 @@ func TestFencingLateGrantSharesNoToken(t *testing.T) {
 	}
 }
 
+// TestFencingRefusesSetNXOnExtend checks that WithFencing and
+// WithSetNXOnExtend, in either order, make an invalid configuration, as
+// Lock, Extend, Unlock and Do report before sending anything. The harm it
+// prevents (issue #11, item 7), played out when the configuration is
+// accepted: A takes token 1 and pauses, its keys expire, B takes token 2
+// and unlocks, and A's Extend re-creates the keys: A holds the lock again,
+// after B, with the older token.
+func TestFencingRefusesSetNXOnExtend(t *testing.T) {
+	orders := []struct {
+		name string
+		opts []Option
+	}{
+		{"fencing first", []Option{WithFencing(), WithSetNXOnExtend()}},
+		{"set-NX first", []Option{WithSetNXOnExtend(), WithFencing()}},
+	}
+	for _, order := range orders {
+		t.Run(order.name, func(t *testing.T) {
+			c := newFakeCluster(3)
+			opts := append([]Option{WithTries(1), WithReleaseNotification(false)}, order.opts...)
+			a := New(c.pools()...).NewMutex("k", opts...)
+			err := a.Lock()
+			if err == nil {
+				aToken := a.FencingToken()
+				for _, n := range c.nodes {
+					n.mu.Lock()
+					delete(n.keys, "k")
+					n.mu.Unlock()
+				}
+				b := c.fencedMutex("k", c.pools())
+				if err := b.Lock(); err != nil {
+					t.Fatalf("B: Lock() = %v", err)
+				}
+				bToken := b.FencingToken()
+				if _, err := b.Unlock(); err != nil {
+					t.Fatalf("B: Unlock() = %v", err)
+				}
+				if ok, err := a.Extend(); ok {
+					t.Fatalf("A: Lock() = nil (token %d); after its keys expired and B held token %d, Extend() = true, %v: A holds the lock again with the older token. Want ErrInvalidConfig from Lock", aToken, bToken, err)
+				}
+				t.Fatalf("A: Lock() = nil, want ErrInvalidConfig")
+			}
+			if !errors.Is(err, ErrInvalidConfig) || !strings.Contains(err.Error(), "WithFencing") || !strings.Contains(err.Error(), "WithSetNXOnExtend") {
+				t.Errorf("Lock() = %v, want ErrInvalidConfig naming WithFencing and WithSetNXOnExtend", err)
+			}
+			if _, err := a.Extend(); !errors.Is(err, ErrInvalidConfig) {
+				t.Errorf("Extend() = %v, want ErrInvalidConfig", err)
+			}
+			if _, err := a.Unlock(); !errors.Is(err, ErrInvalidConfig) {
+				t.Errorf("Unlock() = %v, want ErrInvalidConfig", err)
+			}
+			err = New(c.pools()...).Do(context.Background(), "k", func(context.Context) error {
+				t.Error("Do ran its function with an invalid configuration")
+				return nil
+			}, opts...)
+			if !errors.Is(err, ErrInvalidConfig) {
+				t.Errorf("Do() = %v, want ErrInvalidConfig", err)
+			}
+			if n := c.calls(); n != 0 {
+				t.Errorf("%d commands sent with an invalid configuration, want 0", n)
+			}
+		})
+	}
+}
+
 // TestFencingValidityCountsBothRounds makes each round take 60% of the
 // expiry: either would fit in the validity, both do not.
 func TestFencingValidityCountsBothRounds(t *testing.T) {

@@ -77,7 +77,12 @@ func WithRetryDelayFunc(delayFunc DelayFunc) Option {
 
 // WithSetNXOnExtend makes Extend also set the key on nodes where it is
 // missing (for example after a node restarted), not only extend it where
-// this Mutex's value is present. The default is off.
+// this Mutex's value is present. It cannot be combined with
+// [WithFencing]: a holder whose keys expired, and whose lock another client
+// has taken since with a greater token, would get the lock back by
+// Extend, with its older token. NewMutex then returns a Mutex whose
+// methods fail with an error matching [ErrInvalidConfig] that names both
+// options. The default is off.
 func WithSetNXOnExtend() Option {
 	return OptionFunc(func(m *Mutex) {
 		m.setNXOnExtend = true
@@ -225,6 +230,11 @@ func (m *Mutex) validate() error {
 		return newConfigError("nil value generator function")
 	case len(m.value) > maxValueLen:
 		return newConfigError("lock value is %d bytes; the limit is %d", len(m.value), maxValueLen)
+	case m.fence.on && m.setNXOnExtend:
+		// An Extend that re-creates missing keys gives the lock back to a
+		// holder whose keys expired, after a later holder with a greater
+		// token: the tokens would no longer follow the holders.
+		return newConfigError("WithFencing and WithSetNXOnExtend cannot be combined: an Extend that re-creates expired keys would let a holder keep an older token than a later holder's")
 	}
 	if err := m.validateLifetime(); err != nil {
 		return err
