@@ -8,25 +8,28 @@ import (
 )
 
 // A lease follows one acquisition of a Mutex from a successful Lock to
-// Unlock or loss: its context, the timer that ends the context when the
-// validity runs out (or the hold time set by WithMaxHold is over), and,
-// with WithAutoExtend, the goroutine that extends the lock.
+// Unlock, loss or the next acquisition: its context, the timer that ends
+// the context when the validity runs out (or the hold time set by
+// WithMaxHold is over), and, with WithAutoExtend, the goroutine that
+// extends the lock.
 //
-// A lease is made when the acquisition needs one: at Lock with
-// WithAutoExtend, or at the first call of Mutex.Context. Its fields are
-// guarded by the Mutex's mu.
+// The acquisition makes its lease when it has WithAutoExtend (which follows
+// it at once: context, timer and extender) or WithMaxHold (whose limit
+// counts from the acquisition); otherwise the first call of Mutex.Context
+// makes it. Without WithAutoExtend, the first Context call follows it.
+// An ended lease stays the Mutex's lease until the next acquisition, so
+// that Context keeps returning its ended context. The fields are guarded
+// by the Mutex's mu.
 type lease struct {
 	m      *Mutex
-	value  string       // the acquisition's value
-	ctx    *heldContext // ends with Unlock or loss
-	cancel context.CancelCauseFunc
-	until  time.Time   // validity end, as Mutex.until
-	limit  time.Time   // end of the hold time (WithMaxHold); zero when unbounded
-	timer  *time.Timer // runs expire at the deadline
+	value  string    // the acquisition's value
+	until  time.Time // validity end, as Mutex.until
+	limit  time.Time // end of the hold time (WithMaxHold); zero when unbounded
 	ended  bool
-
-	stop     chan struct{} // closed when the lease ends: the extender returns
-	extended chan struct{} // closed when the extender returned; nil without one
+	ext    *extender    // nil without WithAutoExtend; set before the lease is shared
+	ctx    *heldContext // nil until followed; ends with Unlock or loss
+	cancel context.CancelCauseFunc
+	timer  *time.Timer // runs expire at the deadline; nil until followed
 }
 
 // heldContext is the context of a lease. Done, Err, Value and the cause
@@ -59,39 +62,52 @@ func (l *lease) deadline() time.Time {
 // context.Canceled), or, with a cause matching [ErrLockLost], when the
 // validity runs out, an automatic extension fails (see [WithAutoExtend]),
 // or the hold time set by [WithMaxHold] is over. Its Deadline is the end of
-// the validity and moves forward with each successful extension, manual or
-// automatic. Pass it to the work that the lock protects:
+// the validity (or of the hold time, when earlier) and moves forward with
+// each successful extension, manual or automatic. Pass it to the work that
+// the lock protects:
 //
 //	if err := m.Lock(); err != nil { ... }
 //	defer m.Unlock()
 //	err := work(m.Context()) // stops when the lock is lost
 //
-// Every call during one acquisition returns the same context; the next
-// Lock starts a new one. On a Mutex that holds no acquisition (Lock never
-// succeeded, Unlock was called, or the validity is over) Context returns a
-// context that has already ended, with a cause matching ErrLockLost (and
-// [ErrNotLocked] when there was no acquisition at all). Without
-// WithAutoExtend, Context starts no goroutine, only a timer.
+// Every call during one acquisition returns the same context, also after
+// the loss: a later call does not renew it. The next Lock starts a new
+// one. A context asked for once the acquisition can no longer be
+// guaranteed (its validity or hold time is over) has already ended when
+// Context returns. On a Mutex that holds no acquisition (Lock never
+// succeeded, or Unlock was called) Context returns a context that has
+// already ended, with a cause matching ErrLockLost (and [ErrNotLocked]
+// when there was no acquisition at all). Without WithAutoExtend, Context
+// starts no goroutine, only a timer.
 func (m *Mutex) Context() context.Context {
 	if m.configErr != nil {
 		return endedContext(m, &lostError{reason: "no acquisition", err: m.configErr})
 	}
 	m.mu.Lock()
-	if l := m.lease; l != nil {
-		m.mu.Unlock()
-		return l.ctx
-	}
 	switch {
-	case m.value == "" || m.until.IsZero():
-		m.mu.Unlock()
-		return endedContext(m, &lostError{reason: "no acquisition", err: ErrNotLocked})
 	case m.unlocked:
 		m.mu.Unlock()
 		return endedContext(m, &lostError{reason: "the lock was released"})
+	case m.value == "" || m.until.IsZero():
+		m.mu.Unlock()
+		return endedContext(m, &lostError{reason: "no acquisition", err: ErrNotLocked})
 	}
-	l := m.newLease(m.value, time.Time{})
+	l := m.lease
+	if l == nil || l.value != m.value {
+		// No lease yet, or Lock has not yet replaced the previous one:
+		// the acquisition was made about now.
+		l = m.newLease(m.value, m.now())
+	}
+	var lost error
+	if l.ctx == nil {
+		lost = l.follow()
+	}
+	ctx := l.ctx
 	m.mu.Unlock()
-	return l.ctx
+	if lost != nil {
+		m.observeLost(l.value, lost)
+	}
+	return ctx
 }
 
 // endedContext returns a lease context that has already ended with cause.
@@ -101,23 +117,44 @@ func endedContext(m *Mutex, cause error) context.Context {
 	return &heldContext{Context: ctx, l: &lease{m: m, ended: true}}
 }
 
-// newLease makes the lease of the acquisition of value, valid until
-// m.until, and sets it as m.lease. start is when the acquisition was made
-// (for WithMaxHold); zero means now. The caller holds m.mu.
+// newLease makes the lease of the acquisition of value, made at start and
+// valid until m.until, and sets it as m.lease. It is not followed yet. The
+// caller holds m.mu.
 func (m *Mutex) newLease(value string, start time.Time) *lease {
-	now := m.now()
-	if start.IsZero() {
-		start = now
-	}
-	ctx, cancel := context.WithCancelCause(context.Background())
-	l := &lease{m: m, value: value, cancel: cancel, until: m.until, stop: make(chan struct{})}
-	l.ctx = &heldContext{Context: ctx, l: l}
+	l := &lease{m: m, value: value, until: m.until}
 	if m.maxHold > 0 {
 		l.limit = start.Add(m.maxHold)
 	}
-	l.timer = time.AfterFunc(l.deadline().Sub(now), l.expire)
 	m.lease = l
 	return l
+}
+
+// follow makes the lease's context and its timer. When the deadline has
+// passed already, the context is made ended, and follow returns the cause
+// for the observer. The caller holds m.mu; cancelling here is safe, since
+// nobody has the context yet to register a callback.
+func (l *lease) follow() error {
+	ctx, cancel := context.WithCancelCause(context.Background())
+	l.ctx, l.cancel = &heldContext{Context: ctx, l: l}, cancel
+	now := l.m.now()
+	left := l.deadline().Sub(now)
+	if left <= 0 {
+		cause := l.lossCause(now)
+		l.endLocked()
+		cancel(cause)
+		return cause
+	}
+	l.timer = time.AfterFunc(left, l.expire)
+	return nil
+}
+
+// lossCause is the cause of the end of a lease whose deadline passed at
+// now.
+func (l *lease) lossCause(now time.Time) error {
+	if !l.limit.IsZero() && !l.limit.After(now) && l.limit.Before(l.until) {
+		return &lostError{reason: "the hold time set by WithMaxHold is over"}
+	}
+	return &lostError{reason: "the validity ran out"}
 }
 
 // expire runs when the lease's deadline may have passed. An extension may
@@ -135,27 +172,24 @@ func (l *lease) expire() {
 		m.mu.Unlock()
 		return
 	}
-	reason := "the validity ran out"
-	if !l.limit.IsZero() && !l.limit.After(now) && l.limit.Before(l.until) {
-		reason = "the hold time set by WithMaxHold is over"
-	}
 	l.endLocked()
 	m.mu.Unlock()
-	cause := &lostError{reason: reason}
+	cause := l.lossCause(now)
 	l.cancel(cause)
 	m.observeLost(l.value, cause)
 }
 
-// endLocked marks the lease ended and stops its timer and extender; the
-// caller holds m.mu and then cancels the context (outside the lock, since
-// cancellation runs the context's AfterFunc callbacks).
+// endLocked marks the lease ended and stops its timer and its extender;
+// the caller holds m.mu and then cancels the context, if the lease was
+// followed (outside the lock, since cancellation runs the context's
+// AfterFunc callbacks). The lease stays m.lease: Context returns its
+// ended context until the next acquisition.
 func (l *lease) endLocked() {
 	l.ended = true
-	l.timer.Stop()
-	close(l.stop)
-	if l.m.lease == l {
-		l.m.lease = nil
+	if l.timer != nil {
+		l.timer.Stop()
 	}
+	l.stopExtending()
 }
 
 // end ends the lease with cause, a loss (told to the observer), unless it
@@ -168,7 +202,9 @@ func (l *lease) end(cause error) {
 	}
 	l.endLocked()
 	l.m.mu.Unlock()
-	l.cancel(cause)
+	if l.cancel != nil {
+		l.cancel(cause)
+	}
 	l.m.observeLost(l.value, cause)
 }
 
@@ -179,48 +215,101 @@ func (l *lease) extendedTo(until time.Time) {
 		return
 	}
 	l.until = until
-	l.timer.Reset(l.deadline().Sub(l.m.now()))
+	if l.timer != nil {
+		l.timer.Reset(l.deadline().Sub(l.m.now()))
+	}
+}
+
+// An extender is the goroutine that extends the lock of a lease
+// (WithAutoExtend). Stopping it (when the lease ends, or when Do's function
+// context ends) prevents every further round and try, and cancels the
+// round in flight, except with WithSetNXOnExtend (see released).
+type extender struct {
+	ctx   context.Context // ends when the extender is stopped
+	stop  context.CancelFunc
+	round context.Context // parent of each round's context
+	done  chan struct{}   // closed when the goroutine has returned
+}
+
+// startExtending starts the lease's extender. The caller holds m.mu, and
+// the lease is not shared yet.
+func (l *lease) startExtending() {
+	e := &extender{done: make(chan struct{})}
+	e.ctx, e.stop = context.WithCancel(context.Background())
+	e.round = e.ctx
+	if l.m.setNXOnExtend {
+		// A round that sets the key where it is missing must not be cut
+		// short: written to a node, it may still land after a release.
+		// Unlock waits for it instead (see released).
+		e.round = context.Background()
+	}
+	l.ext = e
+	go l.extendLoop(e, l.m.autoExtendInterval())
+}
+
+// stopExtending stops the lease's extender, if it has one, without ending
+// the lease: the lock then expires at the end of its validity, unless
+// extended by hand. It may be called from any goroutine, more than once.
+func (l *lease) stopExtending() {
+	if l.ext != nil {
+		l.ext.stop()
+	}
 }
 
 // extendLoop extends the lock every interval (less up to 10% at random)
-// until the lease ends. A failed extension ends the lease: the lock can no
-// longer be guaranteed beyond the validity, and the caller should stop.
-func (l *lease) extendLoop(interval time.Duration) {
-	defer close(l.extended)
-	m := l.m
+// until the extender is stopped. A failed extension ends the lease: the
+// lock can no longer be guaranteed beyond the validity, and the caller
+// should stop.
+func (l *lease) extendLoop(e *extender, interval time.Duration) {
+	defer close(e.done)
 	timer := time.NewTimer(jitterDown(interval))
 	defer timer.Stop()
 	for {
 		select {
-		case <-l.stop:
+		case <-e.ctx.Done():
 			return
 		case <-timer.C:
 		}
-		m.mu.Lock()
-		deadline, ended := l.deadline(), l.ended
-		m.mu.Unlock()
-		left := deadline.Sub(m.now())
-		if ended || left <= 0 {
-			return
-		}
-		// An extension that cannot finish within the validity is worthless.
-		ctx, cancel := context.WithTimeout(context.Background(), left)
-		began := time.Now()
-		ok, err := m.extendValue(ctx, l.value)
-		// A node that timed out or dropped the connection may answer the
-		// next time; a lock that the nodes say is gone or taken will not
-		// come back. Retrying stops after half an interval, so that a loss
-		// is still reported within about one interval.
-		for try := 1; !ok && try < extendTries && extendRetriable(err) && ctx.Err() == nil && time.Since(began) < interval/2; try++ {
-			ok, err = m.extendValue(ctx, l.value)
-		}
-		cancel()
-		if !ok {
-			l.end(&lostError{reason: "extension failed", err: err})
+		if !l.extendOnce(e, interval) {
 			return
 		}
 		timer.Reset(jitterDown(interval))
 	}
+}
+
+// extendOnce makes one automatic extension and reports whether the
+// extender should go on. A failure that the nodes report ends the lease
+// as lost; one caused by stopping the extender does not.
+func (l *lease) extendOnce(e *extender, interval time.Duration) bool {
+	m := l.m
+	m.mu.Lock()
+	deadline, ended := l.deadline(), l.ended
+	m.mu.Unlock()
+	left := deadline.Sub(m.now())
+	if ended || left <= 0 || e.ctx.Err() != nil {
+		return false // the timer or the one who stopped it ends the lease
+	}
+	// An extension that cannot finish within the validity is worthless.
+	ctx, cancel := context.WithTimeout(e.round, left)
+	defer cancel()
+	began := time.Now()
+	ok, err := m.extendValue(ctx, l.value)
+	// A node that timed out or dropped the connection may answer the next
+	// time; a lock that the nodes say is gone or taken will not come back.
+	// Retrying stops after half an interval, so that a loss is still
+	// reported within about one interval, and at once when the extender
+	// is stopped: Unlock never waits for a retry.
+	for try := 1; !ok && try < extendTries && extendRetriable(err) && ctx.Err() == nil && e.ctx.Err() == nil && time.Since(began) < interval/2; try++ {
+		ok, err = m.extendValue(ctx, l.value)
+	}
+	switch {
+	case ok:
+		return true
+	case e.ctx.Err() != nil && extendRetriable(err):
+		return false // cut short by the stop, not refused by the nodes
+	}
+	l.end(&lostError{reason: "extension failed", err: err})
+	return false
 }
 
 // extendTries is how many times an automatic extension is tried in a row
@@ -278,39 +367,55 @@ func (m *Mutex) acquiredSince(value string, until, start time.Time) {
 	m.mu.Lock()
 	m.unlocked = false
 	old := m.lease
-	if old != nil {
+	oldLive := old != nil && !old.ended
+	if oldLive {
 		old.endLocked()
 	}
-	var l *lease
-	if m.autoExtendOn {
-		l = m.newLease(value, start)
-		l.extended = make(chan struct{})
+	m.lease = nil
+	var lost error
+	if m.autoExtendOn || m.maxHold > 0 {
+		l := m.newLease(value, start)
+		if m.autoExtendOn {
+			if lost = l.follow(); lost == nil {
+				l.startExtending()
+			}
+		}
 	}
 	m.mu.Unlock()
-	if old != nil {
+	if oldLive && old.cancel != nil {
 		old.cancel(&lostError{reason: "the Mutex made a new acquisition"})
 	}
-	if l != nil {
-		go l.extendLoop(m.autoExtendInterval())
+	if lost != nil {
+		m.observeLost(value, lost)
 	}
 }
 
 // released runs at the start of Unlock: it ends the lease with
-// context.Canceled and waits for its extender, so that no extension runs
-// after the release.
+// context.Canceled and stops its extender, cancelling the extension in
+// flight, if any, without waiting for it: extend.lua extends only a key
+// that holds the value, so an extension that lands after the release
+// finds nothing to extend. With WithSetNXOnExtend, though, it would set
+// the key again; then released waits for the round in flight (bounded by
+// the per-node timeout; stopping prevents any retry) before the release
+// is sent.
 func (m *Mutex) released() {
 	m.mu.Lock()
 	m.unlocked = true
 	l := m.lease
-	if l == nil || l.ended {
+	if l == nil {
 		m.mu.Unlock()
 		return
 	}
-	l.endLocked()
+	live := !l.ended
+	if live {
+		l.endLocked()
+	}
 	m.mu.Unlock()
-	l.cancel(nil)
-	if l.extended != nil {
-		<-l.extended
+	if live && l.cancel != nil {
+		l.cancel(nil)
+	}
+	if l.ext != nil && m.setNXOnExtend {
+		<-l.ext.done
 	}
 }
 

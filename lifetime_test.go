@@ -169,6 +169,10 @@ func TestLostLockContext(t *testing.T) {
 				if err := context.Cause(ctx); !errors.Is(err, redsync.ErrLockLost) || !errors.Is(err, redsync.ErrExtendFailed) {
 					t.Errorf("Cause = %v, want ErrLockLost and ErrExtendFailed", err)
 				}
+				// Asking again does not bring the lock back.
+				if again := m.Context(); again.Err() == nil || !errors.Is(context.Cause(again), redsync.ErrLockLost) {
+					t.Errorf("Context() after the loss: Err %v, cause %v; want ended with ErrLockLost", again.Err(), context.Cause(again))
+				}
 				m.Unlock()
 			})
 		}
