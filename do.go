@@ -19,7 +19,9 @@ import (
 // validity ran out, the hold time set by [WithMaxHold] is over, or ctx
 // ended. In the last case the cause matches context.Cause(ctx) as well.
 // fn should stop working on the protected resource when its context ends.
-// Once fn's context has ended, the lock is no longer extended.
+// Once fn's context has ended, the lock is no longer extended: it expires
+// at the end of its validity at the latest, also when fn ignores its
+// context and goes on.
 //
 // When the lock cannot be acquired, Do returns LockContext's error (it
 // matches [ErrFailed]) without calling fn. Otherwise it returns fn's error
@@ -62,13 +64,19 @@ func MutexFromContext(ctx context.Context) *Mutex {
 }
 
 // runContext returns the context of Do's function: it carries ctx's values
-// and m, and ends with the first of the lease's end and ctx's end. stop
-// detaches it and returns the cause with which it ended before, or nil.
+// and m, and ends with the first of the lease's end and ctx's end. When ctx
+// ends first, automatic extension stops before the function's context
+// ends: the lock then expires at the end of its validity at the latest,
+// even if the function goes on. stop detaches the context and returns the
+// cause with which it ended before, or nil.
 func (m *Mutex) runContext(ctx context.Context) (context.Context, func() error) {
 	lease := m.Context()
 	base := context.WithValue(context.WithoutCancel(ctx), mutexKey{}, m)
 	run, cancel := context.WithCancelCause(base)
 	stopCaller := context.AfterFunc(ctx, func() {
+		if held, ok := lease.(*heldContext); ok {
+			held.l.stopExtending()
+		}
 		cancel(&lostError{reason: "the caller's context ended", err: context.Cause(ctx)})
 	})
 	stopLease := context.AfterFunc(lease, func() {

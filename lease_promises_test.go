@@ -168,6 +168,38 @@ func countExtends(nodes []*fakeNode) int {
 	return n
 }
 
+// TestDoStopsExtendingWhenCallerEnds cancels Do's ctx while its function
+// goes on, ignoring its own context: the lock is extended no more.
+func TestDoStopsExtendingWhenCallerEnds(t *testing.T) {
+	c := newFakeCluster(3)
+	rs := New(c.pools()...)
+	const interval = 10 * time.Millisecond
+	ctx, cancel := context.WithCancelCause(context.Background())
+	shutdown := errors.New("shutting down")
+	err := rs.Do(ctx, "k", func(fctx context.Context) error {
+		eventually(t, "a first extension", func() bool { return countExtends(c.nodes) > 0 })
+		cancel(shutdown)
+		<-fctx.Done()
+		// A round in flight when ctx ended may still reach the nodes;
+		// none may start after it. Twenty intervals leave room for many.
+		before := countExtends(c.nodes)
+		time.Sleep(20 * interval)
+		if after := countExtends(c.nodes); after > before+len(c.nodes) {
+			t.Errorf("%d extend commands after the caller's ctx ended, want at most one round (%d)", after-before, len(c.nodes))
+		}
+		if lease := MutexFromContext(fctx).Context(); lease.Err() != nil {
+			t.Errorf("the lock's Context() ended with the caller's ctx (%v); want it held to the end of its validity", context.Cause(lease))
+		}
+		return nil
+	}, WithExpiry(time.Hour), WithAutoExtend(interval))
+	if !errors.Is(err, ErrLockLost) || !errors.Is(err, shutdown) {
+		t.Errorf("Do() = %v, want ErrLockLost and the caller's cause", err)
+	}
+	if n := c.keys("k"); n != 0 {
+		t.Errorf("%d nodes hold the key after Do, want 0", n)
+	}
+}
+
 // blockExtends makes the nodes hold every extend command until its context
 // ends, or until the test ends.
 func blockExtends(t *testing.T, nodes []*fakeNode) {

@@ -246,6 +246,38 @@ func TestMaxHold(t *testing.T) {
 	}
 }
 
+// TestDoCallerEndsLockExpires ends Do's ctx while the function ignores its
+// own context and goes on: the lock is extended no more, and another
+// client takes it once its validity is over, before the function returns.
+func TestDoCallerEndsLockExpires(t *testing.T) {
+	_, pools := lifetimeNodes(t, lifetimeDrivers[0], 3)
+	rs := redsync.New(pools...)
+	const expiry = time.Second
+	opts := []redsync.Option{redsync.WithExpiry(expiry), redsync.WithTimeoutFactor(0.1)}
+	other := rs.NewMutex("do-ignores", append(opts, redsync.WithTries(1))...)
+	stillHeld := errors.New("the lock is still held")
+	shutdown := errors.New("shutting down")
+	ctx, cancel := context.WithCancelCause(context.Background())
+	err := rs.Do(ctx, "do-ignores", func(context.Context) error {
+		cancel(shutdown)
+		// The validity ends within one expiry; ten leave room for a
+		// loaded machine.
+		for end := time.Now().Add(10 * expiry); time.Now().Before(end); time.Sleep(50 * time.Millisecond) {
+			if other.TryLock() == nil {
+				return nil
+			}
+		}
+		return stillHeld
+	}, opts...)
+	if !errors.Is(err, redsync.ErrLockLost) || !errors.Is(err, shutdown) || errors.Is(err, stillHeld) {
+		t.Fatalf("Do() = %v, want ErrLockLost and the caller's cause, the lock taken by another", err)
+	}
+	// Do's release left the other holder's lock alone.
+	if ok, err := other.Unlock(); !ok || err != nil {
+		t.Errorf("other Unlock() = %v, %v; want true, nil", ok, err)
+	}
+}
+
 func TestDo(t *testing.T) {
 	for _, d := range lifetimeDrivers {
 		t.Run(d.name, func(t *testing.T) {
