@@ -20,11 +20,10 @@ var ErrExtendFailed = errors.New("redsync: failed to extend lock")
 // lock key no longer exists on the nodes: it expired before the call.
 var ErrLockAlreadyExpired = errors.New("redsync: lock was already expired")
 
-// errPassedOn is the error of Unlock (and, joined with ErrExtendFailed, of
-// Extend) on a Mutex whose Unlock already passed its acquisition on to a
-// waiter of the same Redsync: the value on the nodes is the waiter's now,
-// and this Mutex sends nothing with it.
-var errPassedOn = fmt.Errorf("%w: this Mutex's Unlock handed it over to a waiting Lock of the same Redsync", ErrLockAlreadyExpired)
+// errUnlocked is the error of Unlock (and, joined with ErrExtendFailed, of
+// Extend) after the acquisition was released by an Unlock: nothing is sent
+// with its value again.
+var errUnlocked = fmt.Errorf("%w: Unlock already released this acquisition", ErrLockAlreadyExpired)
 
 // ErrNotLocked is returned by Unlock, Extend and Valid on a Mutex that holds
 // no value: Lock never succeeded and WithValue was not given. Nothing is

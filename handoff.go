@@ -210,26 +210,31 @@ func (w *waiter) wait(since time.Time) <-chan struct{} {
 // stopWaiting ends the wait of w: it takes w out of the queue (when the
 // timer or the context won) and, when a holder took w out to hand it the
 // lock directly, waits for that hand-off to end and returns it if the lock
-// is now w's.
-func (w *waiter) stopWaiting() *grant {
+// is now w's. When a release announcement woke w with a spread, it also
+// returns that release and w's share of the spread (see lockWait.end),
+// once: a later wake-up starts afresh.
+func (w *waiter) stopWaiting() (g *grant, wokenBy string, spread float64) {
 	if w == nil {
-		return nil
+		return nil, "", 0
 	}
 	w.n.mu.Lock()
 	ch := w.ch
 	w.behind = w.queued && ch.queue[0] != w && ch.fired.After(w.since) && ch.nconfirm >= w.n.quorum
 	w.unqueue()
-	g := w.grant
-	w.grant = nil
+	g, w.grant = w.grant, nil
+	if w.spreading {
+		wokenBy = w.wokenBy
+	}
+	spread, w.spread = w.spread, 0
 	w.n.mu.Unlock()
 	if g == nil {
-		return nil
+		return nil, wokenBy, spread
 	}
 	<-g.done
 	if !g.ok {
-		return nil
+		return nil, wokenBy, spread
 	}
-	return g
+	return g, wokenBy, spread
 }
 
 // unqueue removes w from its channel's queue. The caller holds n.mu.
@@ -300,6 +305,16 @@ func without(ws []*waiter, w *waiter) []*waiter {
 		return slices.Delete(ws, i, i+1)
 	}
 	return ws
+}
+
+// stopSpread is endSpread for a caller that does not hold n.mu.
+func (w *waiter) stopSpread() {
+	if w == nil {
+		return
+	}
+	w.n.mu.Lock()
+	w.endSpread()
+	w.n.mu.Unlock()
 }
 
 // endSpread takes w out of its channel's spreading waiters and forgets a
@@ -586,15 +601,128 @@ func backoff(failures int) time.Duration {
 // cut short by a release announcement when the Mutex uses notification,
 // and by a short random back-off after a try that nobody won.
 type lockWait struct {
-	w       *waiter
+	m     *Mutex
+	w     *waiter
+	timer *time.Timer
+	// next is when the next counted try is due (zero: not scheduled yet);
+	// soon, when positive, is a short wait before an extra try.
+	next    time.Time
+	soon    time.Duration
 	since   time.Time     // start of the last try
 	lastTry time.Duration // how long the last try took
 	split   bool          // the last try was a split vote (tally.split)
 	splits  int           // consecutive split votes
 	// claimID, during a try that a release with several listening
 	// processes brought forward, is that release: a try that takes the
-	// lock claims it (see claimed).
+	// lock claims it (see claim).
 	claimID string
+}
+
+// waitResult is how a wait between tries ended.
+type waitResult int
+
+const (
+	waitTry     waitResult = iota // the next counted try is due
+	waitExtra                     // an extra try is due: a release was announced, or a back-off ended
+	waitClaimed                   // another process took the lock after the release that woke the call
+	waitGranted                   // a holder of this Redsync handed the lock over
+	waitDone                      // ctx ended
+)
+
+// await waits before try (counted from 0) until the next counted try is
+// due, a release announcement or the back-off after a split vote brings an
+// extra try forward, a holder of this Redsync hands the lock over (the
+// grant is returned), or ctx ends.
+func (lw *lockWait) await(ctx context.Context, try int) (waitResult, *grant) {
+	now := time.Now()
+	if lw.next.IsZero() {
+		lw.next = now.Add(lw.delay(lw.m.delayFunc(try)))
+	}
+	wake := lw.next
+	if lw.soon > 0 && now.Add(lw.soon).Before(wake) {
+		wake = now.Add(lw.soon)
+	}
+	lw.soon = 0
+	lw.startTimer(wake.Sub(now))
+	r, woken := waitTry, false
+	select {
+	case <-ctx.Done():
+		r = waitDone
+	case <-lw.timer.C:
+		if time.Now().Before(lw.next) {
+			r = waitExtra
+		}
+	case <-lw.w.wait(lw.since):
+		r, woken = waitExtra, true
+	}
+	r, g := lw.end(ctx, r, woken)
+	if r == waitTry {
+		lw.next = time.Time{}
+	}
+	return r, g
+}
+
+// end ends a wait that ended with r (woken: by the waiter's channel), and
+// is the one place that deals with a hand-off that came meanwhile: it
+// takes the waiter out of the queue and returns the grant, or gives it
+// back when ctx ended.
+//
+// After a release announcement woke the waiter, end waits before its try
+// for the waiter's random share (waiter.spread) of the other listening
+// processes, each counted as one try's duration. With P processes woken by
+// one release, the first try comes before the others by about a try's
+// duration on average, and takes the lock alone; the others find it taken
+// by one owner and wait for the next release. (Giving waiters that lost
+// often a smaller share, for order, brought the herd back among them:
+// 0.73x instead of 0.92x redsync v4's hand-offs/s with 16 processes.) The
+// first process to take the lock then claims the release (claim.lua), and
+// the others, told while they wait out their shares, go back to waiting
+// without a try (waitClaimed).
+func (lw *lockWait) end(ctx context.Context, r waitResult, woken bool) (waitResult, *grant) {
+	g, wokenBy, spread := lw.w.stopWaiting()
+	defer lw.w.stopSpread()
+	switch {
+	case g != nil && r == waitDone:
+		lw.m.refuseGrant(g) // handed over as ctx ended: give it back
+		return waitDone, nil
+	case g != nil:
+		return waitGranted, g
+	case !woken || r == waitDone:
+		return r, nil
+	}
+	lw.claimID = wokenBy
+	d := lw.spreadDelay(spread)
+	if d <= 0 {
+		return r, nil
+	}
+	// Out of the queue, the waiter gets no hand-off while it spreads.
+	lw.startTimer(d)
+	select {
+	case <-ctx.Done():
+		return waitDone, nil
+	case <-lw.timer.C:
+		return r, nil
+	case <-lw.w.claimed:
+		// Another process took the lock after that release: wait for
+		// the next one.
+		lw.claimID = ""
+		return waitClaimed, nil
+	}
+}
+
+// spreadDelay is the wait of a share spread of the other listening
+// processes, each counted as the last try's duration.
+func (lw *lockWait) spreadDelay(spread float64) time.Duration {
+	return time.Duration(spread * float64(lw.lastTry))
+}
+
+// startTimer makes the wait's timer fire after d.
+func (lw *lockWait) startTimer(d time.Duration) {
+	if lw.timer == nil {
+		lw.timer = time.NewTimer(d)
+		return
+	}
+	lw.timer.Reset(d)
 }
 
 // tryStarts notes the start of a try.
@@ -619,49 +747,6 @@ func (lw *lockWait) tried(split bool) {
 	if !lw.since.IsZero() {
 		lw.lastTry = time.Since(lw.since)
 	}
-}
-
-// spreadDelay returns, after a release announcement woke the waiter, how
-// long to wait before its try: its random share (waiter.spread) of the
-// other listening processes, each counted as one try's duration. With P
-// processes woken by one release, the first try comes before the others
-// by about a try's duration on average, and takes the lock alone; the
-// others find it taken by one owner and wait for the next release. (Giving
-// waiters that lost often a smaller share, for order, brought the herd
-// back among them: 0.73x instead of 0.92x redsync v4's hand-offs/s with 16
-// processes.)
-//
-// The first process to take the lock then claims the release (claim.lua),
-// and the others, told while they wait out their shares, go back to
-// waiting without a try (claimed).
-func (lw *lockWait) spreadDelay() time.Duration {
-	if lw.w == nil {
-		return 0
-	}
-	lw.w.n.mu.Lock()
-	spread := lw.w.spread
-	lw.w.spread = 0
-	lw.claimID = ""
-	if lw.w.spreading {
-		lw.claimID = lw.w.wokenBy
-	}
-	lw.w.n.mu.Unlock()
-	return time.Duration(spread * float64(lw.lastTry))
-}
-
-// claimed returns the channel on which the waiter learns, while it waits
-// out its spread, that another process took the lock after the release
-// that woke it.
-func (lw *lockWait) claimed() <-chan struct{} {
-	return lw.w.claimed
-}
-
-// endSpread ends the wait of the spread: a claim arriving later is
-// ignored.
-func (lw *lockWait) endSpread() {
-	lw.w.n.mu.Lock()
-	lw.w.endSpread()
-	lw.w.n.mu.Unlock()
 }
 
 // claim, after a try that took the lock, tells the other processes woken
@@ -702,20 +787,12 @@ func (lw *lockWait) splitBackoff() time.Duration {
 	return 1 + rand.N(time.Millisecond<<min(lw.splits-1, 4))
 }
 
-// ready returns the channel on which a release wakes the waiter.
-func (lw *lockWait) ready() <-chan struct{} {
-	return lw.w.wait(lw.since)
-}
-
-// stop ends the current wait and returns the lock when a holder of this
-// Redsync handed it over meanwhile (nil otherwise).
-func (lw *lockWait) stop() *grant {
-	return lw.w.stopWaiting()
-}
-
-// close unregisters the waiter.
+// close unregisters the waiter and stops the timer.
 func (lw *lockWait) close() {
 	lw.w.close()
+	if lw.timer != nil {
+		lw.timer.Stop()
+	}
 }
 
 // skipTry reports whether try (of tries) would certainly fail because

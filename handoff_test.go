@@ -223,6 +223,14 @@ func spreadScene(t *testing.T) ([]*fakeSubNode, *waiter, *lockWait) {
 	return nodes, w, &lockWait{w: w, lastTry: time.Millisecond}
 }
 
+// takeSpread ends the wait of lw's waiter as lockWait.end does and returns
+// its spread delay, setting the release a successful try would claim.
+func takeSpread(lw *lockWait) time.Duration {
+	_, by, spread := lw.w.stopWaiting()
+	lw.claimID = by
+	return lw.spreadDelay(spread)
+}
+
 func TestNotifierSpread(t *testing.T) {
 	nodes, w, lw := spreadScene(t)
 	for round, tc := range []struct {
@@ -236,11 +244,11 @@ func TestNotifierSpread(t *testing.T) {
 		if !isReady(c) {
 			t.Fatalf("payload suffix %q: the waiter was not woken", tc.listeners)
 		}
-		got := lw.spreadDelay()
+		got := takeSpread(lw)
 		if tc.max == 0 && got != 0 || got < 0 || tc.max > 0 && got >= tc.max {
 			t.Errorf("payload suffix %q: spread delay %v, want in [0, %v)", tc.listeners, got, tc.max)
 		}
-		if again := lw.spreadDelay(); again != 0 {
+		if again := takeSpread(lw); again != 0 {
 			t.Errorf("payload suffix %q: a second spreadDelay gave %v, want 0 (used once per wake)", tc.listeners, again)
 		}
 		w.stopWaiting()
@@ -255,7 +263,7 @@ func TestNotifierSpread(t *testing.T) {
 		if !isReady(c) {
 			t.Fatal("the waiter was not woken")
 		}
-		if d := lw.spreadDelay(); d < time.Millisecond {
+		if d := takeSpread(lw); d < time.Millisecond {
 			low++
 		} else {
 			high++
@@ -585,7 +593,7 @@ func TestNotifierClaim(t *testing.T) {
 		if !isReady(c) {
 			t.Fatalf("release %s: the waiter was not woken", id)
 		}
-		if d := lw.spreadDelay(); d < 0 || d >= 3*time.Millisecond {
+		if d := takeSpread(lw); d < 0 || d >= 3*time.Millisecond {
 			t.Fatalf("release %s: spread delay %v, want in [0, 3ms)", id, d)
 		}
 		if lw.claimID != id {
@@ -595,20 +603,20 @@ func TestNotifierClaim(t *testing.T) {
 
 	wake("r1")
 	nodes[0].listener().publish("k", "r0 claimed")
-	if isReady(lw.claimed()) {
+	if isReady(lw.w.claimed) {
 		t.Error("the claim of another release reached the waiter")
 	}
 	nodes[2].listener().publish("k", "r1 claimed") // one node is enough
-	if !isReady(lw.claimed()) {
+	if !isReady(lw.w.claimed) {
 		t.Fatal("the claim of the release that woke the waiter did not reach it")
 	}
-	lw.endSpread()
+	lw.w.stopSpread()
 
 	// A claim that comes after the spread ended leaves nothing behind.
 	wake("r2")
-	lw.endSpread()
+	lw.w.stopSpread()
 	nodes[0].listener().publish("k", "r2 claimed")
-	if isReady(lw.claimed()) {
+	if isReady(lw.w.claimed) {
 		t.Error("a claim after the spread ended reached the waiter")
 	}
 
@@ -630,7 +638,7 @@ func TestNotifierClaim(t *testing.T) {
 	if !isReady(c) {
 		t.Fatal("release r4: the waiter was not woken")
 	}
-	if d := lw.spreadDelay(); d != 0 || lw.claimID != "" {
+	if d := takeSpread(lw); d != 0 || lw.claimID != "" {
 		t.Errorf("release r4 (one listener): spread %v, claim %q; want 0 and none", d, lw.claimID)
 	}
 }
@@ -648,12 +656,12 @@ func TestNotifierPendingSpread(t *testing.T) {
 	if c := w.wait(since); !isReady(c) {
 		t.Fatal("the release announced during the try did not wake the waiter")
 	}
-	if d := lw.spreadDelay(); d < 0 || d >= 4*time.Millisecond || lw.claimID != "r1" {
+	if d := takeSpread(lw); d < 0 || d >= 4*time.Millisecond || lw.claimID != "r1" {
 		t.Errorf("spread delay %v, claim %q; want in [0, 4ms) and r1", d, lw.claimID)
 	}
 	nodes[1].listener().publish("k", "r1 claimed")
-	if !isReady(lw.claimed()) {
+	if !isReady(lw.w.claimed) {
 		t.Error("the claim did not reach the waiter woken by the pending release")
 	}
-	lw.endSpread()
+	lw.w.stopSpread()
 }

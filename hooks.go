@@ -138,8 +138,7 @@ type AcquireEvent struct {
 	Attempts int
 	// Tries holds the last tries sent, oldest first: all of them, unless
 	// there were more than 32. When HandedOver, the last Try is the round
-	// of the hand-off (sent by the holder, not counted in Attempts), with
-	// no Nodes when the holder's acquisition was passed on without a round.
+	// of the hand-off (sent by the holder, not counted in Attempts).
 	Tries []Try
 	// HandedOver is set when the lock was handed to this call by an Unlock
 	// of another Mutex of the same Redsync, without a try of its own (see
@@ -182,8 +181,7 @@ type ReleaseEvent struct {
 	// HandedOver is set when the lock went straight to a waiting Lock call
 	// of the same Redsync instead of being released (see
 	// WithReleaseNotification); Nodes is then the result of the hand-off,
-	// NodeOK where the lock was this Mutex's, and empty when the
-	// acquisition was passed on without a round.
+	// NodeOK where the lock was this Mutex's.
 	HandedOver bool
 }
 
@@ -413,7 +411,7 @@ func (m *Mutex) extendObserved(ctx context.Context) (bool, error) {
 	if ctx == nil {
 		ctx = context.Background()
 	}
-	value := m.valueNow()
+	value := m.Value()
 	start := time.Now()
 	var tr nodeTrace
 	ok, err := m.extend(ctx, &tr)
@@ -433,7 +431,7 @@ func (m *Mutex) unlockObserved(ctx context.Context) (bool, error) {
 	if ctx == nil {
 		ctx = context.Background()
 	}
-	value := m.valueNow()
+	value := m.Value()
 	start := time.Now()
 	held := m.held(value, start)
 	var tr nodeTrace

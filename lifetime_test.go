@@ -557,10 +557,11 @@ func TestLocalHandOff(t *testing.T) {
 	}
 }
 
-// TestLocalPassOnServers hands a lock over between Mutexes of one Redsync with
-// the same expiry: the waiter takes over the holder's acquisition as it
-// is, so the nodes see nothing, and the holder's Mutex stops acting on it.
-func TestLocalPassOnServers(t *testing.T) {
+// TestLocalHandOffServers hands a lock over between Mutexes of one Redsync:
+// the nodes hold the waiter's fresh value, with the waiter's expiry, and
+// nothing is announced; the holder's Mutex and a Mutex given the released
+// value (WithValue) leave the new holder's lock alone.
+func TestLocalHandOffServers(t *testing.T) {
 	for _, d := range lifetimeDrivers {
 		t.Run(d.name, func(t *testing.T) {
 			servers, pools := lifetimeNodes(t, d, 3)
@@ -569,23 +570,22 @@ func TestLocalPassOnServers(t *testing.T) {
 			if err := holder.Lock(); err != nil {
 				t.Fatal(err)
 			}
-			client, messages := announcements(t, servers[0], "passon")
-			// The value as the nodes hold it: the holder's Value would
-			// rule passing on out.
-			value := client.Get(context.Background(), "passon").Val()
-			until := holder.Until()
+			_, messages := announcements(t, servers[0], "passon")
+			old := holder.Value()
 
-			waiter := rs.NewMutex("passon", redsync.WithRetryDelay(10*time.Second))
+			waiter := rs.NewMutex("passon", redsync.WithRetryDelay(10*time.Second), redsync.WithExpiry(20*time.Second))
 			handOffTo(t, holder, waiter)
-			if got := waiter.Value(); got != value {
-				t.Errorf("waiter Value() = %q, want the holder's %q", got, value)
+			value := waiter.Value()
+			if value == old {
+				t.Fatalf("waiter Value() = the holder's %q, want a fresh value", old)
 			}
-			if got := waiter.Until(); !got.Equal(until) {
-				t.Errorf("waiter Until() = %v, want the holder's %v", got, until)
-			}
-			// The old holder's calls leave the new holder's lock alone.
+			// The old holder's calls, and a stray Mutex with the old
+			// value, leave the new holder's lock alone.
 			if ok, err := holder.Unlock(); ok || !errors.Is(err, redsync.ErrLockAlreadyExpired) {
 				t.Errorf("holder's second Unlock() = %v, %v; want false, ErrLockAlreadyExpired", ok, err)
+			}
+			if ok, _ := rs.NewMutex("passon", redsync.WithValue(old)).Unlock(); ok {
+				t.Error("Unlock() with the released value succeeded")
 			}
 			for i, s := range servers {
 				c := goredislib.NewClient(&goredislib.Options{Addr: s.Addr()})
@@ -593,10 +593,10 @@ func TestLocalPassOnServers(t *testing.T) {
 				ttl := c.PTTL(context.Background(), "passon").Val()
 				c.Close()
 				if err != nil || v != value {
-					t.Errorf("node %d holds %q (%v), want the value %q", i, v, err, value)
+					t.Errorf("node %d holds %q (%v), want the waiter's value %q", i, v, err, value)
 				}
-				if ttl <= 7*time.Second {
-					t.Errorf("node %d: PTTL %v, want the holder's 8s expiry less the test's time", i, ttl)
+				if ttl <= 8*time.Second {
+					t.Errorf("node %d: PTTL %v, want the waiter's 20s expiry less the test's time", i, ttl)
 				}
 			}
 			select {

@@ -31,7 +31,6 @@ type Mutex struct {
 	driftFactor   float64
 	timeoutFactor float64
 	genValueFunc  func() (string, error)
-	customValue   bool // WithGenValueFunc was given
 	failFast      bool
 	shuffle       bool
 	setNXOnExtend bool
@@ -60,23 +59,15 @@ type Mutex struct {
 
 	observer Observer // WithObserver or Redsync.SetObserver; nil for none (hooks.go)
 
-	mu       sync.Mutex
-	value    string     // the current acquisition's value; set by WithValue or Lock
-	until    time.Time  // end of the current acquisition's validity
-	calls    *lockCalls // script calls of the current value
-	lease    *lease     // the current acquisition's lease, once needed
-	unlocked bool       // Unlock was called since the last acquisition
-	// passedOn is set when Unlock passed the current acquisition, value
-	// and all, to a waiter of the same Redsync (transfer.go): the value is
-	// no longer this Mutex's to act on.
-	passedOn bool
-	// shown is set when Value returned the current acquisition's value: it
-	// may have left the process (see WithValue), so it is never passed on.
-	shown bool
-	// doubtful is set when an Extend of the current acquisition failed,
-	// until one succeeds: the nodes may no longer hold it, so it is only
-	// handed over by a round that checks them.
-	doubtful bool
+	mu    sync.Mutex
+	value string     // the current acquisition's value; set by WithValue or Lock
+	until time.Time  // end of the current acquisition's validity
+	calls *lockCalls // script calls of the current value
+	lease *lease     // the current acquisition's lease, once needed
+	// unlocked is set by the Unlock that took the current acquisition
+	// (see takeForUnlock); the acquisition is then over for this Mutex,
+	// whatever the nodes hold, until the next Lock.
+	unlocked bool
 
 	heldSince acquisitionStart // with an observer: the start of the current acquisition
 }
@@ -108,23 +99,10 @@ func (m *Mutex) Name() string {
 
 // Value returns the value of the current acquisition: the proof of
 // ownership stored on the nodes. It is empty until a Lock succeeds, unless
-// WithValue was given.
-//
-// An acquisition whose value was read with Value is not passed on to
-// another Mutex as it is by a local hand-off (see [WithReleaseNotification]):
-// the value may have left the process, and whoever has it could act on the
-// lock of the next holder. Its Unlock hands the lock over with a round that
-// gives the waiter a fresh value.
+// WithValue was given. After Unlock it keeps the released value, which no
+// node holds for this lock any more: a hand-off to a waiting Lock of the
+// same Redsync gives the waiter a fresh value of its own.
 func (m *Mutex) Value() string {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	m.shown = true
-	return m.value
-}
-
-// valueNow is Value for the library's own use: reading it does not keep
-// the acquisition from being passed on.
-func (m *Mutex) valueNow() string {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	return m.value
@@ -133,8 +111,7 @@ func (m *Mutex) valueNow() string {
 // setAcquisition makes value, valid until until, with the script calls
 // calls, the current acquisition of m. m.mu must be held.
 func (m *Mutex) setAcquisition(value string, until time.Time, calls *lockCalls) {
-	m.value, m.until, m.calls = value, until, calls
-	m.passedOn, m.shown, m.doubtful = false, false, false
+	m.value, m.until, m.calls, m.unlocked = value, until, calls, false
 }
 
 // Until returns when the validity of the current acquisition ends: until
@@ -184,15 +161,8 @@ func (m *Mutex) lockContext(ctx context.Context, tries int, rec *acquireRecord) 
 	if ctx.Err() != nil {
 		return &cancelError{cause: context.Cause(ctx)}
 	}
-	var (
-		timer *time.Timer
-		last  error
-		wait  lockWait // hand-off by notification (handoff.go)
-		// next is when the next counted try is due (zero: not scheduled
-		// yet); soon, when positive, is a short wait before an extra try.
-		next time.Time
-		soon time.Duration
-	)
+	var last error
+	wait := lockWait{m: m} // the wait between tries (handoff.go)
 	defer wait.close()
 	// A try that a release announcement brings forward, or that follows
 	// such a try after a short back-off, is extra: it does not count
@@ -200,63 +170,18 @@ func (m *Mutex) lockContext(ctx context.Context, tries int, rec *acquireRecord) 
 	// gives up after as many scheduled tries, at about the same time, as
 	// without notification.
 	for try := 0; try < tries; {
-		counted, claimed := true, false
+		counted := true
 		if try > 0 {
-			now := time.Now()
-			if next.IsZero() {
-				next = now.Add(wait.delay(m.delayFunc(try)))
-			}
-			wake := next
-			if soon > 0 && now.Add(soon).Before(wake) {
-				wake = now.Add(soon)
-			}
-			soon = 0
-			if timer == nil {
-				timer = time.NewTimer(wake.Sub(now))
-				defer timer.Stop()
-			} else {
-				timer.Reset(wake.Sub(now))
-			}
-			select {
-			case <-ctx.Done():
-				if g := wait.stop(); g != nil {
-					m.refuseGrant(g) // handed over as ctx ended: give it back
-				}
+			switch r, g := wait.await(ctx, try); r {
+			case waitDone:
 				return &cancelError{cause: context.Cause(ctx), last: last}
-			case <-timer.C:
-				counted = !time.Now().Before(next)
-			case <-wait.ready():
-				counted = false
-				// Processes woken by the same release spread their
-				// tries. The waiter is out of the queue meanwhile: no
-				// local hand-off can come.
-				if d := wait.spreadDelay(); d > 0 {
-					timer.Reset(d)
-					select {
-					case <-ctx.Done():
-						wait.endSpread()
-						wait.stop()
-						return &cancelError{cause: context.Cause(ctx), last: last}
-					case <-timer.C:
-					case <-wait.claimed():
-						// Another process took the lock after that
-						// release: wait for the next one.
-						timer.Stop()
-						claimed = true
-					}
-					wait.endSpread()
-				}
-			}
-			if g := wait.stop(); g != nil {
+			case waitGranted:
 				m.takeGrant(g, rec) // a holder of this Redsync handed the lock over
 				return nil
-			}
-			if claimed {
-				wait.claimID = ""
+			case waitClaimed:
 				continue
-			}
-			if counted {
-				next = time.Time{}
+			case waitExtra:
+				counted = false
 			}
 		}
 
@@ -297,7 +222,7 @@ func (m *Mutex) lockContext(ctx context.Context, tries int, rec *acquireRecord) 
 		if counted {
 			try++
 		} else {
-			soon = wait.splitBackoff()
+			wait.soon = wait.splitBackoff()
 		}
 		if try < tries {
 			wait.failed(m)
@@ -355,20 +280,39 @@ func (m *Mutex) acquire(ctx context.Context, calls *lockCalls, rec *acquireRecor
 }
 
 // current returns the value and script calls of the current acquisition,
-// or ErrNotLocked.
+// or ErrNotLocked, or, after Unlock, errUnlocked.
 func (m *Mutex) current() (string, *lockCalls, error) {
 	if m.configErr != nil {
 		return "", nil, m.configErr
 	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	if m.value == "" {
+	switch {
+	case m.value == "":
 		return "", nil, ErrNotLocked
-	}
-	if m.passedOn {
-		return "", nil, errPassedOn
+	case m.unlocked:
+		return "", nil, errUnlocked
 	}
 	return m.value, m.calls, nil
+}
+
+// takeForUnlock is current for Unlock: it also marks the acquisition
+// unlocked, in the same critical section, so that of several Unlock calls
+// only one acts on it.
+func (m *Mutex) takeForUnlock() (*lockCalls, error) {
+	if m.configErr != nil {
+		return nil, m.configErr
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	switch {
+	case m.value == "":
+		return nil, ErrNotLocked
+	case m.unlocked:
+		return nil, errUnlocked
+	}
+	m.unlocked = true
+	return m.calls, nil
 }
 
 // Unlock releases the lock and reports whether a quorum of nodes released
@@ -380,10 +324,13 @@ func (m *Mutex) Unlock() (bool, error) {
 // UnlockContext releases the lock and reports whether a quorum of nodes
 // released it. Each node is bounded by the per-node timeout as well as ctx.
 // When the lock had already expired on so many nodes that no quorum could
-// release it, the error matches [ErrLockAlreadyExpired]. So does the error
-// of an Unlock (or, with [ErrExtendFailed], of an Extend) after an Unlock
-// that passed the acquisition on to a waiting Lock of the same Redsync:
-// the value is the new holder's, and nothing is sent with it.
+// release it, the error matches [ErrLockAlreadyExpired].
+//
+// Only the first Unlock of an acquisition acts on it: a second one, also
+// one called at the same time from another goroutine, sends nothing and
+// returns an error matching ErrLockAlreadyExpired, as do Extend (with
+// [ErrExtendFailed]) and Valid (false) until the next Lock. (In redsync v4
+// they sent their commands with the released value, which found no key.)
 func (m *Mutex) UnlockContext(ctx context.Context) (bool, error) {
 	if m.observer != nil {
 		return m.unlockObserved(ctx)
@@ -393,21 +340,18 @@ func (m *Mutex) UnlockContext(ctx context.Context) (bool, error) {
 
 // unlock is UnlockContext; tr, when not nil, records the nodes' results.
 func (m *Mutex) unlock(ctx context.Context, tr *nodeTrace) (bool, error) {
-	_, calls, err := m.current()
+	calls, err := m.takeForUnlock()
 	if err != nil {
 		return false, err
 	}
 	if ctx == nil {
 		ctx = context.Background()
 	}
-	// Whether the acquisition may be passed on is read before released
-	// marks it unlocked, and only when someone waits.
-	passable := m.canHandOver() && m.passable(calls)
 	m.released()
 	calls.awaitSettled(m.nodeTimeout())
 	if m.canHandOver() {
 		if w, g := m.notify.claim(m.name); w != nil {
-			return m.handOver(ctx, calls, passable, w, g, tr) // transfer.go
+			return m.handOver(ctx, calls, w, g, tr) // transfer.go
 		}
 	}
 	return m.release(ctx, calls, tr)
@@ -438,8 +382,8 @@ func (m *Mutex) ExtendContext(ctx context.Context) (bool, error) {
 
 // extend is ExtendContext; tr, when not nil, records the nodes' results.
 func (m *Mutex) extend(ctx context.Context, tr *nodeTrace) (bool, error) {
-	value, calls, err := m.current()
-	if errors.Is(err, errPassedOn) {
+	_, calls, err := m.current()
+	if errors.Is(err, errUnlocked) {
 		return false, errors.Join(ErrExtendFailed, err)
 	}
 	if err != nil {
@@ -459,9 +403,8 @@ func (m *Mutex) extend(ctx context.Context, tr *nodeTrace) (bool, error) {
 	validity := m.expiry - m.now().Sub(start) - m.drift()
 	if t.done >= m.quorum && validity > 0 {
 		m.mu.Lock()
-		if m.value == value {
+		if m.calls == calls && !m.unlocked {
 			m.until = start.Add(m.expiry - m.drift())
-			m.doubtful = false // a quorum holds it again
 			if m.lease != nil {
 				m.lease.extendedTo(m.until)
 			}
@@ -469,11 +412,6 @@ func (m *Mutex) extend(ctx context.Context, tr *nodeTrace) (bool, error) {
 		m.mu.Unlock()
 		return true, nil
 	}
-	m.mu.Lock()
-	if m.value == value {
-		m.doubtful = true
-	}
-	m.mu.Unlock()
 	if t.done >= m.quorum {
 		return false, fmt.Errorf("%w: a quorum answered after the validity ran out (expiry %v, drift %v)", ErrExtendFailed, m.expiry, m.drift())
 	}
@@ -498,7 +436,7 @@ func (m *Mutex) Valid() (bool, error) {
 // true for a lock that expires while the reply travels.
 func (m *Mutex) ValidContext(ctx context.Context) (bool, error) {
 	value, _, err := m.current()
-	if errors.Is(err, errPassedOn) {
+	if errors.Is(err, errUnlocked) {
 		return false, nil
 	}
 	if err != nil {

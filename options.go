@@ -111,13 +111,12 @@ func WithTimeoutFactor(factor float64) Option {
 // WithGenValueFunc sets the function that makes the random value proving
 // ownership of each acquisition. It must return a non-empty value of at
 // most 4096 bytes that no other client can guess. The default returns 16
-// bytes from crypto/rand, base64-encoded. A Mutex with a generator of its
-// own always gets a value from it: its acquisitions are not passed on
-// between Mutexes by a local hand-off (see [WithReleaseNotification]).
+// bytes from crypto/rand, base64-encoded. Every acquisition, also one
+// handed over by a local hand-off (see [WithReleaseNotification]), gets a
+// value of its own from it.
 func WithGenValueFunc(genValueFunc func() (string, error)) Option {
 	return OptionFunc(func(m *Mutex) {
 		m.genValueFunc = genValueFunc
-		m.customValue = true
 	})
 }
 
@@ -195,12 +194,9 @@ func WithMaxHold(d time.Duration) Option {
 // that waiter is a Lock of the same Redsync (and neither
 // Mutex uses fencing, nor the waiter a restart guard), Unlock does better:
 // it hands the lock straight to the waiter, so that the lock is never free
-// in between and the waiter sends no try. When both Mutexes have the same
-// expiry and the acquisition has nearly all its validity left, the waiter
-// takes it over as it is, value and validity, without a round (the
-// holder's Mutex then no longer acts on it); otherwise one round replaces
-// the holder's value with a fresh one of the waiter on the nodes. See the
-// local hand-off in docs/LIFETIME.md. When off, Unlock publishes nothing, hands
+// in between and the waiter sends no try: one round replaces the holder's
+// value with a fresh one of the waiter on the nodes. See the local
+// hand-off in docs/LIFETIME.md. When off, Unlock publishes nothing, hands
 // nothing over, and Lock only polls, as redsync v4 does. The default is
 // on.
 func WithReleaseNotification(enabled bool) Option {

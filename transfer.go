@@ -26,24 +26,6 @@ import (
 // lock as a plain Unlock would, and the waiter goes on with a try of its
 // own at once.
 //
-// Passing on. Most hand-offs need no round at all: when both Mutexes have
-// the same expiry and the holder's acquisition still has nearly a fresh
-// acquisition's validity left (at least the waiter's expiry less its drift
-// less a twentieth of the expiry), the waiter takes over the holder's acquisition as it is, value,
-// validity and script calls, and the holder's Mutex stops acting on it
-// (its Unlock and Extend then fail with ErrLockAlreadyExpired, sending
-// nothing). Within one process this is the same acquisition changing
-// goroutines, as a holder that kept the lock and let another goroutine
-// use it: no other client can hold the lock before its validity ends,
-// whichever goroutine holds it here. The transfer round renews the
-// acquisition once the validity has run down by a twentieth of the expiry
-// (with the default 8 s expiry, every 400 ms of hand-offs). A value that
-// may have left the Mutex is never passed on, so that nobody outside can
-// act on a later holder's lock with it: one read with Value, or made by a
-// WithGenValueFunc generator of either Mutex (it may carry meaning, such
-// as the owner's name). Nor is an acquisition whose last Extend failed:
-// the transfer round checks the nodes instead.
-//
 // Waiters in other processes cannot be handed the lock this way; to leave
 // them a chance, a lock goes to local waiters at most maxLocalHandoffs
 // times in a row, then it is released and announced as usual. Mutexes with
@@ -111,35 +93,10 @@ func (n *notifier) claim(key string) (*waiter, *grant) {
 	return w, w.grant
 }
 
-// passable reports, at the start of Unlock (before released marks it
-// unlocked), whether the acquisition of calls may be passed on to a waiter
-// without a round as far as the holder is concerned: see the comment at
-// the top of this file.
-func (m *Mutex) passable(calls *lockCalls) bool {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	return !m.unlocked && !m.passedOn && !m.shown && !m.doubtful && !m.customValue && m.calls == calls && !m.until.IsZero()
-}
-
-// passOnSlack is the share of the expiry by which an acquisition's
-// validity may have run down and still be passed on without a round.
-const passOnSlack = 20 // a twentieth
-
-// canPassOn reports whether waiter w may take over m's acquisition, valid
-// until until, as it is. The keys on the nodes were set with m's expiry.
-func (m *Mutex) canPassOn(w *Mutex, until time.Time) bool {
-	if w.customValue || w.expiry != m.expiry {
-		return false
-	}
-	left := until.Sub(w.now())
-	return left > 0 && left >= w.expiry-w.drift()-w.expiry/passOnSlack
-}
-
 // handOver is Unlock by hand-off to waiter w, whose grant is g: see the
 // comment at the top of this file. It reports the holder's release as
-// unlock does, and records it in tr (nil for none). passable is
-// m.passable(calls), read before released.
-func (m *Mutex) handOver(ctx context.Context, calls *lockCalls, passable bool, w *waiter, g *grant, tr *nodeTrace) (bool, error) {
+// unlock does, and records it in tr (nil for none).
+func (m *Mutex) handOver(ctx context.Context, calls *lockCalls, w *waiter, g *grant, tr *nodeTrace) (bool, error) {
 	wm := w.m
 	defer func() {
 		close(g.done)
@@ -148,20 +105,6 @@ func (m *Mutex) handOver(ctx context.Context, calls *lockCalls, passable bool, w
 		default:
 		}
 	}()
-	m.mu.Lock()
-	pass := passable && m.calls == calls && m.canPassOn(wm, m.until)
-	if pass {
-		g.start, g.since = time.Now(), wm.now()
-		g.ok, g.value, g.calls, g.until = true, m.value, calls, m.until
-		m.passedOn = true
-	}
-	m.mu.Unlock()
-	if pass {
-		if tr != nil {
-			tr.handedOver = true
-		}
-		return true, nil
-	}
 	value, err := wm.newValue()
 	if err != nil {
 		// The waiter's next try will fail the same way and say so.

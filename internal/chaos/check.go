@@ -52,7 +52,8 @@ func (o Overlap) String() string {
 }
 
 // Sweep finds the double grants: grants acquired while the validity window
-// ([Acquired, WindowEnd]) of a grant with another value was open. All
+// ([Acquired, WindowEnd]) of another grant was open, whatever their values
+// (each acquisition has a value of its own). All
 // timestamps are CLOCK_MONOTONIC, from every process, so they compare
 // exactly. Grants whose window is empty are skipped.
 func Sweep(grants []Grant) []Overlap {
@@ -67,7 +68,7 @@ func Sweep(grants []Grant) []Overlap {
 		if g.WindowEnd() <= g.Acquired {
 			continue
 		}
-		if open != nil && g.Acquired < open.WindowEnd() && g.Value != open.Value {
+		if open != nil && g.Acquired < open.WindowEnd() {
 			overlaps = append(overlaps, Overlap{Earlier: *open, Later: *g})
 		}
 		if open == nil || g.WindowEnd() > open.WindowEnd() {

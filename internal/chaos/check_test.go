@@ -18,7 +18,7 @@ func TestSweep(t *testing.T) {
 		{"after the validity, before the release", []Grant{g("a", 0, 10, 100), g("b", 11, 100, 120)}, 0},
 		{"before the validity end", []Grant{g("a", 0, 10, 100), g("b", 9, 100, 120)}, 1},
 		{"inside a long window", []Grant{g("a", 0, 100, 100), g("b", 10, 100, 20), g("c", 30, 100, 40)}, 2},
-		{"same value", []Grant{g("a", 0, 100, 100), g("a", 10, 100, 20)}, 0},
+		{"same value", []Grant{g("a", 0, 100, 100), g("a", 10, 100, 20)}, 1},
 		{"empty window", []Grant{g("a", 0, 0, 100), g("b", 0, 100, 20)}, 0},
 		{"unsorted", []Grant{g("b", 9, 100, 20), g("a", 0, 100, 10)}, 1},
 	}

@@ -49,25 +49,19 @@ func TestChaosLocalHandOff(t *testing.T) {
 		}
 		t.Run(r.name, func(t *testing.T) {
 			res := runRow(t, resource, r, sc)
-			handedOver, passedOn := 0, 0
+			handedOver := 0
 			for _, g := range res.grants {
 				if g.HandedOver {
 					handedOver++
 				}
-				if g.PassedOn {
-					passedOn++
-				}
 			}
-			t.Logf("%s: %d acquisitions (%d handed over, %d of them passed on without a round), %d fault cycles, %d double grants, %d lost updates, %d conflicts, failed tries %v",
-				r.name, res.acquisitions, handedOver, passedOn, res.cycles, res.doubleGrants, res.lostUpdates, res.conflicts, res.failedTries)
-			table = append(table, fmt.Sprintf("| %s | %d | %d | %d | %d | %d | %d | %d |",
-				r.name, res.acquisitions, handedOver, passedOn, res.cycles, res.doubleGrants, res.lostUpdates, res.conflicts))
+			t.Logf("%s: %d acquisitions (%d handed over), %d fault cycles, %d double grants, %d lost updates, %d conflicts, failed tries %v",
+				r.name, res.acquisitions, handedOver, res.cycles, res.doubleGrants, res.lostUpdates, res.conflicts, res.failedTries)
+			table = append(table, fmt.Sprintf("| %s | %d | %d | %d | %d | %d | %d |",
+				r.name, res.acquisitions, handedOver, res.cycles, res.doubleGrants, res.lostUpdates, res.conflicts))
 			check(t, &res, sc)
 			if handedOver == 0 {
 				t.Errorf("no acquisition was a local hand-off: the row did not exercise it")
-			}
-			if passedOn == 0 || passedOn == handedOver {
-				t.Errorf("%d of %d hand-offs were passed on without a round: the row did not exercise both kinds", passedOn, handedOver)
 			}
 		})
 	}
@@ -80,5 +74,5 @@ func TestChaosLocalHandOff(t *testing.T) {
 	}
 }
 
-const localMarkdownHeader = `| row | acquisitions | handed over locally | of them without a round | fault cycles | double grants | lost updates | occupancy conflicts |
-|---|---|---|---|---|---|---|---|`
+const localMarkdownHeader = `| row | acquisitions | handed over locally | fault cycles | double grants | lost updates | occupancy conflicts |
+|---|---|---|---|---|---|---|`

@@ -9,9 +9,7 @@ type Grant struct {
 	Worker    int `json:"w"`
 	Goroutine int `json:"g,omitempty"` // of the worker (WorkerConfig.Goroutines)
 	Seq       int `json:"seq"`
-	// Value is the lock value: unique per acquisition, except that an
-	// acquisition passed on between goroutines of one worker keeps it
-	// (PassedOn), as it keeps its validity window.
+	// Value is the lock value, unique per acquisition.
 	Value    string `json:"value"`
 	Called   int64  `json:"called"`    // TryLock called
 	Acquired int64  `json:"acquired"`  // TryLock returned nil
@@ -29,9 +27,6 @@ type Grant struct {
 	// HandedOver: the lock came by local hand-off from another goroutine
 	// of the worker (WorkerConfig.Goroutines).
 	HandedOver bool `json:"handed_over,omitempty"`
-	// PassedOn: of the hand-offs, one without a round, the holder's
-	// acquisition taken over as it was.
-	PassedOn bool `json:"passed_on,omitempty"`
 
 	Unlocked  bool   `json:"unlocked"`
 	UnlockErr string `json:"unlock_err,omitempty"`

@@ -215,19 +215,14 @@ func (lw *logWriter) granted(g *Grant) error {
 
 // handOffObserver remembers whether the last Lock of its Mutex was handed
 // the lock by another goroutine's Unlock (a local hand-off), and its value.
-// The worker's goroutines but the first read the value here rather than
-// with Mutex.Value, which keeps the acquisition from being passed on
-// without a round.
 type handOffObserver struct {
 	// Written and read on the goroutine that calls Lock.
-	handedOver, passedOn bool
-	value                string
+	handedOver bool
+	value      string
 }
 
 func (o *handOffObserver) OnAcquire(_ context.Context, e redsync.AcquireEvent) {
 	o.handedOver, o.value = e.HandedOver, e.Value
-	// A hand-off without a round has a last Try with no nodes.
-	o.passedOn = e.HandedOver && len(e.Tries) > 0 && len(e.Tries[len(e.Tries)-1].Nodes) == 0
 }
 func (*handOffObserver) OnExtend(context.Context, redsync.ExtendEvent)   {}
 func (*handOffObserver) OnRelease(context.Context, redsync.ReleaseEvent) {}
@@ -259,17 +254,13 @@ func lockLoop(ctx context.Context, cfg WorkerConfig, res *Resource, mutex *redsy
 			ValidEnd:  acquired + int64(mutex.Until().Sub(now)),
 			Token:     mutex.FencingToken(),
 		}
+		g.Value = mutex.Value()
 		if obs != nil {
-			g.HandedOver, g.PassedOn, g.Value = obs.handedOver, obs.passedOn, obs.value
+			g.HandedOver = obs.handedOver
+			if obs.value != g.Value {
+				return fmt.Errorf("worker %d goroutine %d: the observer saw value %q, Mutex.Value is %q", cfg.ID, goroutine, obs.value, g.Value)
+			}
 		}
-		if obs == nil || goroutine == 0 {
-			// Reading the value with Mutex.Value keeps the acquisition
-			// from being passed on: goroutine 0 of a worker hands the
-			// lock over by the transfer round, the others mostly without.
-			g.Value = mutex.Value()
-		}
-		// Goroutines of one worker may share a value: an acquisition
-		// passed on from one to the next keeps it.
 		hold, owner := cfg.Hold, fmt.Sprintf("%d/%d/%s", cfg.ID, goroutine, g.Value)
 		if cfg.LongEvery > 0 && rand.N(cfg.LongEvery) == 0 {
 			hold, owner = cfg.LongHold, owner+"/L"

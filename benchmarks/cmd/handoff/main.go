@@ -28,9 +28,7 @@
 // Unlock calls that failed. The limit is 1 / (hold + one round trip), with
 // the hold and the round trip (an uncontended redlock Lock on -nodes nodes,
 // over the library's driver) measured first: the bound of a hand-off that
-// costs one round trip. A hand-off without a round (redlock passing an
-// acquisition on between goroutines of one Redsync) is bounded by 1 / hold
-// only, so it can exceed 100% of the limit.
+// costs one round trip, as redlock's local hand-off does.
 //
 // Run it from the benchmarks directory:
 //
@@ -168,7 +166,6 @@ func run(cfg config, names []string) error {
 		fmt.Printf("limit over %s: 1/(hold %v measured + round trip %v, an uncontended Lock on %d nodes) = %.0f hand-offs/s\n",
 			d.driver, hold.Round(time.Microsecond), rtt.Round(time.Microsecond), cfg.nodes, limits[d.driver])
 	}
-	fmt.Printf("bound of a hand-off without a round trip: 1/hold = %.0f hand-offs/s\n", 1/hold.Seconds())
 	fmt.Println()
 	round := ""
 	if cfg.rounds > 1 {

@@ -1,0 +1,263 @@
+package redsync
+
+import (
+	"context"
+	"errors"
+	"math/rand/v2"
+	"sync"
+	"testing"
+	"time"
+)
+
+// Races around a local hand-off (issue #11). Each test checks outcomes,
+// whatever the scheduler does: at most one Lock call holds the lock, and
+// the nodes hold the value of that holder, or no key at all.
+
+// handOffRaceScene locks "k" with a holder and starts waiters Lock calls
+// of the same Redsync, each bounded by a context of its own, and returns
+// once they all wait in the queue. results receives each waiter's index
+// and error.
+type handOffRaceScene struct {
+	c       *fakeCluster
+	holder  *Mutex
+	waiters []*Mutex
+	cancels []context.CancelFunc
+	results chan raceResult
+}
+
+type raceResult struct {
+	i   int
+	err error
+}
+
+func newHandOffRaceScene(t *testing.T, waiters int, opts ...Option) *handOffRaceScene {
+	t.Helper()
+	s := &handOffRaceScene{c: newFakeCluster(3), results: make(chan raceResult, waiters)}
+	rs := New(s.c.subPools()...)
+	s.holder = rs.NewMutex("k", opts...)
+	if err := s.holder.Lock(); err != nil {
+		t.Fatal(err)
+	}
+	for i := range waiters {
+		m := rs.NewMutex("k", append([]Option{WithRetryDelay(time.Hour), WithTries(2)}, opts...)...)
+		ctx, cancel := context.WithCancel(context.Background())
+		s.waiters = append(s.waiters, m)
+		s.cancels = append(s.cancels, cancel)
+		go func() { s.results <- raceResult{i, m.LockContext(ctx)} }()
+		queuedWaiters(t, m, i+1)
+	}
+	return s
+}
+
+// queuedWaiters waits until n Lock calls of m's name are queued.
+func queuedWaiters(t *testing.T, m *Mutex, n int) {
+	t.Helper()
+	eventually(t, "waiters queued", func() bool {
+		m.notify.mu.Lock()
+		defer m.notify.mu.Unlock()
+		ch := m.notify.channels[m.name]
+		return ch != nil && len(ch.queue) >= n
+	})
+}
+
+// finish waits for want waiters to end (0: none), then cancels the others
+// and returns the indexes of the waiters whose Lock succeeded.
+func (s *handOffRaceScene) finish(t *testing.T, want int) []int {
+	t.Helper()
+	var held []int
+	for k := range s.waiters {
+		if k == want {
+			for _, cancel := range s.cancels {
+				cancel()
+			}
+		}
+		var r raceResult
+		select {
+		case r = <-s.results:
+		case <-time.After(10 * time.Second):
+			t.Fatalf("%d of %d waiters returned", k, len(s.waiters))
+		}
+		if r.err == nil {
+			held = append(held, r.i)
+		} else if !errors.Is(r.err, context.Canceled) {
+			t.Errorf("waiter %d: LockContext() = %v, want nil or context.Canceled", r.i, r.err)
+		}
+	}
+	return held
+}
+
+// checkNodes checks that the nodes hold the value of the one holder in
+// held on a quorum, or no key when held is empty.
+func (s *handOffRaceScene) checkNodes(t *testing.T, held []int) {
+	t.Helper()
+	switch len(held) {
+	case 0:
+		if got := s.c.keys("k"); got != 0 {
+			t.Fatalf("no waiter holds the lock, yet %d nodes hold the key", got)
+		}
+	case 1:
+		if got := s.c.holders("k", s.waiters[held[0]].Value()); got < 2 {
+			t.Fatalf("waiter %d holds the lock, but only %d of 3 nodes hold its value", held[0], got)
+		}
+	default:
+		t.Fatalf("waiters %v all hold the lock", held)
+	}
+}
+
+// TestConcurrentUnlockOneHolder calls the holder's Unlock from two
+// goroutines at once, with two waiters queued: only one Unlock acts (the
+// other sends nothing and gets ErrLockAlreadyExpired), and only one waiter
+// gets the lock.
+func TestConcurrentUnlockOneHolder(t *testing.T) {
+	for run := range 100 {
+		s := newHandOffRaceScene(t, 2)
+		type unlockResult struct {
+			ok  bool
+			err error
+		}
+		unlocks := make(chan unlockResult, 2)
+		start := make(chan struct{})
+		for range 2 {
+			go func() {
+				<-start
+				ok, err := s.holder.Unlock()
+				unlocks <- unlockResult{ok, err}
+			}()
+		}
+		close(start)
+		a, b := <-unlocks, <-unlocks
+		if a.ok == b.ok {
+			t.Fatalf("run %d: Unlock() = (%v, %v) and (%v, %v); want one true and one false", run, a.ok, a.err, b.ok, b.err)
+		}
+		if lost := map[bool]unlockResult{true: b, false: a}[a.ok]; !errors.Is(lost.err, ErrLockAlreadyExpired) {
+			t.Fatalf("run %d: the second Unlock() = %v, want ErrLockAlreadyExpired", run, lost.err)
+		}
+		held := s.finish(t, 1)
+		if len(held) != 1 {
+			t.Fatalf("run %d: %d waiters got the lock, want 1", run, len(held))
+		}
+		s.checkNodes(t, held)
+		s.waiters[held[0]].Unlock()
+	}
+}
+
+// TestHandOffRaceStress interleaves, around a hand-off, a second Unlock,
+// Extend and Value on the holder and the cancellation of the waiters, in
+// random order: at most one waiter ends up holding the lock, the nodes
+// hold its value (or nothing), and every call returns.
+func TestHandOffRaceStress(t *testing.T) {
+	for run := range 200 {
+		s := newHandOffRaceScene(t, 3)
+		actions := []func(){
+			func() { s.holder.Unlock() },
+			func() { s.holder.Unlock() },
+			func() { s.holder.Extend() },
+			func() { s.holder.Value() },
+			func() { s.cancels[0]() },
+			func() { s.cancels[rand.N(3)]() },
+		}
+		rand.Shuffle(len(actions), func(i, j int) { actions[i], actions[j] = actions[j], actions[i] })
+		var wg sync.WaitGroup
+		for _, act := range actions {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				if rand.N(2) == 0 {
+					time.Sleep(time.Duration(rand.N(200)) * time.Microsecond)
+				}
+				act()
+			}()
+		}
+		wg.Wait()
+		held := s.finish(t, 0)
+		if len(held) > 1 {
+			t.Fatalf("run %d: waiters %v all hold the lock", run, held)
+		}
+		s.checkNodes(t, held)
+		for _, i := range held {
+			if ok, err := s.waiters[i].Unlock(); !ok || err != nil {
+				t.Fatalf("run %d: the holder waiter's Unlock() = %v, %v", run, ok, err)
+			}
+		}
+		if got := s.c.keys("k"); got != 0 {
+			t.Fatalf("run %d: %d nodes hold the key after every holder unlocked", run, got)
+		}
+	}
+}
+
+// TestWaitEndDealsWithGrant checks the one function that ends a wait
+// between tries (lockWait.end): a spread left by an earlier wake-up does
+// not survive it, a grant that came while ctx ended is given back (the
+// nodes hold nothing), and a grant is taken without waiting out a spread.
+func TestWaitEndDealsWithGrant(t *testing.T) {
+	c := newFakeCluster(3)
+	pools := c.subPools()
+	rs := New(pools...)
+	wm := rs.NewMutex("k", WithRetryDelay(time.Hour))
+	lw := &lockWait{m: wm, lastTry: time.Hour}
+	lw.w = wm.notify.watch(wm)
+	defer lw.close()
+	subscribedEverywhere(t, listenersOf(pools), "k")
+	lw.w.wait(time.Now()) // the confirmation's wake, if any
+	lw.w.stopWaiting()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+
+	// A release heard by 5 processes wakes the waiter with a spread of up
+	// to 4 hours, but the retry timer ends the wait: the spread is gone.
+	woken := lw.w.wait(time.Now())
+	for _, s := range listenersOf(pools)[:2] {
+		s.listener().publish("k", "r1 5")
+	}
+	if !isReady(woken) {
+		t.Fatal("the release did not wake the waiter")
+	}
+	if r, g := lw.end(ctx, waitTry, false); r != waitTry || g != nil {
+		t.Fatalf("end(timer) = %v, %v; want waitTry, nil", r, g)
+	}
+	wm.notify.mu.Lock()
+	spread, spreading := lw.w.spread, lw.w.spreading
+	wm.notify.mu.Unlock()
+	if spread != 0 || spreading {
+		t.Fatalf("after the wait ended by the timer: spread %v, spreading %v; want none", spread, spreading)
+	}
+
+	// A holder of the Redsync hands the lock over as ctx ends, and ctx
+	// wins: the lock is given back.
+	holder := rs.NewMutex("k")
+	if err := holder.Lock(); err != nil {
+		t.Fatal(err)
+	}
+	lw.w.wait(time.Now())
+	if ok, err := holder.Unlock(); !ok || err != nil {
+		t.Fatalf("holder Unlock() = %v, %v", ok, err)
+	}
+	cancel()
+	if r, g := lw.end(ctx, waitDone, false); r != waitDone || g != nil {
+		t.Fatalf("end(ctx done) with a grant = %v, %v; want waitDone, nil", r, g)
+	}
+	if got := c.keys("k"); got != 0 {
+		t.Fatalf("%d nodes hold the key after the grant was given back, want 0", got)
+	}
+
+	// With a stale spread of an hour, a grant is taken at once.
+	ctx = context.Background()
+	if err := holder.Lock(); err != nil {
+		t.Fatal(err)
+	}
+	lw.w.wait(time.Now())
+	wm.notify.mu.Lock()
+	lw.w.spread = 1
+	wm.notify.mu.Unlock()
+	if ok, err := holder.Unlock(); !ok || err != nil {
+		t.Fatalf("holder Unlock() = %v, %v", ok, err)
+	}
+	r, g := lw.end(ctx, waitExtra, true)
+	if r != waitGranted || g == nil {
+		t.Fatalf("end(woken) with a grant = %v, %v; want waitGranted and the grant", r, g)
+	}
+	wm.takeGrant(g, nil)
+	if ok, err := wm.Unlock(); !ok || err != nil {
+		t.Fatalf("Unlock() of the granted lock = %v, %v", ok, err)
+	}
+}
