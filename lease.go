@@ -228,19 +228,21 @@ type extender struct {
 	ctx   context.Context // ends when the extender is stopped
 	stop  context.CancelFunc
 	round context.Context // parent of each round's context
-	done  chan struct{}   // closed when the goroutine has returned
+	// inFlight, guarded by the Mutex's mu, is closed when the round in
+	// flight has ended; nil between rounds.
+	inFlight chan struct{}
 }
 
 // startExtending starts the lease's extender. The caller holds m.mu, and
 // the lease is not shared yet.
 func (l *lease) startExtending() {
-	e := &extender{done: make(chan struct{})}
+	e := &extender{}
 	e.ctx, e.stop = context.WithCancel(context.Background())
 	e.round = e.ctx
 	if l.m.setNXOnExtend {
-		// A round that sets the key where it is missing must not be cut
-		// short: written to a node, it may still land after a release.
-		// Unlock waits for it instead (see released).
+		// A round that sets the key where it is missing is not cut short:
+		// written to a node, it may land after a release whatever its
+		// context says. Unlock waits for it instead (see released).
 		e.round = context.Background()
 	}
 	l.ext = e
@@ -261,7 +263,6 @@ func (l *lease) stopExtending() {
 // lock can no longer be guaranteed beyond the validity, and the caller
 // should stop.
 func (l *lease) extendLoop(e *extender, interval time.Duration) {
-	defer close(e.done)
 	timer := time.NewTimer(jitterDown(interval))
 	defer timer.Stop()
 	for {
@@ -284,24 +285,19 @@ func (l *lease) extendOnce(e *extender, interval time.Duration) bool {
 	m := l.m
 	m.mu.Lock()
 	deadline, ended := l.deadline(), l.ended
-	m.mu.Unlock()
 	left := deadline.Sub(m.now())
 	if ended || left <= 0 || e.ctx.Err() != nil {
-		return false // the timer or the one who stopped it ends the lease
+		m.mu.Unlock()
+		return false // the timer, or whoever stopped the extender, ends the lease
 	}
-	// An extension that cannot finish within the validity is worthless.
-	ctx, cancel := context.WithTimeout(e.round, left)
-	defer cancel()
-	began := time.Now()
-	ok, err := m.extendValue(ctx, l.value)
-	// A node that timed out or dropped the connection may answer the next
-	// time; a lock that the nodes say is gone or taken will not come back.
-	// Retrying stops after half an interval, so that a loss is still
-	// reported within about one interval, and at once when the extender
-	// is stopped: Unlock never waits for a retry.
-	for try := 1; !ok && try < extendTries && extendRetriable(err) && ctx.Err() == nil && e.ctx.Err() == nil && time.Since(began) < interval/2; try++ {
-		ok, err = m.extendValue(ctx, l.value)
-	}
+	landed := make(chan struct{})
+	e.inFlight = landed
+	m.mu.Unlock()
+	ok, err := l.extendRound(e, interval, left)
+	m.mu.Lock()
+	e.inFlight = nil
+	m.mu.Unlock()
+	close(landed)
 	switch {
 	case ok:
 		return true
@@ -310,6 +306,25 @@ func (l *lease) extendOnce(e *extender, interval time.Duration) bool {
 	}
 	l.end(&lostError{reason: "extension failed", err: err})
 	return false
+}
+
+// extendRound extends the lock, trying again on node errors, within left,
+// the time to the lease's deadline: an extension that cannot finish within
+// the validity is worthless.
+func (l *lease) extendRound(e *extender, interval, left time.Duration) (bool, error) {
+	ctx, cancel := context.WithTimeout(e.round, left)
+	defer cancel()
+	began := time.Now()
+	ok, err := l.m.extendValue(ctx, l.value)
+	// A node that timed out or dropped the connection may answer the next
+	// time; a lock that the nodes say is gone or taken will not come back.
+	// Retrying stops after half an interval, so that a loss is still
+	// reported within about one interval, and at once when the extender
+	// is stopped: Unlock never waits for a retry.
+	for try := 1; !ok && try < extendTries && extendRetriable(err) && ctx.Err() == nil && e.ctx.Err() == nil && time.Since(began) < interval/2; try++ {
+		ok, err = l.m.extendValue(ctx, l.value)
+	}
+	return ok, err
 }
 
 // extendTries is how many times an automatic extension is tried in a row
@@ -353,16 +368,16 @@ func (m *Mutex) autoExtendInterval() time.Duration {
 }
 
 // acquired runs after a successful Lock of value: it ends the lease of an
-// earlier acquisition and, with WithAutoExtend, starts the new lease and
-// its extender.
+// earlier acquisition and makes the new one's, when it needs one from the
+// start (WithAutoExtend starts its extender, WithMaxHold counts from it).
 func (m *Mutex) acquired(value string, until time.Time) {
 	m.acquiredSince(value, until, until.Add(-(m.expiry - m.drift())))
 }
 
 // acquiredSince is acquired for an acquisition that this Mutex holds since
-// start (on m.now's clock), which bounds its WithMaxHold: a lock passed on
-// by a local hand-off (transfer.go) keeps its until, but is held from the
-// hand-off.
+// start (on m.now's clock), from which its WithMaxHold counts: a lock
+// handed over by a local hand-off (transfer.go) is held from the start of
+// the hand-off round.
 func (m *Mutex) acquiredSince(value string, until, start time.Time) {
 	m.mu.Lock()
 	m.unlocked = false
@@ -393,11 +408,11 @@ func (m *Mutex) acquiredSince(value string, until, start time.Time) {
 // released runs at the start of Unlock: it ends the lease with
 // context.Canceled and stops its extender, cancelling the extension in
 // flight, if any, without waiting for it: extend.lua extends only a key
-// that holds the value, so an extension that lands after the release
-// finds nothing to extend. With WithSetNXOnExtend, though, it would set
-// the key again; then released waits for the round in flight (bounded by
-// the per-node timeout; stopping prevents any retry) before the release
-// is sent.
+// that holds the lock's value, so an extension that reaches a node after
+// the release finds nothing to extend. With WithSetNXOnExtend it would set
+// the key again; so there released waits for the round in flight, at most
+// one per-node timeout (the time within which the round itself gives up on
+// a node), and never for a retry, which stopping rules out.
 func (m *Mutex) released() {
 	m.mu.Lock()
 	m.unlocked = true
@@ -410,12 +425,23 @@ func (m *Mutex) released() {
 	if live {
 		l.endLocked()
 	}
+	var inFlight chan struct{}
+	if l.ext != nil && m.setNXOnExtend {
+		inFlight = l.ext.inFlight
+	}
 	m.mu.Unlock()
 	if live && l.cancel != nil {
 		l.cancel(nil)
 	}
-	if l.ext != nil && m.setNXOnExtend {
-		<-l.ext.done
+	if inFlight != nil {
+		// Bounded, not only for a slow node: an observer's OnExtend that
+		// calls Unlock runs within the round it would wait for.
+		timer := time.NewTimer(m.nodeTimeout())
+		defer timer.Stop()
+		select {
+		case <-inFlight:
+		case <-timer.C:
+		}
 	}
 }
 

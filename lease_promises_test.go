@@ -362,3 +362,56 @@ func TestUnlockAfterExtensionWithSetNX(t *testing.T) {
 		t.Errorf("%d nodes hold the key after Unlock, want 0: an extension set it again", n)
 	}
 }
+
+// unlockingObserver calls Unlock from within the first OnExtend, as an
+// observer may (it runs on the extender's goroutine).
+type unlockingObserver struct {
+	*recordingObserver
+	m    *Mutex
+	once sync.Once
+	done chan error
+}
+
+func (o *unlockingObserver) OnExtend(ctx context.Context, e ExtendEvent) {
+	o.recordingObserver.OnExtend(ctx, e)
+	o.once.Do(func() {
+		_, err := o.m.Unlock()
+		o.done <- err
+	})
+}
+
+// TestUnlockFromOnExtend calls Unlock from an observer's OnExtend, within
+// the extension round: Unlock must not wait for that round to end.
+func TestUnlockFromOnExtend(t *testing.T) {
+	tests := []struct {
+		name  string
+		setNX bool
+	}{{"plain", false}, {"SetNX on extend", true}}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c := newFakeCluster(3)
+			obs := &unlockingObserver{recordingObserver: newRecordingObserver(), done: make(chan error, 1)}
+			// A per-node timeout of 100 ms bounds the wait with SetNX.
+			opts := []Option{WithExpiry(10 * time.Second), WithTimeoutFactor(0.01), WithAutoExtend(10 * time.Millisecond), WithObserver(obs)}
+			if tt.setNX {
+				opts = append(opts, WithSetNXOnExtend())
+			}
+			m := c.mutex("k", opts...)
+			obs.m = m
+			if err := m.Lock(); err != nil {
+				t.Fatalf("Lock() = %v, want nil", err)
+			}
+			select {
+			case err := <-obs.done:
+				if err != nil {
+					t.Errorf("Unlock() from OnExtend = %v, want nil", err)
+				}
+			case <-time.After(10 * time.Second):
+				t.Fatal("Unlock() from OnExtend has not returned after 10s")
+			}
+			if n := c.keys("k"); n != 0 {
+				t.Errorf("%d nodes hold the key after Unlock, want 0", n)
+			}
+		})
+	}
+}
