@@ -6,6 +6,7 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
+	"errors"
 	"fmt"
 	"net"
 	"net/url"
@@ -28,90 +29,112 @@ type node struct {
 
 // openNodes returns a client for each node of spec (comma-separated URLs or
 // host:port addresses). cacert, when not empty, is a PEM file of the CAs
-// that rediss:// nodes are checked against. The caller closes the clients.
+// that rediss:// nodes are checked against. Two nodes that reach the same
+// server are refused (see sameServer); nothing is sent to any node. The
+// caller closes the clients.
 func openNodes(spec, cacert string) ([]node, error) {
-	var roots *x509.CertPool
-	if cacert != "" {
-		pem, err := os.ReadFile(cacert)
-		if err != nil {
-			return nil, fmt.Errorf("--cacert: %w", err)
-		}
-		roots = x509.NewCertPool()
-		if !roots.AppendCertsFromPEM(pem) {
-			return nil, fmt.Errorf("--cacert: no PEM certificate in %s", cacert)
-		}
+	roots, err := readRoots(cacert)
+	if err != nil {
+		return nil, err
 	}
-	var nodes []node
-	seen := map[string]string{}
+	var (
+		labels []string
+		opts   []*goredislib.Options
+	)
 	for _, s := range strings.Split(spec, ",") {
-		s = strings.TrimSpace(s)
-		if s == "" {
+		if s = strings.TrimSpace(s); s == "" {
 			continue
 		}
-		opts, label, err := nodeOptions(s)
+		o, label, err := parseNode(s)
 		if err != nil {
-			closeNodes(nodes)
 			return nil, err
 		}
-		// The same server twice would vote twice.
-		id := opts.Network + " " + opts.Addr + " " + fmt.Sprint(opts.DB)
-		if first, dup := seen[id]; dup {
-			closeNodes(nodes)
-			return nil, fmt.Errorf("node %s is given twice (also as %s)", label, first)
-		}
-		seen[id] = label
-		if opts.TLSConfig != nil && roots != nil {
-			opts.TLSConfig.RootCAs = roots
+		labels, opts = append(labels, label), append(opts, o)
+	}
+	if err := sameServer(labels, opts); err != nil {
+		return nil, err
+	}
+	nodes := make([]node, len(opts))
+	for i, o := range opts {
+		if o.TLSConfig != nil && roots != nil {
+			o.TLSConfig.RootCAs = roots
 		}
 		// The lock retries on its own terms; a per-node timeout bounds
 		// every command through its context.
-		opts.MaxRetries = -1
-		opts.DialerRetries = 1
-		opts.ContextTimeoutEnabled = true
-		opts.DisableIdentity = true
-		opts.PoolSize = 4
-		nodes = append(nodes, node{label: label, client: goredislib.NewClient(opts)})
+		o.MaxRetries = -1
+		o.DialerRetries = 1
+		o.ContextTimeoutEnabled = true
+		o.DisableIdentity = true
+		o.PoolSize = 4
+		nodes[i] = node{label: labels[i], client: goredislib.NewClient(o)}
 	}
 	return nodes, nil
 }
 
+// readRoots reads the CA certificates of --cacert; nil when not given.
+func readRoots(cacert string) (*x509.CertPool, error) {
+	if cacert == "" {
+		return nil, nil
+	}
+	pem, err := os.ReadFile(cacert)
+	if err != nil {
+		return nil, fmt.Errorf("--cacert: %w", err)
+	}
+	roots := x509.NewCertPool()
+	if !roots.AppendCertsFromPEM(pem) {
+		return nil, fmt.Errorf("--cacert: no PEM certificate in %s", cacert)
+	}
+	return roots, nil
+}
+
+// parseNode parses node address s and returns its options and its label,
+// s without its password (see redact). Its errors name the node by the
+// label and show no part of the password: when s has one, the error is
+// that of parsing the label instead.
+func parseNode(s string) (opts *goredislib.Options, label string, err error) {
+	label, secret := redact(s)
+	opts, err = nodeOptions(s)
+	switch {
+	case err == nil:
+		return opts, label, nil
+	case secret == "":
+		return nil, "", fmt.Errorf("node %s: %v", label, err)
+	}
+	if _, err := nodeOptions(label); err != nil {
+		return nil, "", fmt.Errorf("node %s: %v", label, err)
+	}
+	// Only the password keeps the URL from parsing.
+	return nil, "", fmt.Errorf("node %s: the password makes the URL invalid; percent-encode its %%, ?, #, / and @", label)
+}
+
 // nodeOptions parses one node: a redis:// or rediss:// URL, or host:port.
-// label is s without its password.
-func nodeOptions(s string) (opts *goredislib.Options, label string, err error) {
+// Its errors may quote s.
+func nodeOptions(s string) (*goredislib.Options, error) {
 	if !strings.Contains(s, "://") {
 		if _, _, err := net.SplitHostPort(s); err != nil {
-			return nil, "", fmt.Errorf("node %q: want HOST:PORT or a redis:// URL: %v", s, err)
+			return nil, fmt.Errorf("want HOST:PORT or a redis:// URL: %v", err)
 		}
-		return &goredislib.Options{Addr: s}, s, nil
+		return &goredislib.Options{Addr: s}, nil
 	}
 	u, err := url.Parse(s)
 	if err != nil {
-		// url's error quotes the URL, password and all.
-		return nil, "", fmt.Errorf("node %q: not a valid URL", redactRaw(s))
+		var ue *url.Error
+		if errors.As(err, &ue) {
+			err = ue.Err // without the URL
+		}
+		return nil, fmt.Errorf("not a valid URL: %v", err)
 	}
-	label = u.Redacted()
 	if u.Scheme != "redis" && u.Scheme != "rediss" {
-		return nil, "", fmt.Errorf("node %s: the scheme must be redis or rediss", label)
+		return nil, errors.New("the scheme must be redis or rediss")
 	}
-	opts, err = goredislib.ParseURL(s)
+	opts, err := goredislib.ParseURL(s)
 	if err != nil {
-		return nil, "", fmt.Errorf("node %s: %s", label, strings.ReplaceAll(err.Error(), s, label))
+		return nil, errors.New(strings.TrimPrefix(err.Error(), "redis: "))
 	}
 	if u.Scheme == "rediss" && opts.TLSConfig == nil {
 		opts.TLSConfig = &tls.Config{ServerName: u.Hostname()}
 	}
-	return opts, label, nil
-}
-
-// redactRaw hides what may be a password in a URL that did not parse.
-func redactRaw(s string) string {
-	scheme, rest, ok := strings.Cut(s, "://")
-	at := strings.LastIndex(rest, "@")
-	if !ok || at < 0 {
-		return s
-	}
-	user, _, _ := strings.Cut(rest[:at], ":")
-	return scheme + "://" + user + ":xxxxx" + rest[at:]
+	return opts, nil
 }
 
 // connectTimeout bounds connect.
