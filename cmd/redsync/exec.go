@@ -17,7 +17,6 @@ import (
 	"strconv"
 	"strings"
 	"syscall"
-	"time"
 
 	"github.com/go-redlock/redsync"
 )
@@ -29,13 +28,19 @@ const (
 	envFencing = "REDSYNC_FENCING_TOKEN"
 )
 
-// forwarded are the signals that redsync passes on to the command.
+// forwarded are the signals that redsync passes on to the command. While
+// it waits for the lock, they end the wait.
 var forwarded = []os.Signal{syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP}
+
+// jobControl are the signals of job control that redsync passes on to the
+// command (see supervisor.jobControl).
+var jobControl = []os.Signal{syscall.SIGTSTP, syscall.SIGCONT}
 
 // runExec runs "redsync exec".
 func runExec(args []string, stdout, stderr io.Writer) int {
 	var o options
-	pos, err := parseArgs(o.flagSet("exec"), args)
+	flags := o.flagSet("exec")
+	pos, err := parseArgs(flags, args)
 	if err != nil {
 		return flagError(err, stdout, stderr)
 	}
@@ -52,7 +57,7 @@ func runExec(args []string, stdout, stderr io.Writer) int {
 	if len(command) == 0 {
 		return usageError(stderr, "exec: no COMMAND after NAME")
 	}
-	if err := o.check(); err != nil {
+	if err := o.check(flags); err != nil {
 		return usageError(stderr, "exec: "+err.Error())
 	}
 	spec, err := o.nodeSpec()
@@ -173,67 +178,51 @@ func acquire(m *redsync.Mutex, o *options, nodes []node, sigs <-chan os.Signal, 
 }
 
 // runHolding runs the command while the lock is held and returns the exit
-// status: the command's, or exitLost when the lock was lost.
+// status: the command's, or exitLost when the lock ended before all of the
+// command's processes were gone.
 func runHolding(m *redsync.Mutex, o *options, path string, command []string, sigs <-chan os.Signal, stderr io.Writer) int {
 	held := m.Context()
-	if err := held.Err(); err != nil {
+	if lockEnded(held) {
 		// The validity ran out before the command could start.
-		errorf(stderr, "%s; %s not started", plain(context.Cause(held)), command[0])
+		errorf(stderr, "%s; %s not started", plain(lossCause(held)), command[0])
 		return exitLost
 	}
+	g, err := startGuard()
+	if err != nil {
+		errorf(stderr, "starting the guard process: %v; %s not started", err, command[0])
+		return exitSoftware
+	}
+	defer g.release()
+
+	ctl, chld := make(chan os.Signal, 8), make(chan os.Signal, 1)
+	signal.Notify(ctl, jobControl...)
+	signal.Notify(chld, syscall.SIGCHLD)
+	defer signal.Stop(ctl)
+	defer signal.Stop(chld)
+
+	j, err := startJob(commandOf(m, o, path, command), g.pid())
+	if err != nil {
+		errorf(stderr, "%s: %v", command[0], err)
+		return exitNotExec
+	}
+	if err := g.watch(j.pgid); err != nil {
+		errorf(stderr, "the guard process failed (%v): if redsync is killed, what %s runs in the background survives", err, command[0])
+	}
+	s := &supervisor{
+		job: j, held: held, grace: o.grace, margin: o.ttl / 20, name: command[0], stderr: stderr,
+		sigs: sigs, ctl: ctl, chld: chld,
+	}
+	return s.run()
+}
+
+// commandOf is the command to run: COMMAND with redsync's standard input
+// and outputs, and its environment with the lock's variables.
+func commandOf(m *redsync.Mutex, o *options, path string, command []string) *exec.Cmd {
 	cmd := exec.Command(path, command[1:]...)
 	cmd.Args[0] = command[0]
 	cmd.Stdin, cmd.Stdout, cmd.Stderr = os.Stdin, os.Stdout, os.Stderr
 	cmd.Env = childEnv(m, o.fencing)
-	cmd.SysProcAttr = childAttr()
-	if err := cmd.Start(); err != nil {
-		errorf(stderr, "%s: %v", command[0], err)
-		return exitNotExec
-	}
-	// The command leads a process group of its own, which signals reach
-	// as a whole.
-	group := -cmd.Process.Pid
-	exited := make(chan error, 1)
-	go func() { exited <- cmd.Wait() }()
-
-	var (
-		lost      error
-		heldDone  = held.Done()
-		killTimer *time.Timer
-		kill      <-chan time.Time
-	)
-	defer func() {
-		if killTimer != nil {
-			killTimer.Stop()
-		}
-	}()
-	for {
-		select {
-		case err := <-exited:
-			if lost != nil {
-				// Leave nothing of the group running without the lock.
-				_ = syscall.Kill(group, syscall.SIGKILL)
-				return exitLost
-			}
-			return exitStatus(cmd, err)
-		case sig := <-sigs:
-			_ = syscall.Kill(group, sig.(syscall.Signal))
-		case <-heldDone:
-			heldDone = nil
-			cause := context.Cause(held)
-			if !errors.Is(cause, redsync.ErrLockLost) {
-				continue
-			}
-			lost = cause
-			errorf(stderr, "%s; stopping %s (SIGTERM, SIGKILL in %v)", plain(cause), command[0], o.grace)
-			_ = syscall.Kill(group, syscall.SIGTERM)
-			killTimer = time.NewTimer(o.grace)
-			kill = killTimer.C
-		case <-kill:
-			kill = nil
-			_ = syscall.Kill(group, syscall.SIGKILL)
-		}
-	}
+	return cmd
 }
 
 // exitStatus is the exit status of the command as a shell reports it:

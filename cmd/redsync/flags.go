@@ -24,11 +24,10 @@ type options struct {
 	verbose bool
 }
 
-// Defaults of the flags.
-const (
-	defaultTTL   = 8 * time.Second
-	defaultGrace = 10 * time.Second
-)
+// defaultTTL is the default of --ttl. The default of --grace is half the
+// TTL: shorter than the validity left when a failed extension tells that
+// the lock is lost.
+const defaultTTL = 8 * time.Second
 
 // flagSet returns the flags of command ("exec" or "status") bound to o.
 // The flag package accepts both -name and --name.
@@ -41,7 +40,7 @@ func (o *options) flagSet(command string) *flag.FlagSet {
 	if command == "exec" {
 		fs.DurationVar(&o.ttl, "ttl", defaultTTL, "")
 		fs.DurationVar(&o.wait, "wait", 0, "")
-		fs.DurationVar(&o.grace, "grace", defaultGrace, "")
+		fs.DurationVar(&o.grace, "grace", 0, "")
 		fs.BoolVar(&o.fencing, "fencing", false, "")
 		fs.BoolVar(&o.verbose, "verbose", false, "")
 	}
@@ -65,8 +64,12 @@ func parseArgs(fs *flag.FlagSet, args []string) ([]string, error) {
 	return append([]string{name}, fs.Args()...), nil
 }
 
-// checkFlags returns the first problem with the values of o, or nil.
-func (o *options) check() error {
+// check returns the first problem with the values of o, or nil. Unless fs
+// had --grace, it sets the grace to its default, half the TTL.
+func (o *options) check(fs *flag.FlagSet) error {
+	if !given(fs, "grace") {
+		o.grace = o.ttl / 2
+	}
 	switch {
 	case o.ttl <= 0:
 		return fmt.Errorf("--ttl is %v; it must be positive", o.ttl)
@@ -74,8 +77,17 @@ func (o *options) check() error {
 		return fmt.Errorf("--wait is %v; it must not be negative", o.wait)
 	case o.grace < 0:
 		return fmt.Errorf("--grace is %v; it must not be negative", o.grace)
+	case o.grace >= o.ttl:
+		return fmt.Errorf("--grace %v is not shorter than --ttl %v; COMMAND must be stopped before the lock's validity ends", o.grace, o.ttl)
 	}
 	return nil
+}
+
+// given reports whether the flag name was on the command line.
+func given(fs *flag.FlagSet, name string) bool {
+	found := false
+	fs.Visit(func(f *flag.Flag) { found = found || f.Name == name })
+	return found
 }
 
 // nodeSpec returns the nodes named by --nodes, or by $REDIS_ADDRS.

@@ -50,13 +50,16 @@ const helpText = `redsync - run a command under a Redlock distributed lock
 ` + usageLines + `
 redsync exec takes the lock NAME on a majority (quorum) of the Redis nodes,
 runs COMMAND while it holds the lock, extending the lock every TTL/3, and
-releases it when COMMAND exits. COMMAND runs in a process group of its own.
+releases it once COMMAND and every process it started are gone: when
+COMMAND exits, what it left running gets SIGTERM, then SIGKILL after the
+grace. COMMAND runs in a process group of its own; on Linux, redsync also
+adopts the processes that leave it (setsid) once their parent exits.
 If the lock is lost while COMMAND runs (the extensions fail: nodes
-unreachable, the key deleted or expired), redsync sends SIGTERM to that
-process group, then SIGKILL after the grace period, and exits with 76.
-SIGINT, SIGTERM and SIGHUP that redsync receives are passed on to COMMAND;
-the lock is released once COMMAND has exited. On Linux, COMMAND is killed
-if redsync dies.
+unreachable, the key deleted or expired), redsync sends SIGTERM to all of
+it, then SIGKILL after the grace but before the lock's validity ends, and
+exits with 76. SIGINT, SIGTERM, SIGHUP, SIGTSTP and SIGCONT that redsync
+receives are passed on to COMMAND (Ctrl-Z stops both). If redsync dies, a
+guard process kills COMMAND's process group.
 
 redsync status prints, for each node, whether the lock key exists, its
 value and its time to live, and says whether a quorum holds the lock.
@@ -68,7 +71,9 @@ Flags:
                      nodes (default: the system's)
   --ttl DURATION     time to live of the lock on the nodes (default 8s)
   --wait DURATION    exec: how long to wait for a lock held elsewhere; 0 tries once (default 0)
-  --grace DURATION   exec: time between SIGTERM and SIGKILL when the lock is lost (default 10s)
+  --grace DURATION   exec: time between SIGTERM and SIGKILL when COMMAND's processes must stop;
+                     shorter than the TTL, and cut short by the end of the lock's validity
+                     (default TTL/2: 4s)
   --fencing          exec: issue a fencing token, passed in REDSYNC_FENCING_TOKEN
   --quiet            exec: say nothing when the lock is held elsewhere
   --verbose          log the lock's acquisition, extensions, release and loss to stderr
@@ -89,7 +94,8 @@ Exit status:
             64  usage error
             69  the lock was not obtained: too many nodes unreachable or failing
             75  the lock was not obtained: it is held elsewhere (within --wait)
-            76  the lock was lost while COMMAND ran, and COMMAND was stopped
+            76  the lock was lost before COMMAND and its processes were gone;
+                what still ran was stopped
            126  COMMAND could not be run
            127  COMMAND was not found
            130  interrupted (SIGINT, 143 for SIGTERM, 129 for SIGHUP) while
@@ -115,6 +121,9 @@ REDIS_ADDRS.
 `
 
 func main() {
+	if os.Getenv(guardEnv) == "1" {
+		os.Exit(runGuard(os.Stdin))
+	}
 	// go-redis logs failed dials and the like on its own; redsync reports
 	// what matters itself.
 	goredislib.SetLogger(quietLogger{})

@@ -58,6 +58,16 @@ func TestMain(m *testing.M) {
 //	ignore FILE          ignore SIGTERM, write FILE.ready, sleep a minute
 //	exit CODE            exit with CODE
 //	kill                 kill itself with SIGKILL
+//
+// and, for the processes that COMMAND leaves behind (see background):
+//
+//	fork PIDFILE MODE [stay]  start a background process in MODE, wait for
+//	                          it to write PIDFILE, then exit 0 (with stay:
+//	                          sleep a minute)
+//	await FILE                write FILE.ready, wait for FILE.go to exist,
+//	                          append "end" to FILE and exit 0
+//	alive PIDFILE OUT         write to OUT whether the process in PIDFILE
+//	                          is alive
 func child(args []string) int {
 	switch args[0] {
 	case "interval":
@@ -95,11 +105,104 @@ func child(args []string) int {
 	case "kill":
 		syscall.Kill(os.Getpid(), syscall.SIGKILL)
 		time.Sleep(time.Minute)
+	case "fork":
+		return fork(args[1], args[2], len(args) > 3 && args[3] == "stay")
+	case "background":
+		return background(args[1], args[2])
+	case "await":
+		writeAtomic(args[1]+".ready", strconv.Itoa(os.Getpid()))
+		if !awaitFile(args[1]+".go", time.Minute) {
+			return 1
+		}
+		appendLine(args[1], "end")
+	case "alive":
+		pid, _ := strconv.Atoi(readString(args[1]))
+		writeAtomic(args[2], fmt.Sprint(alive(pid)))
 	default:
 		fmt.Fprintf(os.Stderr, "child: unknown mode %q\n", args[0])
 		return 2
 	}
 	return 0
+}
+
+// fork starts this binary as a background process in the given mode,
+// with no standard input or output, and does not wait for it: in mode
+// setsid in a session of its own, out of COMMAND's process group.
+func fork(pidfile, mode string, stay bool) int {
+	self, err := os.Executable()
+	if err != nil {
+		panic(err)
+	}
+	bg := exec.Command(self, "background", pidfile, mode)
+	bg.SysProcAttr = &syscall.SysProcAttr{Setsid: mode == "setsid"}
+	if err := bg.Start(); err != nil {
+		panic(err)
+	}
+	if !awaitFile(pidfile, time.Minute) {
+		return 1
+	}
+	if stay {
+		time.Sleep(time.Minute)
+	}
+	return 0
+}
+
+// background writes its PID to pidfile and sleeps a minute. In modes term
+// and setsid, SIGTERM ends it after it appends "terminated" to
+// pidfile.log; in mode ignore, it ignores SIGTERM.
+func background(pidfile, mode string) int {
+	sigs := make(chan os.Signal, 1)
+	if mode == "ignore" {
+		signal.Ignore(syscall.SIGTERM)
+	} else {
+		signal.Notify(sigs, syscall.SIGTERM)
+	}
+	writeAtomic(pidfile, strconv.Itoa(os.Getpid()))
+	select {
+	case <-sigs:
+		appendLine(pidfile+".log", "terminated")
+	case <-time.After(time.Minute):
+	}
+	return 0
+}
+
+// awaitFile waits up to limit for path to exist.
+func awaitFile(path string, limit time.Duration) bool {
+	for deadline := time.Now().Add(limit); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
+		if _, err := os.Stat(path); err == nil {
+			return true
+		}
+	}
+	return false
+}
+
+func readString(path string) string {
+	b, _ := os.ReadFile(path)
+	return string(b)
+}
+
+// alive reports whether process pid exists and has not exited: a zombie
+// (on Linux, where /proc tells) counts as gone.
+func alive(pid int) bool {
+	if pid <= 0 || syscall.Kill(pid, 0) != nil {
+		return false
+	}
+	return procState(pid) != 'Z'
+}
+
+// procState returns the state letter of process pid in /proc (R, S, T,
+// Z...), or 0 where /proc does not tell.
+func procState(pid int) byte {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0
+	}
+	// The state follows the command name, which is in parentheses.
+	i := bytes.LastIndexByte(b, ')')
+	if i < 0 || i+2 >= len(b) {
+		return 0
+	}
+	return b[i+2]
 }
 
 func appendLine(path, line string) {
@@ -145,10 +248,17 @@ type proc struct {
 // empty) plus env.
 func start(t *testing.T, addrs string, env []string, args ...string) *proc {
 	t.Helper()
+	return startWith(t, nil, addrs, env, args...)
+}
+
+// startWith is start with the process attributes attr.
+func startWith(t *testing.T, attr *syscall.SysProcAttr, addrs string, env []string, args ...string) *proc {
+	t.Helper()
 	r := &proc{cmd: exec.Command(binary, args...), done: make(chan struct{})}
 	r.cmd.Env = append(os.Environ(), childModeEnv+"=1", "REDIS_ADDRS="+addrs)
 	r.cmd.Env = append(r.cmd.Env, env...)
 	r.cmd.Stdout, r.cmd.Stderr = &r.stdout, &r.stderr
+	r.cmd.SysProcAttr = attr
 	if err := r.cmd.Start(); err != nil {
 		t.Fatalf("starting redsync: %v", err)
 	}
@@ -223,11 +333,11 @@ func waitFile(t *testing.T, path string, limit time.Duration, p *proc) string {
 	}
 }
 
-// waitGone waits up to limit for process pid to disappear.
+// waitGone waits up to limit for process pid to exit.
 func waitGone(t *testing.T, pid int, limit time.Duration) {
 	t.Helper()
 	deadline := time.Now().Add(limit)
-	for syscall.Kill(pid, 0) == nil {
+	for alive(pid) {
 		if time.Now().After(deadline) {
 			t.Fatalf("process %d still exists %v later", pid, limit)
 		}
@@ -346,17 +456,18 @@ func TestExecLockLost(t *testing.T) {
 	tests := []struct {
 		name     string
 		mode     string
-		grace    string
+		grace    time.Duration
 		wantFile string // what the child recorded; "" for nothing
 	}{
-		{"the command stops on SIGTERM", "signals", "10s", "terminated\n"},
-		{"the command ignores SIGTERM and is killed", "ignore", "300ms", ""},
+		{"the command stops on SIGTERM", "signals", 5 * time.Second, "terminated\n"},
+		{"the command ignores SIGTERM and is killed", "ignore", 300 * time.Millisecond, ""},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			servers, addrs := cluster(t, 3)
 			file := filepath.Join(t.TempDir(), "signals")
-			r := start(t, addrs, nil, append([]string{"exec", "--wait", "20s", "--ttl", "1s", "--grace", tt.grace, "lost"}, childArgs(tt.mode, file)...)...)
+			const ttl = 6 * time.Second
+			r := start(t, addrs, nil, append([]string{"exec", "--wait", "20s", "--ttl", ttl.String(), "--grace", tt.grace.String(), "lost"}, childArgs(tt.mode, file)...)...)
 			pid, _ := strconv.Atoi(waitFile(t, file+".ready", 20*time.Second, r))
 			for _, s := range servers[:2] {
 				s.MustDo(t, "DEL", "lost")
@@ -367,7 +478,7 @@ func TestExecLockLost(t *testing.T) {
 			}
 			// An extension every ttl/3 finds the key gone; then SIGTERM,
 			// and SIGKILL after the grace.
-			if took := time.Since(deleted); took > 5*time.Second {
+			if took := time.Since(deleted); took > ttl+tt.grace+10*time.Second {
 				t.Errorf("redsync exited %v after the lock was deleted, want within the ttl, the grace and slack", took)
 			}
 			waitGone(t, pid, 5*time.Second)
@@ -511,6 +622,8 @@ func TestExecExitStatus(t *testing.T) {
 		{"no nodes", "", []string{"exec", "a", "--", "true"}, exitUsage, "redsync: exec: no Redis nodes", 0},
 		{"bad node", "redis://u:secret@127.0.0.1:1/db", []string{"exec", "a", "--", "true"}, exitUsage, "redsync: exec: node redis://u:xxxxx@127.0.0.1:1/db:", 0},
 		{"a node twice", "127.0.0.1:1,127.0.0.1:1", []string{"exec", "a", "--", "true"}, exitUsage, "redsync: exec: node 127.0.0.1:1 is given twice", 0},
+		{"grace as long as the ttl", addrs, []string{"exec", "--ttl", "2s", "--grace", "2s", "a", "--", "true"}, exitUsage, "redsync: exec: --grace 2s is not shorter than --ttl 2s", 0},
+		{"grace longer than the default ttl", addrs, []string{"exec", "--grace", "10s", "a", "--", "true"}, exitUsage, "redsync: exec: --grace 10s is not shorter than --ttl 8s", 0},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -614,7 +727,7 @@ func TestHelp(t *testing.T) {
 			t.Errorf("redsync %v: exit status %d, stderr %q, help on stdout %t; want 0, empty, true", args, code, stderr, stdout == helpText)
 		}
 	}
-	for _, section := range []string{"usage: redsync exec", "\nFlags:\n", "--nodes", "(default 8s)", "(default 10s)", "\nEnvironment:\n", "REDIS_ADDRS", "\nExit status:\n", " 75 ", " 76 ", "\nExamples:\n"} {
+	for _, section := range []string{"usage: redsync exec", "\nFlags:\n", "--nodes", "(default 8s)", "(default TTL/2: 4s)", "\nEnvironment:\n", "REDIS_ADDRS", "\nExit status:\n", " 75 ", " 76 ", "\nExamples:\n"} {
 		if !strings.Contains(helpText, section) {
 			t.Errorf("help text lacks %q", section)
 		}

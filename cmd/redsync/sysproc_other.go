@@ -2,9 +2,28 @@
 
 package main
 
-import "syscall"
+import (
+	"os"
+	"syscall"
+)
 
 // childAttr puts the command in a process group of its own.
 func childAttr() *syscall.SysProcAttr {
 	return &syscall.SysProcAttr{Setpgid: true}
+}
+
+// selfPath is the path that starts redsync again, for the guard.
+func selfPath() (string, error) {
+	return os.Executable()
+}
+
+// adoptOrphans does nothing: there is no subreaper here, and orphans of
+// the command go to init.
+func adoptOrphans() error {
+	return nil
+}
+
+// children returns no process: redsync adopts none.
+func children() []childProcess {
+	return nil
 }
