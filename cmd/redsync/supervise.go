@@ -89,7 +89,7 @@ func (s *supervisor) stop() {
 			return
 		}
 		s.signal()
-		look.Reset(min(pollInterval, max(0, time.Until(s.killAt()))))
+		look.Reset(s.nextLook())
 		select {
 		case <-look.C:
 		case sig := <-s.sigs:
@@ -130,6 +130,16 @@ func (s *supervisor) kill() {
 		s.killedAt = time.Now()
 	}
 	s.job.kill()
+}
+
+// nextLook is how long to wait before looking at the job again: until
+// SIGKILL is due, at most pollInterval; but a second once the job has
+// outlived SIGKILL by killPatience, since what is left may never go.
+func (s *supervisor) nextLook() time.Duration {
+	if !s.killedAt.IsZero() && time.Since(s.killedAt) > killPatience {
+		return time.Second
+	}
+	return min(pollInterval, max(0, time.Until(s.killAt())))
 }
 
 // killAt is when the job gets SIGKILL: the grace after SIGTERM, and at the
