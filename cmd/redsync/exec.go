@@ -181,12 +181,6 @@ func acquire(m *redsync.Mutex, o *options, nodes []node, sigs <-chan os.Signal, 
 // status: the command's, or exitLost when the lock ended before all of the
 // command's processes were gone.
 func runHolding(m *redsync.Mutex, o *options, path string, command []string, sigs <-chan os.Signal, stderr io.Writer) int {
-	held := m.Context()
-	if lockEnded(held) {
-		// The validity ran out before the command could start.
-		errorf(stderr, "%s; %s not started", plain(lossCause(held)), command[0])
-		return exitLost
-	}
 	g, err := startGuard()
 	if err != nil {
 		errorf(stderr, "starting the guard process: %v; %s not started", err, command[0])
@@ -200,6 +194,12 @@ func runHolding(m *redsync.Mutex, o *options, path string, command []string, sig
 	defer signal.Stop(ctl)
 	defer signal.Stop(chld)
 
+	held := m.Context()
+	if lockEnded(held) {
+		// The validity ran out before the command could start.
+		errorf(stderr, "%s; %s not started", plain(lossCause(held)), command[0])
+		return exitLost
+	}
 	j, err := startJob(commandOf(m, o, path, command), g.pid())
 	if err != nil {
 		errorf(stderr, "%s: %v", command[0], err)

@@ -96,3 +96,23 @@ func checkStoppedPastValidity(t *testing.T) {
 		t.Errorf("COMMAND did not end: %v", err)
 	}
 }
+
+func TestExecLockLostStopsEscapedProcesses(t *testing.T) {
+	servers, addrs := cluster(t, 3)
+	pidfile := filepath.Join(t.TempDir(), "pid")
+	killOnCleanup(t, pidfile)
+	r := start(t, addrs, nil, append([]string{"exec", "--ttl", "6s", "--grace", "3s", "lost-escaped"}, childArgs("fork", pidfile, "setsid", "stay")...)...)
+	pid, _ := strconv.Atoi(waitFile(t, pidfile, 20*time.Second, r))
+	for _, s := range servers[:2] {
+		s.MustDo(t, "DEL", "lost-escaped")
+	}
+	if code := r.wait(t); code != exitLost {
+		t.Fatalf("exit status after the lock was deleted on 2 of 3 nodes = %d, want %d; stderr:\n%s", code, exitLost, r.stderr.String())
+	}
+	if alive(pid) {
+		t.Errorf("the process that COMMAND started in a session of its own runs after redsync exited")
+	}
+	if got := readString(pidfile + ".log"); got != "terminated\n" {
+		t.Errorf("the process that COMMAND started in a session of its own recorded %q, want %q", got, "terminated\n")
+	}
+}

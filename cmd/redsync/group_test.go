@@ -141,9 +141,14 @@ func TestExecGraceAfterExit(t *testing.T) {
 	servers, addrs := cluster(t, 3)
 	pidfile := filepath.Join(t.TempDir(), "pid")
 	killOnCleanup(t, pidfile)
-	r := start(t, addrs, nil, append([]string{"exec", "--ttl", "3s", "--grace", "2s", "after-exit"}, childArgs("fork", pidfile, "ignore")...)...)
+	const grace = 2 * time.Second
+	r := start(t, addrs, nil, append([]string{"exec", "--ttl", "3s", "--grace", grace.String(), "after-exit"}, childArgs("fork", pidfile, "ignore")...)...)
 	pid, _ := strconv.Atoi(waitFile(t, pidfile, 20*time.Second, r))
+	deadline := time.Now().Add(grace + 20*time.Second)
 	for alive(pid) {
+		if time.Now().After(deadline) {
+			t.Fatalf("COMMAND's background process still runs %v after COMMAND exited, with a grace of %v", grace+20*time.Second, grace)
+		}
 		for i, s := range servers {
 			if s.MustDo(t, "EXISTS", "after-exit").Int == 0 && alive(pid) {
 				t.Fatalf("node %d: the lock was released while COMMAND's background process ran", i)
