@@ -181,6 +181,10 @@ func acquire(m *redsync.Mutex, o *options, nodes []node, sigs <-chan os.Signal, 
 // status: the command's, or exitLost when the lock ended before all of the
 // command's processes were gone.
 func runHolding(m *redsync.Mutex, o *options, path string, command []string, sigs <-chan os.Signal, stderr io.Writer) int {
+	if err := adoptOrphans(); err != nil {
+		errorf(stderr, "becoming the subreaper of %s: %v; %s not started", command[0], err, command[0])
+		return exitSoftware
+	}
 	g, err := startGuard()
 	if err != nil {
 		errorf(stderr, "starting the guard process: %v; %s not started", err, command[0])

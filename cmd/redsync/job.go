@@ -4,7 +4,6 @@ package main
 
 import (
 	"errors"
-	"fmt"
 	"os/exec"
 	"syscall"
 )
@@ -31,12 +30,9 @@ type childProcess struct {
 	zombie          bool
 }
 
-// startJob starts cmd in a process group of its own, and makes redsync
-// the subreaper of its processes. guard is the PID of the guard process.
+// startJob starts cmd in a process group of its own. guard is the PID of
+// the guard process. The caller has called adoptOrphans.
 func startJob(cmd *exec.Cmd, guard int) (*job, error) {
-	if err := adoptOrphans(); err != nil {
-		return nil, fmt.Errorf("becoming the subreaper: %w", err)
-	}
 	cmd.SysProcAttr = childAttr()
 	if err := cmd.Start(); err != nil {
 		return nil, err

@@ -93,6 +93,7 @@ Exit status:
   exec     COMMAND's exit status, or 128+N if a signal N killed it; or
             64  usage error
             69  the lock was not obtained: too many nodes unreachable or failing
+            70  redsync could not prepare COMMAND's run; COMMAND did not run
             75  the lock was not obtained: it is held elsewhere (within --wait)
             76  the lock was lost before COMMAND and its processes were gone;
                 what still ran was stopped
