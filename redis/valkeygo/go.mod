@@ -1,0 +1,14 @@
+module github.com/go-redlock/redsync/redis/valkeygo
+
+go 1.26.0
+
+replace github.com/go-redlock/redsync => ../..
+
+require (
+	github.com/go-redlock/redsync v0.0.0
+	github.com/valkey-io/valkey-go v1.0.77
+	github.com/valkey-io/valkey-go/valkeycompat v1.0.77
+	go.uber.org/goleak v1.3.0
+)
+
+require golang.org/x/sys v0.50.0 // indirect
