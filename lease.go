@@ -412,7 +412,7 @@ func (m *Mutex) acquiredSince(value string, until, start time.Time) {
 // the release finds nothing to extend. With WithSetNXOnExtend it would set
 // the key again; so there released waits for the round in flight, at most
 // one per-node timeout (the time within which the round itself gives up on
-// a node), and never for a retry, which stopping rules out.
+// a node). No retry starts once the extender is stopped.
 func (m *Mutex) released() {
 	m.mu.Lock()
 	m.unlocked = true
