@@ -14,7 +14,8 @@ import (
 // processes whose parent in the job exited, including those that left the
 // group (with setsid, say). The job is gone when none of them runs.
 //
-// A job is used by one goroutine, but for the one that waits for COMMAND.
+// A job's methods are called from one goroutine. startJob starts one more,
+// which waits for COMMAND and ends when COMMAND has exited.
 type job struct {
 	cmd    *exec.Cmd
 	pgid   int
