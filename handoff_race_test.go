@@ -261,3 +261,39 @@ func TestWaitEndDealsWithGrant(t *testing.T) {
 		t.Fatalf("Unlock() of the granted lock = %v, %v", ok, err)
 	}
 }
+
+// TestLockUnlockRaceLeavesNothing calls Unlock from another goroutine as
+// soon as the Mutex's Lock has set the acquisition, with automatic
+// extension that re-creates missing keys: the acquisition and its lease
+// are made together, so the Unlock ends the lease it releases, and no
+// extender goes on setting the key after it.
+func TestLockUnlockRaceLeavesNothing(t *testing.T) {
+	c := newFakeCluster(3)
+	m := New(c.pools()...).NewMutex("k", WithExpiry(300*time.Millisecond), WithAutoExtend(0), WithSetNXOnExtend())
+	for run := range 50 {
+		locked := make(chan error, 1)
+		go func() { locked <- m.Lock() }()
+		for {
+			ok, err := m.Unlock()
+			if ok {
+				break
+			}
+			if !errors.Is(err, ErrNotLocked) && !errors.Is(err, ErrLockAlreadyExpired) {
+				t.Fatalf("run %d: Unlock() = %v, %v", run, ok, err)
+			}
+		}
+		if err := <-locked; err != nil {
+			t.Fatalf("run %d: Lock() = %v", run, err)
+		}
+		m.mu.Lock()
+		l := m.lease
+		live := l != nil && !l.ended
+		m.mu.Unlock()
+		if live {
+			t.Fatalf("run %d: the lease of the released acquisition is still live", run)
+		}
+		if got := c.keys("k"); got != 0 {
+			t.Fatalf("run %d: %d nodes hold the key after Unlock", run, got)
+		}
+	}
+}

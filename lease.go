@@ -367,20 +367,24 @@ func (m *Mutex) autoExtendInterval() time.Duration {
 	return m.expiry / 3
 }
 
-// acquired runs after a successful Lock of value: it ends the lease of an
-// earlier acquisition and makes the new one's, when it needs one from the
-// start (WithAutoExtend starts its extender, WithMaxHold counts from it).
-func (m *Mutex) acquired(value string, until time.Time) {
-	m.acquiredSince(value, until, until.Add(-(m.expiry - m.drift())))
+// acquired runs after a successful Lock of value, valid until until with
+// the script calls calls: it makes that the current acquisition, ends the
+// lease of an earlier one and makes the new one's, when it needs one from
+// the start (WithAutoExtend starts its extender, WithMaxHold counts from
+// it).
+func (m *Mutex) acquired(value string, until time.Time, calls *lockCalls) {
+	m.acquiredSince(value, until, until.Add(-(m.expiry - m.drift())), calls)
 }
 
 // acquiredSince is acquired for an acquisition that this Mutex holds since
 // start (on m.now's clock), from which its WithMaxHold counts: a lock
 // handed over by a local hand-off (transfer.go) is held from the start of
 // the hand-off round.
-func (m *Mutex) acquiredSince(value string, until, start time.Time) {
+func (m *Mutex) acquiredSince(value string, until, start time.Time, calls *lockCalls) {
 	m.mu.Lock()
-	m.unlocked = false
+	// The acquisition and its lease are set in one critical section: an
+	// Unlock or a Context call of another goroutine sees both or neither.
+	m.setAcquisition(value, until, calls)
 	old := m.lease
 	oldLive := old != nil && !old.ended
 	if oldLive {

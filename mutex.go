@@ -204,10 +204,7 @@ func (m *Mutex) lockContext(ctx context.Context, tries int, rec *acquireRecord) 
 		until, permanent, split, err := m.acquire(ctx, calls, rec)
 		rec.tried(err)
 		if err == nil {
-			m.mu.Lock()
-			m.setAcquisition(value, until, calls)
-			m.mu.Unlock()
-			m.acquired(value, until)
+			m.acquired(value, until, calls)
 			wait.claim(m)
 			return nil
 		}
@@ -399,7 +396,11 @@ func (m *Mutex) extend(ctx context.Context, tr *nodeTrace) (bool, error) {
 	}
 	extend := redis.NewScriptCall(extendScript, m.keyArg, calls.value, m.ttlArg, setNX)
 	start := m.now()
-	t := m.broadcast(ctx, m.nodeTimeout(), m.failFast, nodeOp{call: &extend, trace: tr})
+	// With SetNX, an extension that lands on a node after the release sets
+	// the key again: the round waits for every node (within the per-node
+	// timeout), even with WithFailFast, so that an Unlock that follows
+	// cannot be overtaken by it.
+	t := m.broadcast(ctx, m.nodeTimeout(), m.failFast && !m.setNXOnExtend, nodeOp{call: &extend, trace: tr})
 	validity := m.expiry - m.now().Sub(start) - m.drift()
 	if t.done >= m.quorum && validity > 0 {
 		m.mu.Lock()

@@ -133,7 +133,9 @@ func WithValue(v string) Option {
 // WithFailFast makes each call return as soon as its outcome is decided (a
 // quorum succeeded, or a quorum can no longer succeed) instead of waiting
 // for every node. Commands still in flight on slower nodes run to their
-// per-node timeout in the background. The default is false.
+// per-node timeout in the background. An Extend with [WithSetNXOnExtend]
+// waits for every node all the same: a slow node's extension landing after
+// the next Unlock would set the key again. The default is false.
 func WithFailFast(b bool) Option {
 	return OptionFunc(func(m *Mutex) {
 		m.failFast = b
@@ -150,13 +152,15 @@ func WithShufflePools(b bool) Option {
 }
 
 // WithAutoExtend makes the lock extend itself while it is held: from each
-// successful Lock until Unlock, a goroutine of the Mutex calls Extend every
+// successful Lock until Unlock or the loss (within [Redsync.Do], until Do's
+// ctx ends), a goroutine of the Mutex calls Extend every
 // interval, less a random 0-10% so that many holders do not extend in step.
 // An interval of 0 means a third of the expiry; it must be shorter than
 // the validity (the expiry less the drift and the per-node timeout). An
 // extension that fails because of node errors (timeouts, dropped
-// connections) is tried again at once, up to three tries in all and while
-// less than half an interval has passed; when it still fails, or when the
+// connections) is tried again at once, up to three tries in all, while
+// less than half an interval has passed and the extender has not been
+// stopped; when it still fails, or when the
 // nodes report the key expired or taken, the lock is treated as lost:
 // [Mutex.Context] ends with a cause matching [ErrLockLost] and extension
 // stops. [Redsync.Do] always extends, with this option's interval when
@@ -167,8 +171,9 @@ func WithAutoExtend(interval time.Duration) Option {
 	})
 }
 
-// WithMaxHold bounds how long one acquisition is kept: d after Lock
-// succeeded, automatic extension stops and [Mutex.Context] (and the context
+// WithMaxHold bounds how long one acquisition is kept: d after the
+// acquisition (the start of the try that took the lock, or of the
+// hand-off round of a local hand-off), automatic extension stops and [Mutex.Context] (and the context
 // of [Redsync.Do]'s function) ends with a cause matching [ErrLockLost]. The
 // lock itself stays on the nodes until Unlock or its expiry. It must not be
 // negative. The default is 0, no bound.

@@ -174,10 +174,7 @@ func (m *Mutex) takeGrant(g *grant, rec *acquireRecord) {
 		}
 		rec.tries = append(rec.tries, Try{Start: g.start, Duration: g.duration, Nodes: g.nodes})
 	}
-	m.mu.Lock()
-	m.setAcquisition(g.value, g.until, g.calls)
-	m.mu.Unlock()
-	m.acquiredSince(g.value, g.until, g.since)
+	m.acquiredSince(g.value, g.until, g.since, g.calls)
 }
 
 // refuseGrant releases the lock handed over in g to a Lock call whose ctx
