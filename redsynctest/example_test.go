@@ -46,11 +46,13 @@ func Example_runOnce() {
 	var wg sync.WaitGroup
 	for range 3 {
 		replica := redsync.New(nodes.Pools()...)
-		wg.Go(func() {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
 			if err := runDailyReport(replica, "2026-12-04", func() { made.Add(1) }); err != nil {
 				fmt.Println("runDailyReport:", err)
 			}
-		})
+		}()
 	}
 	wg.Wait()
 	fmt.Println("reports made by three replicas:", made.Load())
