@@ -110,9 +110,6 @@ type channelWait struct {
 	pendingListeners int
 	// fired is when a quorum last announced a release.
 	fired time.Time
-	// handoffs counts the hand-offs to local waiters since the lock was
-	// last released (transfer.go).
-	handoffs int
 	// spreading are the waiters woken with a spread that have not tried
 	// yet (see waiter.wokenBy).
 	spreading []*waiter

@@ -409,21 +409,20 @@ func (m *Mutex) acquiredSince(value string, until, start time.Time, calls *lockC
 	}
 }
 
-// released runs at the start of Unlock: it ends the lease with
-// context.Canceled and stops its extender, cancelling the extension in
-// flight, if any, without waiting for it: extend.lua extends only a key
-// that holds the lock's value, so an extension that reaches a node after
-// the release finds nothing to extend. With WithSetNXOnExtend it would set
-// the key again; so there released waits for the round in flight, at most
-// one per-node timeout (the time within which the round itself gives up on
-// a node). No retry starts once the extender is stopped.
-func (m *Mutex) released() {
-	m.mu.Lock()
-	m.unlocked = true
+// releasedLocked runs as Unlock takes the acquisition (the caller holds
+// m.mu): it ends the lease, and returns what remains to be done outside
+// the lock: end the lease's context with context.Canceled, and stop its
+// extender, cancelling the extension in flight, if any, without waiting
+// for it: extend.lua extends only a key that holds the lock's value, so an
+// extension that reaches a node after the release finds nothing to extend.
+// With WithSetNXOnExtend it would set the key again; so there the returned
+// function waits for the round in flight, at most one per-node timeout
+// (the time within which the round itself gives up on a node). No retry
+// starts once the extender is stopped.
+func (m *Mutex) releasedLocked() func() {
 	l := m.lease
 	if l == nil {
-		m.mu.Unlock()
-		return
+		return func() {}
 	}
 	live := !l.ended
 	if live {
@@ -433,18 +432,19 @@ func (m *Mutex) released() {
 	if l.ext != nil && m.setNXOnExtend {
 		inFlight = l.ext.inFlight
 	}
-	m.mu.Unlock()
-	if live && l.cancel != nil {
-		l.cancel(nil)
-	}
-	if inFlight != nil {
-		// Bounded, not only for a slow node: an observer's OnExtend that
-		// calls Unlock runs within the round it would wait for.
-		timer := time.NewTimer(m.nodeTimeout())
-		defer timer.Stop()
-		select {
-		case <-inFlight:
-		case <-timer.C:
+	return func() {
+		if live && l.cancel != nil {
+			l.cancel(nil)
+		}
+		if inFlight != nil {
+			// Bounded, not only for a slow node: an observer's OnExtend
+			// that calls Unlock runs within the round it would wait for.
+			timer := time.NewTimer(m.nodeTimeout())
+			defer timer.Stop()
+			select {
+			case <-inFlight:
+			case <-timer.C:
+			}
 		}
 	}
 }

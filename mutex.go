@@ -90,6 +90,15 @@ type lockCalls struct {
 	settled chan struct{}
 	// WithFencing: the token proposed in the acquire round (fencing.go).
 	proposed uint64
+	// handoffs is how many local hand-offs in a row led to this
+	// acquisition (0 for one made by a try): it bounds the hand-offs that
+	// keep the lock from the waiters of other processes (transfer.go).
+	handoffs int
+	// extending counts the Extend calls in flight on this acquisition,
+	// with WithSetNXOnExtend only (see awaitExtends); guarded by the
+	// Mutex's mu.
+	extending  int
+	extendDone chan struct{} // closed when extending drops to 0; nil when 0
 }
 
 // Name returns the mutex name (the Redis key).
@@ -293,23 +302,82 @@ func (m *Mutex) current() (string, *lockCalls, error) {
 	return m.value, m.calls, nil
 }
 
-// takeForUnlock is current for Unlock: it also marks the acquisition
-// unlocked, in the same critical section, so that of several Unlock calls
-// only one acts on it.
+// takeForUnlock is current for Unlock: in the same critical section, it
+// marks the acquisition unlocked, so that of several Unlock calls only one
+// acts on it, and ends its lease (lease.go). Before it returns, the
+// extensions in flight that could set the key again after the release
+// (WithSetNXOnExtend) have ended.
 func (m *Mutex) takeForUnlock() (*lockCalls, error) {
 	if m.configErr != nil {
 		return nil, m.configErr
 	}
 	m.mu.Lock()
-	defer m.mu.Unlock()
 	switch {
 	case m.value == "":
+		m.mu.Unlock()
 		return nil, ErrNotLocked
 	case m.unlocked:
+		m.mu.Unlock()
 		return nil, errUnlocked
 	}
 	m.unlocked = true
-	return m.calls, nil
+	calls := m.calls
+	endLease := m.releasedLocked()
+	extends := calls.extendDone
+	m.mu.Unlock()
+	endLease()
+	if extends != nil {
+		m.awaitExtends(extends)
+	}
+	return calls, nil
+}
+
+// awaitExtends waits for the Extend calls in flight with
+// WithSetNXOnExtend, which end within their per-node timeout; the bound
+// is only a guard against a pool that does not keep it.
+func (m *Mutex) awaitExtends(done <-chan struct{}) {
+	timer := time.NewTimer(2 * m.nodeTimeout())
+	defer timer.Stop()
+	select {
+	case <-done:
+	case <-timer.C:
+	}
+}
+
+// beginExtend registers an Extend of the acquisition of calls with
+// WithSetNXOnExtend, unless Unlock took it already; endExtend ends it.
+func (m *Mutex) beginExtend(calls *lockCalls) bool {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.unlocked && m.calls == calls {
+		return false
+	}
+	if calls.extending == 0 {
+		calls.extendDone = make(chan struct{})
+	}
+	calls.extending++
+	return true
+}
+
+func (m *Mutex) endExtend(calls *lockCalls) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	calls.extending--
+	if calls.extending == 0 {
+		close(calls.extendDone)
+		calls.extendDone = nil
+	}
+}
+
+// giveBack makes the acquisition of calls current again after an Unlock
+// whose release reached no quorum for other reasons than expiry (node
+// errors, ctx): the nodes may still hold it, and Unlock may be tried again.
+func (m *Mutex) giveBack(calls *lockCalls) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.calls == calls {
+		m.unlocked = false
+	}
 }
 
 // Unlock releases the lock and reports whether a quorum of nodes released
@@ -328,6 +396,10 @@ func (m *Mutex) Unlock() (bool, error) {
 // returns an error matching ErrLockAlreadyExpired, as do Extend (with
 // [ErrExtendFailed]) and Valid (false) until the next Lock. (In redsync v4
 // they sent their commands with the released value, which found no key.)
+// An Unlock that released on no quorum for other reasons than expiry (node
+// errors, ctx ended) leaves the acquisition as it was, so that Unlock can
+// be called again; its context (see [Mutex.Context]) has ended all the
+// same.
 func (m *Mutex) UnlockContext(ctx context.Context) (bool, error) {
 	if m.observer != nil {
 		return m.unlockObserved(ctx)
@@ -344,14 +416,17 @@ func (m *Mutex) unlock(ctx context.Context, tr *nodeTrace) (bool, error) {
 	if ctx == nil {
 		ctx = context.Background()
 	}
-	m.released()
 	calls.awaitSettled(m.nodeTimeout())
 	if m.canHandOver() {
-		if w, g := m.notify.claim(m.name); w != nil {
+		if w, g := m.notify.claim(m.name, calls.handoffs); w != nil {
 			return m.handOver(ctx, calls, w, g, tr) // transfer.go
 		}
 	}
-	return m.release(ctx, calls, tr)
+	ok, err := m.release(ctx, calls, tr)
+	if !ok && !errors.Is(err, ErrLockAlreadyExpired) {
+		m.giveBack(calls)
+	}
+	return ok, err
 }
 
 // release deletes the lock of calls on every node and reports the result
@@ -389,11 +464,17 @@ func (m *Mutex) extend(ctx context.Context, tr *nodeTrace) (bool, error) {
 	if ctx == nil {
 		ctx = context.Background()
 	}
-	calls.awaitSettled(m.nodeTimeout())
 	setNX := "0"
 	if m.setNXOnExtend {
+		// An Unlock waits for this Extend before it releases: its SET
+		// must not land after the release.
+		if !m.beginExtend(calls) {
+			return false, errors.Join(ErrExtendFailed, errUnlocked)
+		}
+		defer m.endExtend(calls)
 		setNX = "1"
 	}
+	calls.awaitSettled(m.nodeTimeout())
 	extend := redis.NewScriptCall(extendScript, m.keyArg, calls.value, m.ttlArg, setNX)
 	start := m.now()
 	// With SetNX, an extension that lands on a node after the release sets

@@ -72,10 +72,14 @@ func (m *Mutex) canTakeOver() bool {
 }
 
 // claim takes the longest-waiting waiter for key out of the queue to hand
-// it the lock, or returns nil when there is none that can take it (or the
-// lock went to local waiters maxLocalHandoffs times in a row). The caller
-// must then end the returned grant.
-func (n *notifier) claim(key string) (*waiter, *grant) {
+// it the lock, or returns nil when there is none that can take it, or when
+// the acquisition being released came by handoffs hand-offs in a row
+// (lockCalls.handoffs) and has reached maxLocalHandoffs. The caller must
+// then end the returned grant.
+func (n *notifier) claim(key string, handoffs int) (*waiter, *grant) {
+	if handoffs >= maxLocalHandoffs {
+		return nil, nil
+	}
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	ch := n.channels[key]
@@ -83,11 +87,9 @@ func (n *notifier) claim(key string) (*waiter, *grant) {
 		return nil, nil
 	}
 	w := ch.queue[0]
-	if w.grant != nil || !w.m.canTakeOver() || ch.handoffs >= maxLocalHandoffs {
-		ch.handoffs = 0
+	if w.grant != nil || !w.m.canTakeOver() {
 		return nil, nil
 	}
-	ch.handoffs++
 	w.unqueue()
 	w.grant = &grant{done: make(chan struct{})}
 	return w, w.grant
@@ -111,6 +113,7 @@ func (m *Mutex) handOver(ctx context.Context, calls *lockCalls, w *waiter, g *gr
 		return m.release(ctx, calls, tr)
 	}
 	next := wm.makeCalls(value)
+	next.handoffs = calls.handoffs + 1
 	transfer := redis.NewScriptCall(transferScript, m.keyArg, calls.value, next.value, wm.ttlArg, "")
 	trace := tr
 	if trace == nil && wm.observer != nil {

@@ -322,10 +322,12 @@ func TestClaimBoundsLocalHandOffs(t *testing.T) {
 	// The subscriptions' confirmation may wake the waiter (a release may
 	// have been missed during the set-up): let it happen first.
 	subscribedEverywhere(t, nodes, "k")
+	// The acquisition handed over k times in a row is handed over again
+	// while k < maxLocalHandoffs.
 	claimed := 0
-	for range maxLocalHandoffs + 2 {
+	for k := range maxLocalHandoffs + 2 {
 		w.wait(time.Now())
-		got, g := n.claim("k")
+		got, g := n.claim("k", k)
 		if got == nil {
 			w.stopWaiting()
 			break
@@ -342,9 +344,10 @@ func TestClaimBoundsLocalHandOffs(t *testing.T) {
 	if claimed != maxLocalHandoffs {
 		t.Fatalf("%d hand-offs in a row, want %d", claimed, maxLocalHandoffs)
 	}
-	// After the release that the bound forced, hand-offs start again.
+	// After the release that the bound forced, an acquisition made by a
+	// try is handed over again.
 	w.wait(time.Now())
-	got, g := n.claim("k")
+	got, g := n.claim("k", 0)
 	if got != w {
 		t.Fatalf("claim after the forced release = %v, want the waiter", got)
 	}
@@ -362,7 +365,7 @@ func TestClaimSkipsWaitersThatCannotTakeOver(t *testing.T) {
 		n := newNotifier(pools)
 		w := n.watch(m)
 		w.wait(time.Now())
-		if got, _ := n.claim("k"); got != nil {
+		if got, _ := n.claim("k", 0); got != nil {
 			t.Errorf("claim handed the lock to a waiter with fencing %v, guard %v, config error %v",
 				m.fence.on, m.guard.on, m.configErr)
 		}
