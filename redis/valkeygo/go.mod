@@ -6,8 +6,8 @@ replace github.com/go-redlock/redsync => ../..
 
 require (
 	github.com/go-redlock/redsync v0.0.0
-	github.com/valkey-io/valkey-go v1.0.77
-	github.com/valkey-io/valkey-go/valkeycompat v1.0.77
+	github.com/valkey-io/valkey-go v1.0.72
+	github.com/valkey-io/valkey-go/valkeycompat v1.0.72
 	go.uber.org/goleak v1.3.0
 )
 
