@@ -98,8 +98,9 @@ func split(script *redis.Script, keysAndArgs []any) (keys []string, args []any, 
 	return keys, keysAndArgs[n:], nil
 }
 
-// text formats a key (or a key count) as a string, as valkeycompat formats
-// arguments.
+// text formats a key, or a key count, as a string: in fmt's default format
+// unless it is a string or a byte slice. (The arguments are formatted by
+// valkeycompat.)
 func text(v any) string {
 	switch v := v.(type) {
 	case string:
