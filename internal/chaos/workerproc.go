@@ -6,6 +6,7 @@ import (
 	"io"
 	"os"
 	"os/exec"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -31,7 +32,7 @@ func StartWorker(bin string, cfg WorkerConfig, stderr io.Writer) (*WorkerProc, e
 		return nil, err
 	}
 	cmd := exec.Command(bin, "-test.run=^$")
-	cmd.Env = append(os.Environ(), WorkerEnv+"="+string(env))
+	cmd.Env = append(os.Environ(), WorkerEnv+"="+string(env), raceOptions())
 	cmd.Stderr = stderr
 	if err := cmd.Start(); err != nil {
 		return nil, err
@@ -42,6 +43,13 @@ func StartWorker(bin string, cfg WorkerConfig, stderr io.Writer) (*WorkerProc, e
 		close(w.done)
 	}()
 	return w, nil
+}
+
+// raceOptions returns $GORACE for a worker: the caller's options, and no
+// pause at exit. A binary built with -race otherwise sleeps a second before
+// it exits, and every row waits for its workers to exit.
+func raceOptions() string {
+	return "GORACE=" + strings.TrimSpace(os.Getenv("GORACE")+" atexit_sleep_ms=0")
 }
 
 // Pid returns the worker's process id.
