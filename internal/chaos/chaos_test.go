@@ -3,7 +3,6 @@ package chaos
 import (
 	"flag"
 	"os"
-	"regexp"
 	"strings"
 	"testing"
 
@@ -26,20 +25,14 @@ func TestMain(m *testing.M) {
 // TestChaos runs the fault table: every row starts five lock nodes behind
 // proxies and three worker processes locking one key, injects its fault in
 // cycles, and checks mutual exclusion with the validity sweep, the
-// resource's occupancy flag and counter, and the auditor.
+// resource's occupancy flag and counter, and the auditor. go test runs
+// the rows marked short at shortScale; -long runs every row at longScale.
 func TestChaos(t *testing.T) {
-	sc := shortScale
-	if *long {
-		sc = longScale
-	}
-	var only *regexp.Regexp
-	if *rowsRE != "" {
-		only = regexp.MustCompile(*rowsRE)
-	}
+	sc := runScale()
 	resource := redistest.Start(t)
 	var table []string
 	for _, r := range rows() {
-		if only != nil && !only.MatchString(r.name) {
+		if !selected(r.name, r.short) {
 			continue
 		}
 		t.Run(r.name, func(t *testing.T) {

@@ -30,11 +30,11 @@ type fencingRow struct {
 var fencingRows = []fencingRow{
 	{base: "canary-paused-worker", mustReject: true, short: true},
 	{base: "baseline"},
-	{base: "restart-majority-aof-always", short: true},
+	{base: "restart-majority-aof-always"},
 	{base: "restart-minority-immediate-guard", losesCounters: true},
 	{base: "restart-majority-immediate-guard", losesCounters: true},
 	{base: "pause-majority"},
-	{base: "blackhole-majority", short: true},
+	{base: "blackhole-majority"},
 	{base: "slow-majority-validity"},
 	{base: "connection-resets"},
 }

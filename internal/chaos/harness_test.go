@@ -50,6 +50,7 @@ type row struct {
 	fencing       bool          // WithFencing and a guarded write (fencing.go)
 	goroutines    int           // per worker, sharing a Redsync (local hand-off); 0 for one
 	oneShot       bool          // the fault happens once: one cycle
+	short         bool          // also in the short table (go test)
 
 	// inject runs fault cycles until ctx ends, counting each in
 	// h.cycles, and leaves every node and proxy healthy when it returns.
@@ -72,7 +73,7 @@ type scale struct {
 }
 
 var (
-	shortScale = scale{target: 150, minCycles: 2, minDuration: 3 * time.Second, maxDuration: 20 * time.Second, longEvery: 20}
+	shortScale = scale{target: 100, minCycles: 1, minDuration: 2 * time.Second, maxDuration: 20 * time.Second, longEvery: 20}
 	longScale  = scale{target: 10000, minCycles: 10, minDuration: 30 * time.Second, maxDuration: 20 * time.Minute, longEvery: 100}
 )
 

@@ -16,7 +16,9 @@ var (
 	majority = []int{2, 3, 4}
 )
 
-// rows returns the fault table.
+// rows returns the fault table. go test runs the rows marked short: a
+// guarded restart, a pause, slow replies, resets, and both canaries; make
+// chaos (-long) runs them all.
 func rows() []row {
 	const ttl = time.Second
 	return []row{
@@ -26,24 +28,24 @@ func rows() []row {
 			ttl: ttl, longHold: true, inject: killRestart(minority, 0)},
 		{name: "restart-minority-immediate-guard", fault: "kill -9 of 2 nodes and immediate restart, no persistence; WithRestartGuard(ttl)",
 			ttl: ttl, guard: true, longHold: true, inject: killRestart(minority, 0)},
-		{name: "restart-majority-immediate-guard", fault: "kill -9 of 3 nodes and immediate restart, no persistence; WithRestartGuard(ttl)",
+		{name: "restart-majority-immediate-guard", short: true, fault: "kill -9 of 3 nodes and immediate restart, no persistence; WithRestartGuard(ttl)",
 			ttl: ttl, guard: true, longHold: true, inject: killRestart(majority, 0)},
 		{name: "restart-majority-delayed", fault: "kill -9 of 3 nodes, restart after ttl + 500ms, no persistence",
 			ttl: ttl, longHold: true, inject: killRestart(majority, ttl+500*time.Millisecond)},
 		{name: "restart-majority-aof-always", fault: "kill -9 of 3 nodes and immediate restart, appendonly yes, appendfsync always",
 			ttl: ttl, longHold: true, nodeArgs: []string{"--appendonly", "yes", "--appendfsync", "always"}, inject: killRestart(majority, 0)},
 		{name: "pause-minority", fault: "SIGSTOP of 2 nodes for 1.5 x ttl, then SIGCONT", ttl: ttl, inject: pauseNodes(minority, 3*ttl/2)},
-		{name: "pause-majority", fault: "SIGSTOP of 3 nodes for 1.5 x ttl, then SIGCONT", ttl: ttl, inject: pauseNodes(majority, 3*ttl/2)},
+		{name: "pause-majority", short: true, fault: "SIGSTOP of 3 nodes for 1.5 x ttl, then SIGCONT", ttl: ttl, inject: pauseNodes(majority, 3*ttl/2)},
 		{name: "slow-majority", fault: "each of 3 nodes' replies delayed, half of the time, by 0-75 ms (per-node timeout 50 ms), drawn every 200 ms",
 			ttl: ttl, inject: slowNodes(majority, 75*time.Millisecond, 200*time.Millisecond, 0.5)},
-		{name: "slow-majority-validity", fault: "timeout factor 0.9; each of 3 nodes' replies delayed, a fifth of the time, by 0-1.2 s (ttl 1 s), drawn every 500 ms",
+		{name: "slow-majority-validity", short: true, fault: "timeout factor 0.9; each of 3 nodes' replies delayed, a fifth of the time, by 0-1.2 s (ttl 1 s), drawn every 500 ms",
 			ttl: ttl, timeoutFactor: 0.9, inject: slowNodes(majority, 1200*time.Millisecond, 500*time.Millisecond, 0.2)},
 		{name: "blackhole-minority", fault: "proxies of 2 nodes stop forwarding for 1.5 x ttl", ttl: ttl, inject: blackhole(minority, 3*ttl/2)},
 		{name: "blackhole-majority", fault: "proxies of 3 nodes stop forwarding for 1.5 x ttl", ttl: ttl, inject: blackhole(majority, 3*ttl/2)},
-		{name: "connection-resets", fault: "every proxy resets both connections instead of forwarding 0.5% of the chunks (either way)", ttl: ttl, inject: resets(0.005)},
-		{name: "canary-restart-majority", fault: "kill -9 of 3 nodes and immediate restart, no persistence, no restart guard", kind: canary,
+		{name: "connection-resets", short: true, fault: "every proxy resets both connections instead of forwarding 0.5% of the chunks (either way)", ttl: ttl, inject: resets(0.005)},
+		{name: "canary-restart-majority", short: true, fault: "kill -9 of 3 nodes and immediate restart, no persistence, no restart guard", kind: canary,
 			ttl: ttl, longHold: true, inject: killRestart(majority, 0)},
-		{name: "canary-paused-worker", fault: "SIGSTOP of the worker inside a critical section for ttl + 500ms", kind: canary,
+		{name: "canary-paused-worker", short: true, fault: "SIGSTOP of the worker inside a critical section for ttl + 500ms", kind: canary,
 			ttl: ttl, longHold: true, inject: pauseWorker(ttl + 500*time.Millisecond)},
 	}
 }
