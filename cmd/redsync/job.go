@@ -4,6 +4,7 @@ package main
 
 import (
 	"errors"
+	"os"
 	"os/exec"
 	"syscall"
 )
@@ -14,19 +15,44 @@ import (
 // processes whose parent in the job exited, including those that left the
 // group (with setsid, say). The job is gone when none of them runs.
 //
+// Process IDs are reused once a process is reaped, and a process group's
+// ID once the group is empty and its leader reaped. So that no signal
+// meant for the job reaches another process: redsync signals an orphan
+// only while it is its unreaped child; on Linux it reaps COMMAND only
+// once its group looks empty (until then COMMAND's PID, the group's ID,
+// stays taken); and it stops signalling the group for good once the group
+// is empty after COMMAND was reaped.
+//
 // A job's methods are called from one goroutine. startJob starts one more,
 // which waits for COMMAND and ends when COMMAND has exited.
 type job struct {
 	cmd    *exec.Cmd
 	pgid   int
 	guard  int           // the guard's PID, which is no orphan
-	exited chan struct{} // closed once COMMAND has exited and was reaped
-	err    error         // cmd.Wait's result, set before exited is closed
-	termed map[int]bool  // the orphans that got SIGTERM
+	exited chan struct{} // closed once COMMAND has exited
+
+	// reaped tells that COMMAND was reaped, and err is cmd.Wait's result
+	// then. The goroutine of startJob may set them before it closes
+	// exited; after that, only reap does.
+	reaped bool
+	err    error
+
+	// groupGone tells that COMMAND's group is empty and COMMAND reaped:
+	// its ID may now belong to another group. onGroupGone, when not nil,
+	// is called once it is.
+	groupGone   bool
+	onGroupGone func()
+
+	termed map[int]bool // the orphans that got SIGTERM
+	killed map[int]bool // the orphans that got SIGKILL
+	// progress counts what shows the job going: orphans reaped or newly
+	// killed, the group found empty.
+	progress int
+	lookErr  error // why the processes could not be listed the last time; nil if they could
 }
 
-// childProcess is a child process of redsync, as children reports it.
-type childProcess struct {
+// process is a process as processes reports it.
+type process struct {
 	pid, ppid, pgid int
 	zombie          bool
 }
@@ -38,9 +64,15 @@ func startJob(cmd *exec.Cmd, guard int) (*job, error) {
 	if err := cmd.Start(); err != nil {
 		return nil, err
 	}
-	j := &job{cmd: cmd, pgid: cmd.Process.Pid, guard: guard, exited: make(chan struct{}), termed: map[int]bool{}}
+	j := &job{
+		cmd: cmd, pgid: cmd.Process.Pid, guard: guard, exited: make(chan struct{}),
+		termed: map[int]bool{}, killed: map[int]bool{},
+	}
 	go func() {
-		j.err = cmd.Wait()
+		if awaitExit(cmd.Process.Pid) != nil {
+			// It cannot be waited for without reaping it.
+			j.err, j.reaped = cmd.Wait(), true
+		}
 		close(j.exited)
 	}()
 	return j, nil
@@ -56,10 +88,28 @@ func (j *job) hasExited() bool {
 	}
 }
 
-// forward sends sig, which redsync received, to COMMAND's process group.
+// commandReaped reports whether COMMAND has exited and was reaped: its
+// PID may then be another process's.
+func (j *job) commandReaped() bool {
+	return j.hasExited() && j.reaped
+}
+
+// reap reaps COMMAND, which has exited.
+func (j *job) reap() {
+	if !j.reaped {
+		j.err = j.cmd.Wait()
+		j.reaped = true
+	}
+}
+
+// forward sends sig, which redsync received, to COMMAND's process group
+// while it is the job's.
 func (j *job) forward(sig syscall.Signal) {
-	_ = syscall.Kill(-j.pgid, sig)
-	// COMMAND may have left its group.
+	if !j.groupGone {
+		_ = syscall.Kill(-j.pgid, sig)
+	}
+	// COMMAND may have left its group. Once it is reaped, os.Process
+	// signals nothing.
 	_ = j.cmd.Process.Signal(sig)
 }
 
@@ -88,6 +138,10 @@ func (j *job) terminateOrphans() {
 func (j *job) kill() {
 	j.forward(syscall.SIGKILL)
 	for _, c := range j.orphans() {
+		if !j.killed[c.pid] {
+			j.killed[c.pid] = true
+			j.progress++
+		}
 		signalOrphan(c, syscall.SIGKILL)
 	}
 }
@@ -95,44 +149,101 @@ func (j *job) kill() {
 // gone reports whether nothing of the job runs any more. Once COMMAND has
 // exited and its group is empty, new orphans can only come from running
 // ones; an orphan reaped in the look may have had children that were
-// adopted while the look went on, so that look does not count.
+// adopted while the look went on, so that look does not count. A failure
+// to list the processes counts as "not gone".
 func (j *job) gone() bool {
-	if !j.hasExited() || !errors.Is(syscall.Kill(-j.pgid, 0), syscall.ESRCH) {
+	if !j.hasExited() || !j.groupEmpty() {
 		return false
 	}
-	running, reaped := j.look()
-	return len(running) == 0 && reaped == 0
+	running, reaped, err := j.look()
+	return err == nil && len(running) == 0 && reaped == 0
 }
 
-// orphans reaps the orphans that exited and returns those that run.
-func (j *job) orphans() []childProcess {
-	running, _ := j.look()
+// groupEmpty reports whether COMMAND has exited and its process group is
+// empty. On Linux, COMMAND stays unreaped until no other process is seen
+// in the group, and the group is empty only when, once COMMAND is reaped,
+// the kernel finds no member either.
+func (j *job) groupEmpty() bool {
+	switch {
+	case j.groupGone:
+		return true
+	case !j.hasExited():
+		return false
+	}
+	if !j.reaped {
+		procs, err := j.processes()
+		if err != nil {
+			return false
+		}
+		for _, p := range procs {
+			if p.pgid == j.pgid && p.pid != j.pgid {
+				return false
+			}
+		}
+		j.reap()
+	}
+	if !errors.Is(syscall.Kill(-j.pgid, 0), syscall.ESRCH) {
+		return false
+	}
+	j.groupGone = true
+	j.progress++
+	if j.onGroupGone != nil {
+		j.onGroupGone()
+	}
+	return true
+}
+
+// orphans reaps the orphans that exited and returns those that run; none
+// when the processes cannot be listed.
+func (j *job) orphans() []process {
+	running, _, _ := j.look()
 	return running
 }
 
 // look returns the orphans that run, and reaps and counts those that
 // exited.
-func (j *job) look() (running []childProcess, reaped int) {
-	for _, c := range children() {
+func (j *job) look() (running []process, reaped int, err error) {
+	procs, err := j.processes()
+	if err != nil {
+		return nil, 0, err
+	}
+	self := os.Getpid()
+	for _, c := range procs {
 		switch {
-		case c.pid == j.cmd.Process.Pid || c.pid == j.guard:
-			// Not orphans: their exec.Cmd reaps them.
+		case c.ppid != self:
+		case c.pid == j.guard:
+			// Not an orphan: its exec.Cmd reaps it.
+		case c.pid == j.cmd.Process.Pid && !j.commandReaped():
+			// COMMAND, which reap reaps. Once it was reaped, a process
+			// with its PID is another one.
 		case c.zombie:
 			var ws syscall.WaitStatus
 			if pid, _ := syscall.Wait4(c.pid, &ws, syscall.WNOHANG, nil); pid == c.pid {
 				reaped++
+				j.progress++
+				// The PID is free for another process.
+				delete(j.termed, c.pid)
+				delete(j.killed, c.pid)
 			}
 		default:
 			running = append(running, c)
 		}
 	}
-	return running, reaped
+	return running, reaped, nil
+}
+
+// processes lists the processes, and records whether that failed.
+func (j *job) processes() ([]process, error) {
+	procs, err := processes()
+	j.lookErr = err
+	return procs, err
 }
 
 // signalOrphan sends sig to orphan c and, when c leads a process group of
 // its own (it left the job's group with setsid or setpgid), to that group:
-// its members are c's descendants.
-func signalOrphan(c childProcess, sig syscall.Signal) {
+// its members are c's descendants. c is an unreaped child of redsync, so
+// its PID and its group's ID are still its own.
+func signalOrphan(c process, sig syscall.Signal) {
 	if c.pgid == c.pid {
 		_ = syscall.Kill(-c.pid, sig)
 	}

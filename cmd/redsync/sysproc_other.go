@@ -3,6 +3,7 @@
 package main
 
 import (
+	"errors"
 	"os"
 	"syscall"
 )
@@ -23,7 +24,14 @@ func adoptOrphans() error {
 	return nil
 }
 
-// children returns no process: redsync adopts none.
-func children() []childProcess {
-	return nil
+// awaitExit cannot wait without reaping here: the caller reaps COMMAND at
+// once.
+func awaitExit(int) error {
+	return errors.ErrUnsupported
+}
+
+// processes returns no process: redsync adopts none, and COMMAND is
+// reaped as soon as it exits.
+func processes() ([]process, error) {
+	return nil, nil
 }
