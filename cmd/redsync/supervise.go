@@ -17,8 +17,11 @@ import (
 const pollInterval = 20 * time.Millisecond
 
 // killPatience is how long, once the lock is lost, redsync waits for the
-// job after SIGKILL: a process that survives it longer runs as another
-// user (SIGKILL did not reach it) or is stuck in the kernel.
+// job after SIGKILL without seeing it go on ending: no process of it
+// reaped or newly killed, its group not found empty. A process that
+// survives SIGKILL that long runs as another user (SIGKILL did not reach
+// it) or is stuck in the kernel. Processes that are adopted one
+// generation at a time, and killed as they come, restart it each time.
 const killPatience = time.Second
 
 // A supervisor runs a job while the lock is held. It passes signals on,
@@ -39,9 +42,16 @@ type supervisor struct {
 	ctl  <-chan os.Signal // SIGTSTP, SIGCONT
 	chld <-chan os.Signal // SIGCHLD: an orphan may have exited
 
-	lost     bool      // the lock ended before the job was gone
-	termAt   time.Time // when SIGTERM went to the job; zero before
-	killedAt time.Time // when SIGKILL first went to the job; zero before
+	lost      bool      // the lock ended before the job was gone
+	lossCause string    // why, once lost
+	termAt    time.Time // when SIGTERM went to the job; zero before
+	killedAt  time.Time // when SIGKILL first went to the job; zero before
+
+	// patientSince is when the patience after SIGKILL started: at the
+	// first SIGKILL, and again each time the job showed progress
+	// (job.progress moved from seen).
+	patientSince time.Time
+	seen         int
 }
 
 // run runs the job to its end, and returns the exit status: COMMAND's, or
@@ -49,7 +59,10 @@ type supervisor struct {
 func (s *supervisor) run() int {
 	s.waitExit()
 	s.stop()
-	if s.noteLoss(); s.lost {
+	if s.noteLoss() {
+		errorf(s.stderr, "%s before redsync saw %s end", s.lossCause, s.name)
+	}
+	if s.lost {
 		return exitLost
 	}
 	return exitStatus(s.job.cmd, s.job.err)
@@ -80,15 +93,26 @@ func (s *supervisor) stop() {
 	look := time.NewTimer(0)
 	defer look.Stop()
 	for {
-		s.noteLoss()
+		lostNow := s.noteLoss()
 		if s.job.gone() {
+			if lostNow {
+				errorf(s.stderr, "%s before redsync saw %s end", s.lossCause, s.name)
+			}
 			return
 		}
-		if s.lost && !s.killedAt.IsZero() && time.Since(s.killedAt) > killPatience {
-			errorf(s.stderr, "processes of %s survive SIGKILL (another user's, or stuck in the kernel); giving up on them", s.name)
+		if patience := s.outlastedPatience(); s.lost && patience {
+			if err := s.job.lookErr; err != nil {
+				errorf(s.stderr, "processes of %s may survive SIGKILL (another user's, or stuck in the kernel), and the processes cannot be listed (%v); giving up on them", s.name, err)
+			} else {
+				errorf(s.stderr, "processes of %s survive SIGKILL (another user's, or stuck in the kernel); giving up on them", s.name)
+			}
 			return
 		}
+		stopping := s.stopping()
 		s.signal()
+		if lostNow {
+			errorf(s.stderr, "%s; stopping %s %s", s.lossCause, s.name, stopping)
+		}
 		look.Reset(s.nextLook())
 		select {
 		case <-look.C:
@@ -102,19 +126,22 @@ func (s *supervisor) stop() {
 }
 
 // signal sends the job SIGTERM the first time, SIGKILL once it is time,
-// and in between SIGTERM to the orphans newly adopted.
+// and in between SIGTERM to the orphans newly adopted. It says what it
+// does after it has done it: a write to the standard error may fail or
+// be slow, and must not hold the signals up.
 func (s *supervisor) signal() {
 	now := time.Now()
 	switch {
 	case s.termAt.IsZero():
-		if !s.lost {
-			errorf(s.stderr, "%s exited; stopping the processes it left %s", s.name, s.stopping())
-		}
+		stopping := s.stopping()
 		s.termAt = now
 		if now.Before(s.killAt()) {
 			s.job.terminate()
 		} else {
 			s.kill()
+		}
+		if !s.lost {
+			errorf(s.stderr, "%s exited; stopping the processes it left %s", s.name, stopping)
 		}
 	case !now.Before(s.killAt()):
 		s.kill()
@@ -128,15 +155,29 @@ func (s *supervisor) signal() {
 func (s *supervisor) kill() {
 	if s.killedAt.IsZero() {
 		s.killedAt = time.Now()
+		s.patientSince = s.killedAt
 	}
 	s.job.kill()
+}
+
+// outlastedPatience reports whether the job has had SIGKILL and then
+// showed no progress for killPatience.
+func (s *supervisor) outlastedPatience() bool {
+	if s.killedAt.IsZero() {
+		return false
+	}
+	if s.job.progress != s.seen {
+		s.seen = s.job.progress
+		s.patientSince = time.Now()
+	}
+	return time.Since(s.patientSince) > killPatience
 }
 
 // nextLook is how long to wait before looking at the job again: until
 // SIGKILL is due, at most pollInterval; but a second once the job has
 // outlived SIGKILL by killPatience, since what is left may never go.
 func (s *supervisor) nextLook() time.Duration {
-	if !s.killedAt.IsZero() && time.Since(s.killedAt) > killPatience {
+	if !s.patientSince.IsZero() && time.Since(s.patientSince) > killPatience {
 		return time.Second
 	}
 	return min(pollInterval, max(0, time.Until(s.killAt())))
@@ -171,18 +212,15 @@ func (s *supervisor) stopping() string {
 	return fmt.Sprintf("(SIGKILL in %v)", left)
 }
 
-// noteLoss records that the lock has ended, and says so, once.
-func (s *supervisor) noteLoss() {
+// noteLoss records that the lock has ended, and reports whether it did
+// just now: the caller says so once it has signalled the job.
+func (s *supervisor) noteLoss() bool {
 	if s.lost || !lockEnded(s.held) {
-		return
+		return false
 	}
 	s.lost = true
-	cause := plain(lossCause(s.held))
-	if s.job.gone() {
-		errorf(s.stderr, "%s before redsync saw %s end", cause, s.name)
-		return
-	}
-	errorf(s.stderr, "%s; stopping %s %s", cause, s.name, s.stopping())
+	s.lossCause = plain(lossCause(s.held))
+	return true
 }
 
 // jobControl passes SIGTSTP or SIGCONT on to the job, but SIGCONT only
