@@ -22,19 +22,28 @@ import (
 //
 // redsync starts the guard before COMMAND, with a pipe for its standard
 // input. It writes the process group's ID there once COMMAND runs, and
-// "done" once the group is gone. The guard reads to the end of the pipe,
-// which comes when redsync exits in whatever way: with a group and no
-// "done", it sends SIGKILL to the group. The guard runs in a process group
-// of its own and ignores the signals of the terminal, so that what stops
-// redsync's job does not stop it too. A guard's methods are called from
-// one goroutine.
+// "done" once the group is gone (then the group's ID may be reused by
+// another group), or when redsync has finished its work. The guard reads
+// to the end of the pipe, which comes when redsync exits in whatever
+// way: with a group and no "done", it sends SIGKILL to the group. The
+// guard runs in a process group of its own and ignores the signals of the
+// terminal, so that what stops redsync's job does not stop it too. A
+// guard's methods are called from one goroutine.
 type guard struct {
-	cmd *exec.Cmd
-	w   *os.File // the pipe to the guard's standard input
+	cmd  *exec.Cmd
+	w    *os.File // the pipe to the guard's standard input
+	done bool     // "done" was written
 }
 
-// guardEnv, set to 1 in the environment, makes redsync run as a guard.
-const guardEnv = "REDSYNC_INTERNAL_GUARD"
+// guardArg is the argument that makes redsync run as a guard, followed by
+// the PID of the redsync that started it. A guard checks that this is its
+// parent, so that no command line typed by hand is taken for one.
+const guardArg = "--redsync-internal-guard"
+
+// isGuard reports whether args, redsync's command line, start a guard.
+func isGuard(args []string) bool {
+	return len(args) == 3 && args[1] == guardArg && args[2] == strconv.Itoa(os.Getppid())
+}
 
 // startGuard starts a guard.
 func startGuard() (*guard, error) {
@@ -47,8 +56,9 @@ func startGuard() (*guard, error) {
 		return nil, err
 	}
 	defer r.Close()
-	cmd := exec.Command(path)
-	cmd.Env = []string{guardEnv + "=1"}
+	cmd := exec.Command(path, guardArg, strconv.Itoa(os.Getpid()))
+	cmd.Args[0] = "redsync"
+	cmd.Env = []string{}
 	cmd.Stdin, cmd.Stderr = r, os.Stderr
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	if err := cmd.Start(); err != nil {
@@ -69,10 +79,19 @@ func (g *guard) watch(pgid int) error {
 	return err
 }
 
-// release tells the guard that the process group is gone, and waits for
-// it to exit.
+// forget tells the guard that the process group is gone: it kills
+// nothing any more.
+func (g *guard) forget() {
+	if !g.done {
+		g.done = true
+		_, _ = io.WriteString(g.w, "done\n")
+	}
+}
+
+// release tells the guard that redsync's work is over, and waits for it
+// to exit.
 func (g *guard) release() {
-	_, _ = io.WriteString(g.w, "done\n")
+	g.forget()
 	_ = g.w.Close()
 	_ = g.cmd.Wait()
 }

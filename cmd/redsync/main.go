@@ -122,7 +122,7 @@ REDIS_ADDRS.
 `
 
 func main() {
-	if os.Getenv(guardEnv) == "1" {
+	if isGuard(os.Args) {
 		os.Exit(runGuard(os.Stdin))
 	}
 	// go-redis logs failed dials and the like on its own; redsync reports
