@@ -17,6 +17,7 @@ import (
 	"strconv"
 	"strings"
 	"syscall"
+	"time"
 
 	"github.com/go-redlock/redsync"
 )
@@ -36,8 +37,20 @@ var forwarded = []os.Signal{syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP}
 // command (see supervisor.jobControl).
 var jobControl = []os.Signal{syscall.SIGTSTP, syscall.SIGCONT}
 
+// messageDrain bounds how long redsync waits, when it exits, for its
+// messages to reach a standard error that blocks.
+const messageDrain = time.Second
+
 // runExec runs "redsync exec".
 func runExec(args []string, stdout, stderr io.Writer) int {
+	// A standard error whose reader went away must not kill redsync with
+	// SIGPIPE (a caught signal, unlike an ignored one, is reset for
+	// COMMAND), and one that blocks must not stop it.
+	signal.Notify(make(chan os.Signal, 1), syscall.SIGPIPE)
+	messages := newBackgroundWriter(stderr)
+	defer messages.close(messageDrain)
+	stderr = messages
+
 	var o options
 	flags := o.flagSet("exec")
 	pos, err := parseArgs(flags, args)
@@ -212,6 +225,13 @@ func runHolding(m *redsync.Mutex, o *options, path string, command []string, sig
 	if err := g.watch(j.pgid); err != nil {
 		errorf(stderr, "the guard process failed (%v): if redsync is killed, what %s runs in the background survives", err, command[0])
 	}
+	j.onGroupGone = g.forget
+	// With "stty tostop", a write to the terminal from a background job
+	// stops the job's process group, redsync's, but not COMMAND's: redsync
+	// would stop extending and stopping the job it supervises. Its own
+	// messages go to the terminal instead. Ignored only now, since an
+	// ignored signal stays ignored in the processes that redsync starts.
+	signal.Ignore(syscall.SIGTTOU)
 	s := &supervisor{
 		job: j, held: held, grace: o.grace, margin: o.ttl / 20, name: command[0], stderr: stderr,
 		sigs: sigs, ctl: ctl, chld: chld,
