@@ -91,7 +91,9 @@ func runExec(args []string, stdout, stderr io.Writer) int {
 		return usageError(stderr, "exec: "+err.Error())
 	}
 	defer closeNodes(nodes)
-	connect(nodes)
+	if err := checkServers(nodes, connect(nodes), stderr); err != nil {
+		return usageError(stderr, "exec: "+err.Error())
+	}
 
 	mutexOpts := []redsync.Option{redsync.WithExpiry(o.ttl), redsync.WithAutoExtend(0)}
 	if o.wait > 0 {

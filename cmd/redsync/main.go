@@ -66,7 +66,8 @@ value and its time to live, and says whether a quorum holds the lock.
 
 Flags:
   --nodes URLS       the Redis nodes, comma-separated: redis://[USER:PASSWORD@]HOST:PORT[/DB],
-                     rediss://... for TLS, or HOST:PORT (default: $REDIS_ADDRS)
+                     rediss://... for TLS, or HOST:PORT (default: $REDIS_ADDRS); a comma
+                     in a password is written %2C
   --cacert FILE      PEM file of the certificate authorities trusted for rediss://
                      nodes (default: the system's)
   --ttl DURATION     time to live of the lock on the nodes (default 8s)

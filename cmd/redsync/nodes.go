@@ -41,11 +41,20 @@ func openNodes(spec, cacert string) ([]node, error) {
 		labels []string
 		opts   []*goredislib.Options
 	)
-	for _, s := range strings.Split(spec, ",") {
-		if s = strings.TrimSpace(s); s == "" {
+	end := 0
+	for _, piece := range strings.Split(spec, ",") {
+		start := end
+		end = min(start+len(piece)+1, len(spec))
+		s := strings.TrimSpace(piece)
+		if s == "" {
 			continue
 		}
-		o, label, err := parseNode(s)
+		// A password or a query value with a comma is cut in pieces
+		// here. A piece without "@" may be one: of a password when an
+		// "@" follows, of a query value when a "?" came before.
+		part := !strings.Contains(s, "@") &&
+			(strings.Contains(spec[end:], "@") || !strings.Contains(s, "://") && strings.Contains(spec[:start], "?"))
+		o, label, err := parseNode(s, len(opts)+1, part)
 		if err != nil {
 			return nil, err
 		}
@@ -87,24 +96,36 @@ func readRoots(cacert string) (*x509.CertPool, error) {
 	return roots, nil
 }
 
-// parseNode parses node address s and returns its options and its label,
-// s without its password (see redact). Its errors name the node by the
-// label and show no part of the password: when s has one, the error is
-// that of parsing the label instead.
-func parseNode(s string) (opts *goredislib.Options, label string, err error) {
-	label, secret := redact(s)
+// parseNode parses node address s, the n-th of the list, and returns its
+// options and its label, s without its password (see redact). Its errors
+// name the node by the label and show no part of the password: when
+// something is hidden, the error is that of parsing the label instead.
+// When s does not parse and may be part of a password or query value
+// that held a comma, s is not shown: only its scheme, if any.
+func parseNode(s string, n int, mayBePart bool) (opts *goredislib.Options, label string, err error) {
+	label, hid := redact(s)
+	isURL := strings.Contains(s, "://")
+	if !isURL && strings.Contains(s, "@") {
+		return nil, "", fmt.Errorf("node %s: a HOST:PORT node takes no USER:PASSWORD@; give it as redis://USER:PASSWORD@HOST:PORT, with a comma in the password as %%2C", label)
+	}
 	opts, err = nodeOptions(s)
 	switch {
 	case err == nil:
 		return opts, label, nil
-	case secret == "":
+	case mayBePart:
+		shown := hidden
+		if isURL {
+			shown = s[:strings.Index(s, "://")+3] + hidden
+		}
+		return nil, "", fmt.Errorf("node %d of the list (%s) is neither HOST:PORT nor a redis:// URL; it is not shown, since it may be part of a password cut at a comma (write a comma in a password as %%2C)", n, shown)
+	case !hid:
 		return nil, "", fmt.Errorf("node %s: %v", label, err)
 	}
 	if _, err := nodeOptions(label); err != nil {
 		return nil, "", fmt.Errorf("node %s: %v", label, err)
 	}
-	// Only the password keeps the URL from parsing.
-	return nil, "", fmt.Errorf("node %s: the password makes the URL invalid; percent-encode its %%, ?, #, / and @", label)
+	// Only the hidden part keeps the URL from parsing.
+	return nil, "", fmt.Errorf("node %s: the password or a hidden query value makes the URL invalid; percent-encode its %%, ?, #, /, @ and ,", label)
 }
 
 // nodeOptions parses one node: a redis:// or rediss:// URL, or host:port.
@@ -140,18 +161,34 @@ func nodeOptions(s string) (*goredislib.Options, error) {
 // connectTimeout bounds connect.
 const connectTimeout = 2 * time.Second
 
-// connect opens a connection to every node at once (a PING), so that the
-// lock's first try, whose commands get 5% of the TTL each, does not also
-// pay for dialling and the handshake. Failures are left for the lock to
-// report.
-func connect(nodes []node) {
+// connect opens a connection to every node at once, and asks each for
+// its server's run (INFO server), so that the lock's first try, whose
+// commands get 5% of the TTL each, does not also pay for dialling and the
+// handshake, and so that checkServers can tell one server given twice.
+// A node that fails is left for the lock to report.
+func connect(nodes []node) []serverInfo {
 	ctx, cancel := context.WithTimeout(context.Background(), connectTimeout)
 	defer cancel()
+	infos := make([]serverInfo, len(nodes))
 	var wg sync.WaitGroup
-	for _, n := range nodes {
-		wg.Go(func() { _ = n.client.Ping(ctx).Err() })
+	for i, n := range nodes {
+		wg.Go(func() {
+			info, err := n.client.Info(ctx, "server").Result()
+			infos[i] = serverInfo{runID: infoField(info, "run_id"), err: err}
+		})
 	}
 	wg.Wait()
+	return infos
+}
+
+// infoField returns the value of field name in the text of INFO, or "".
+func infoField(info, name string) string {
+	for line := range strings.Lines(info) {
+		if v, ok := strings.CutPrefix(strings.TrimSpace(line), name+":"); ok {
+			return v
+		}
+	}
+	return ""
 }
 
 // pools returns one redsync pool per node.

@@ -4,9 +4,12 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/netip"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -67,7 +70,7 @@ func serverNames(ctx context.Context, addr string, local map[netip.Addr]bool) []
 	}
 	var names []string
 	for _, ip := range ips {
-		if ip = ip.Unmap(); local[ip] || ip.IsLoopback() || ip.IsUnspecified() {
+		if ip = zoneByName(ip.Unmap()); isLocal(ip, local) {
 			names = append(names, "port "+port+" of this host")
 		} else {
 			names = append(names, net.JoinHostPort(ip.String(), port))
@@ -88,16 +91,91 @@ func hostAddrs(ctx context.Context, host string) ([]netip.Addr, error) {
 	return net.DefaultResolver.LookupNetIP(ctx, "ip", host)
 }
 
-// localAddrs returns the addresses of this host's interfaces.
+// localAddrs returns the addresses of this host's interfaces; link-local
+// ones both with and without their zone (the interface's name).
 func localAddrs() map[netip.Addr]bool {
 	local := map[netip.Addr]bool{}
-	addrs, _ := net.InterfaceAddrs()
-	for _, a := range addrs {
-		if n, ok := a.(*net.IPNet); ok {
-			if ip, ok := netip.AddrFromSlice(n.IP); ok {
-				local[ip.Unmap()] = true
+	ifaces, _ := net.Interfaces()
+	for _, ifc := range ifaces {
+		addrs, _ := ifc.Addrs()
+		for _, a := range addrs {
+			n, ok := a.(*net.IPNet)
+			if !ok {
+				continue
+			}
+			ip, ok := netip.AddrFromSlice(n.IP)
+			if !ok {
+				continue
+			}
+			ip = ip.Unmap()
+			local[ip] = true
+			if ip.IsLinkLocalUnicast() {
+				local[ip.WithZone(ifc.Name)] = true
 			}
 		}
 	}
 	return local
+}
+
+// zoneByName returns ip with its zone, when it is an interface's index,
+// replaced by the interface's name: both spell one link.
+func zoneByName(ip netip.Addr) netip.Addr {
+	if index, err := strconv.Atoi(ip.Zone()); err == nil {
+		if ifc, err := net.InterfaceByIndex(index); err == nil {
+			return ip.WithZone(ifc.Name)
+		}
+	}
+	return ip
+}
+
+// isLocal reports whether ip is an address of this host. An address with
+// a zone (fe80::1%eth0) is this host's when it is the address of the
+// interface that the zone names.
+func isLocal(ip netip.Addr, local map[netip.Addr]bool) bool {
+	return local[ip] || ip.IsLoopback() || ip.IsUnspecified()
+}
+
+// serverInfo is what connect learnt about the server of a node.
+type serverInfo struct {
+	runID string // INFO's run_id, the same for all ports of one server run; "" when unknown
+	err   error  // why INFO failed, if it did
+}
+
+// checkServers returns an error naming the first node whose server has
+// the run_id of an earlier node's: one server reached through addresses
+// that sameServer cannot tell apart, such as its port and its tls-port.
+// It warns on stderr of each node that answered INFO with an error (an
+// ACL user without the permission) or without a run_id: such a node is
+// not checked. Nodes that did not answer, or refused the user, are left
+// for the lock to report.
+func checkServers(nodes []node, infos []serverInfo, stderr io.Writer) error {
+	first := map[string]int{}
+	for i, info := range infos {
+		if info.runID == "" {
+			if reason := uncheckedReason(info.err); reason != "" {
+				errorf(stderr, "warning: node %s %s: whether it is the server of another node is not checked", nodes[i].label, reason)
+			}
+			continue
+		}
+		if j, dup := first[info.runID]; dup {
+			return fmt.Errorf("node %s is given twice (also as %s): both reach the server whose run_id is %s", nodes[i].label, nodes[j].label, info.runID)
+		}
+		first[info.runID] = i
+	}
+	return nil
+}
+
+// uncheckedReason says why a node that gave no run_id cannot be checked,
+// or returns "" when the node failed as the lock will report.
+func uncheckedReason(err error) string {
+	var reply goredislib.Error
+	switch {
+	case err == nil:
+		return "gave no run_id in INFO"
+	case !errors.As(err, &reply):
+		return "" // not reached
+	case strings.HasPrefix(err.Error(), "WRONGPASS"), strings.HasPrefix(err.Error(), "NOAUTH"):
+		return ""
+	}
+	return "refused INFO (" + err.Error() + ")"
 }

@@ -53,10 +53,19 @@ func runStatus(args []string, stdout, stderr io.Writer) int {
 		return usageError(stderr, "status: "+err.Error())
 	}
 	defer closeNodes(nodes)
+	infos := connect(nodes)
+	if err := checkServers(nodes, infos, stderr); err != nil {
+		return usageError(stderr, "status: "+err.Error())
+	}
 
 	states := make([]nodeState, len(nodes))
 	var wg sync.WaitGroup
 	for i, n := range nodes {
+		if err := infos[i].err; err != nil && uncheckedReason(err) == "" {
+			// It failed already: do not wait for it twice.
+			states[i] = nodeState{err: err}
+			continue
+		}
 		wg.Go(func() { states[i] = readState(n.client, name) })
 	}
 	wg.Wait()
