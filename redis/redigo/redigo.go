@@ -172,8 +172,13 @@ type conn struct {
 	ctx      context.Context
 }
 
-// do runs one command bounded by the connection's context.
+// do runs one command bounded by the connection's context. A context that
+// has ended fails the command without sending it: redigo's DoContext sends
+// it anyway and then picks at random between its reply and ctx.Done.
 func (c *conn) do(cmd string, args ...any) (any, error) {
+	if err := c.ctx.Err(); err != nil {
+		return nil, err
+	}
 	return redigolib.DoContext(c.delegate, c.ctx, cmd, args...)
 }
 
