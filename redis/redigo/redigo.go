@@ -68,17 +68,17 @@ func (p *pool) RunScript(ctx context.Context, call *redis.ScriptCall) (any, erro
 	return v, noNil(err)
 }
 
-// doBounded runs one command on c bounded by ctx. With a deadline (the
-// core always gives one), the deadline becomes the read timeout of the
-// command: redigo's DoContext would start a goroutine per command to
-// watch ctx. Without one, it is DoContext.
+// doBounded runs one command on c bounded by ctx; it sends nothing when
+// ctx has ended. With a deadline (the core always gives one), the deadline
+// becomes the read timeout of the command: redigo's DoContext would start
+// a goroutine per command to watch ctx. Without one, it is DoContext.
 func doBounded(ctx context.Context, c redigolib.Conn, cmd string, args ...any) (any, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
 	deadline, ok := ctx.Deadline()
 	if !ok {
 		return redigolib.DoContext(c, ctx, cmd, args...)
-	}
-	if err := ctx.Err(); err != nil {
-		return nil, err
 	}
 	timeout := time.Until(deadline)
 	if timeout <= 0 {
