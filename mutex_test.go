@@ -245,9 +245,13 @@ func TestLockContext(t *testing.T) {
 		for _, n := range c.nodes {
 			n.set("k", "other")
 		}
-		ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
-		defer cancel()
-		m := New(c.pools()...).NewMutex("k", WithRetryDelay(10*time.Millisecond), WithTries(1000))
+		// The deadline passes once the first try failed, however late
+		// the scheduler ran it: the delay function ends the context.
+		ctx := newDeadlineCtx()
+		m := New(c.pools()...).NewMutex("k", WithTries(1000), WithRetryDelayFunc(func(int) time.Duration {
+			ctx.expire()
+			return 10 * time.Millisecond
+		}))
 		err := m.LockContext(ctx)
 		if !errors.Is(err, ErrFailed) || !errors.Is(err, context.DeadlineExceeded) {
 			t.Fatalf("LockContext() = %v, want ErrFailed and context.DeadlineExceeded", err)
@@ -291,11 +295,39 @@ func TestLockContext(t *testing.T) {
 	})
 }
 
+// deadlineCtx is a context whose deadline passes when the test calls
+// expire: at a point of the test's choosing, not of the scheduler's.
+type deadlineCtx struct {
+	context.Context // Background: no values, no deadline to tell
+	done            chan struct{}
+	once            sync.Once
+}
+
+func newDeadlineCtx() *deadlineCtx {
+	return &deadlineCtx{Context: context.Background(), done: make(chan struct{})}
+}
+
+func (c *deadlineCtx) Done() <-chan struct{} { return c.done }
+
+func (c *deadlineCtx) Err() error {
+	select {
+	case <-c.done:
+		return context.DeadlineExceeded
+	default:
+		return nil
+	}
+}
+
+func (c *deadlineCtx) expire() { c.once.Do(func() { close(c.done) }) }
+
 func TestFailFast(t *testing.T) {
 	c := newFakeCluster(5)
 	block := make(chan struct{})
 	c.nodes[4].block = block
-	m := c.mutex("k", WithFailFast(true), WithTimeoutFactor(0.5))
+	// A per-node timeout of 30 s: a Lock that waited for the blocked node
+	// would return only then, far later than the 10 s a loaded machine
+	// may need for one without it.
+	m := c.mutex("k", WithFailFast(true), WithExpiry(time.Minute), WithTimeoutFactor(0.5))
 	done := make(chan error, 1)
 	go func() { done <- m.Lock() }()
 	select {
@@ -303,7 +335,7 @@ func TestFailFast(t *testing.T) {
 		if err != nil {
 			t.Fatalf("Lock() = %v, want nil", err)
 		}
-	case <-time.After(2 * time.Second):
+	case <-time.After(10 * time.Second):
 		t.Fatal("Lock() with WithFailFast waited for the blocked node")
 	}
 	ok, err := m.Unlock()
@@ -313,7 +345,7 @@ func TestFailFast(t *testing.T) {
 	// The blocked node's commands are still in flight, not cancelled: once
 	// it answers, it serves both.
 	close(block)
-	deadline := time.Now().Add(2 * time.Second)
+	deadline := time.Now().Add(10 * time.Second)
 	for len(c.nodes[4].servedCommands()) < 2 {
 		if time.Now().After(deadline) {
 			t.Fatalf("blocked node served %v, want acquire and release", c.nodes[4].servedCommands())
@@ -335,17 +367,16 @@ func TestNodeTimeoutEnforced(t *testing.T) {
 	deaf := make(chan struct{})
 	defer close(deaf)
 	c.nodes[1].deaf = deaf
+	// The deaf node answers nothing until the test ends: that Lock and
+	// Unlock return at all shows that the per-node timeout ended its
+	// commands.
 	m := c.mutex("k", WithExpiry(time.Second)) // per-node timeout 50ms
-	start := time.Now()
 	if err := m.Lock(); err != nil {
 		t.Fatalf("Lock() = %v, want nil with 2 of 3 nodes answering", err)
 	}
 	ok, err := m.Unlock()
 	if !ok || err != nil {
 		t.Fatalf("Unlock() = %v, %v, want true, nil", ok, err)
-	}
-	if elapsed := time.Since(start); elapsed > 500*time.Millisecond {
-		t.Errorf("Lock+Unlock took %v with a deaf node, want about 2 x 50ms", elapsed)
 	}
 
 	c.nodes[2].deaf = deaf
@@ -658,10 +689,13 @@ func TestGenValue(t *testing.T) {
 }
 
 // TestMutexConcurrentUse shares one Mutex between goroutines: Lock in one
-// must wait while another holds the lock, and -race must stay quiet.
+// must wait while another holds the lock, and -race must stay quiet. The
+// fake nodes answer at once, so only the scheduler can make a command late:
+// with an expiry of an hour, the per-node timeout is 3 minutes, which no
+// scheduler reaches.
 func TestMutexConcurrentUse(t *testing.T) {
 	c := newFakeCluster(3)
-	m := New(c.pools()...).NewMutex("k", WithRetryDelay(50*time.Microsecond), WithTries(1_000_000))
+	m := New(c.pools()...).NewMutex("k", WithExpiry(time.Hour), WithRetryDelay(50*time.Microsecond), WithTries(1_000_000))
 	var inside, overlaps, total atomic.Int32
 	var wg sync.WaitGroup
 	for range 8 {
