@@ -196,7 +196,7 @@ func TestCompat(t *testing.T) {
 				redsync.WithRetryDelay(10*time.Millisecond),
 				redsync.WithRetryDelayFunc(func(tries int) time.Duration { return 10 * time.Millisecond }),
 				redsync.WithDriftFactor(0.01),
-				redsync.WithTimeoutFactor(0.05),
+				redsync.WithTimeoutFactor(0.5), // 2.5 s per node: see roomy
 				redsync.WithGenValueFunc(func() (string, error) { return "compat-value-" + p.name, nil }),
 				redsync.WithValue("overwritten by Lock"),
 				redsync.WithFailFast(false),
@@ -218,7 +218,7 @@ func TestCompat(t *testing.T) {
 			}
 
 			// Another owner: TryLock fails with *ErrTaken naming node 0.
-			other := rs.NewMutex("compat-lock", redsync.WithTries(2), redsync.WithRetryDelay(time.Millisecond))
+			other := rs.NewMutex("compat-lock", redsync.WithTries(2), redsync.WithRetryDelay(time.Millisecond), roomy)
 			err := other.TryLockContext(context.Background())
 			var taken *redsync.ErrTaken
 			if !errors.As(err, &taken) || len(taken.Nodes) != 1 || taken.Nodes[0] != 0 {

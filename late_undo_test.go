@@ -18,11 +18,13 @@ import (
 )
 
 // lateReleasePool delivers the first release script it is given only
-// after the caller gave up on it (a reply slower than the per-node timeout).
+// after the caller gave up on it (a reply slower than the per-node timeout)
+// and after deliver is closed.
 type lateReleasePool struct {
 	redis.Pool
 	releaseHash string
 	once        sync.Once
+	deliver     <-chan struct{}
 	wg          *sync.WaitGroup
 }
 
@@ -36,7 +38,7 @@ func (p *lateReleasePool) RunScript(ctx context.Context, call *redis.ScriptCall)
 		go func() {
 			defer p.wg.Done()
 			<-ctx.Done()
-			time.Sleep(400 * time.Millisecond) // delivered after the next try
+			<-p.deliver
 			p.Pool.(redis.ScriptRunner).RunScript(context.Background(), call)
 		}()
 		<-ctx.Done()
@@ -57,6 +59,7 @@ func TestLateUndoKeepsNextTry(t *testing.T) {
 	releaseHash := hex.EncodeToString(sum[:])
 	servers := redistest.StartN(t, 3)
 	var wg sync.WaitGroup
+	deliver := make(chan struct{})
 	defer wg.Wait()
 	var plain, late []redis.Pool
 	for _, srv := range servers {
@@ -64,20 +67,26 @@ func TestLateUndoKeepsNextTry(t *testing.T) {
 		t.Cleanup(func() { client.Close() })
 		p := goredis.NewPool(client)
 		plain = append(plain, p)
-		late = append(late, &lateReleasePool{Pool: p, releaseHash: releaseHash, wg: &wg})
+		late = append(late, &lateReleasePool{Pool: p, releaseHash: releaseHash, deliver: deliver, wg: &wg})
 	}
 	const name = "stale-release"
-	// B holds the lock for 300ms, so that A's first try fails.
-	b := redsync.New(plain...).NewMutex(name, redsync.WithExpiry(300*time.Millisecond))
+	// B holds the lock for 300ms, so that A's first try fails. A per-node
+	// timeout of 150 ms rather than 15 ms: B must get the lock, also on a
+	// loaded machine.
+	b := redsync.New(plain...).NewMutex(name, redsync.WithExpiry(300*time.Millisecond), redsync.WithTimeoutFactor(0.5))
 	if err := b.Lock(); err != nil {
 		t.Fatal(err)
 	}
 	a := redsync.New(late...).NewMutex(name, redsync.WithExpiry(10*time.Second), redsync.WithReleaseNotification(false))
 	if err := a.Lock(); err != nil {
+		close(deliver)
 		t.Fatalf("A: Lock() = %v", err)
 	}
 	t.Logf("A holds the lock until %v", a.Until())
-	time.Sleep(600 * time.Millisecond) // the late releases arrive
+	// The undo of A's first try reaches the nodes now, after the try
+	// that acquired the lock.
+	close(deliver)
+	wg.Wait()
 	c := redsync.New(plain...).NewMutex(name)
 	if err := c.TryLock(); err == nil {
 		t.Errorf("C: TryLock() = nil while A holds the lock until %v: two holders", a.Until())

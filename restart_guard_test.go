@@ -16,16 +16,17 @@ import (
 )
 
 // guardTimeout is the per-node timeout factor of the restart guard tests:
-// 400 ms (of the 1s expiry), so that a loaded machine does not turn a
-// refusal into a timeout.
-var guardTimeout = redsync.WithTimeoutFactor(0.4)
+// 900 ms (of the 2 s expiry), so that a loaded machine does not turn a
+// refusal into a timeout, even on the first command of a connection to a
+// restarted node (a dial, and EVAL after NOSCRIPT).
+var guardTimeout = redsync.WithTimeoutFactor(0.45)
 
 // Timing of the restart guard tests. A node votes maxTTL plus at most a
 // second after it started.
 const (
-	guardExpiry = time.Second
-	guardMaxTTL = 2 * time.Second
-	guardWait   = guardMaxTTL + 3*time.Second // longest wait for a node to vote
+	guardExpiry = 2 * time.Second
+	guardMaxTTL = guardExpiry
+	guardWait   = guardMaxTTL + time.Second + callSlack // longest wait for a node to vote
 )
 
 // guardPools returns one go-redis pool per server, with clients closed by

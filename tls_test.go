@@ -286,7 +286,9 @@ func TestTLS(t *testing.T) {
 			}
 			rs := redsync.New(pools...)
 			name := "tls-lock:" + tt.name
-			m := rs.NewMutex(name)
+			// Seconds per node (roomy): the first command of each
+			// connection makes a TLS handshake.
+			m := rs.NewMutex(name, roomy)
 			if err := m.Lock(); err != nil {
 				t.Fatalf("Lock() over TLS = %v, want nil", err)
 			}
@@ -295,7 +297,7 @@ func TestTLS(t *testing.T) {
 					t.Errorf("node %d holds %s, want the value %q", i, rep, m.Value())
 				}
 			}
-			err := rs.NewMutex(name).TryLock()
+			err := rs.NewMutex(name, roomy).TryLock()
 			var taken *redsync.ErrTaken
 			if !errors.As(err, &taken) {
 				t.Errorf("TryLock() of a held lock over TLS = %v, want a *ErrTaken", err)
