@@ -71,15 +71,19 @@ func TestRun(t *testing.T) {
 // run reports the interruption and still stops every node it started.
 func TestRunInterrupted(t *testing.T) {
 	var servers []*redistest.Server
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
 	cfg := config{
 		workers: 3,
 		rounds:  100,
 		hold:    100 * time.Millisecond,
-		started: func(s []*redistest.Server) { servers = s },
+		started: func(s []*redistest.Server) {
+			servers = s
+			// Counted from when the nodes are up, however long starting
+			// them took: the workers are then under way.
+			time.AfterFunc(700*time.Millisecond, cancel)
+		},
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	time.AfterFunc(700*time.Millisecond, cancel)
 
 	var out bytes.Buffer
 	err := run(ctx, &out, cfg)
