@@ -99,13 +99,19 @@ func (m *Mutex) Context() context.Context {
 		l = m.newLease(m.value, m.now())
 	}
 	var lost error
+	var lapsed func()
 	if l.ctx == nil {
 		lost = l.follow()
+	} else {
+		lapsed = l.lapsedLocked(m.now())
 	}
 	ctx := l.ctx
 	m.mu.Unlock()
 	if lost != nil {
 		m.observeLost(l.value, lost)
+	}
+	if lapsed != nil {
+		lapsed()
 	}
 	return ctx
 }
@@ -167,16 +173,33 @@ func (l *lease) expire() {
 		return
 	}
 	now := m.now()
-	if left := l.deadline().Sub(now); left > 0 {
-		l.timer.Reset(left)
-		m.mu.Unlock()
-		return
+	end := l.lapsedLocked(now)
+	if end == nil {
+		l.timer.Reset(l.deadline().Sub(now))
+	}
+	m.mu.Unlock()
+	if end != nil {
+		end()
+	}
+}
+
+// lapsedLocked ends the lease when its deadline is at or before at, and
+// returns the function that ends its context and tells the observer, to
+// run outside m.mu; otherwise nil. Everything that relies on the lease
+// asks it, rather than trusting the timer to have run already. The caller
+// holds m.mu.
+func (l *lease) lapsedLocked(at time.Time) func() {
+	if l.ended || l.deadline().After(at) {
+		return nil
 	}
 	l.endLocked()
-	m.mu.Unlock()
-	cause := l.lossCause(now)
-	l.cancel(cause)
-	m.observeLost(l.value, cause)
+	cause := l.lossCause(at)
+	return func() {
+		if l.cancel != nil {
+			l.cancel(cause)
+		}
+		l.m.observeLost(l.value, cause)
+	}
 }
 
 // endLocked marks the lease ended and stops its timer and its extender;
@@ -228,10 +251,11 @@ type extender struct {
 	ctx   context.Context // ends when the extender is stopped
 	stop  context.CancelFunc
 	round context.Context // parent of each round's context
-	// inFlight, guarded by the Mutex's mu, is closed when the round in
-	// flight has ended; nil between rounds.
-	inFlight chan struct{}
 }
+
+// extenderKey is the context key of an extender's rounds (see
+// Mutex.extended).
+type extenderKey struct{}
 
 // startExtending starts the lease's extender. The caller holds m.mu, and
 // the lease is not shared yet.
@@ -242,7 +266,7 @@ func (l *lease) startExtending() {
 	if l.m.setNXOnExtend {
 		// A round that sets the key where it is missing is not cut short:
 		// written to a node, it may land after a release whatever its
-		// context says. Unlock waits for it instead (see released).
+		// context says. Unlock waits for it instead (Mutex.beginExtend).
 		e.round = context.Background()
 	}
 	l.ext = e
@@ -290,14 +314,8 @@ func (l *lease) extendOnce(e *extender, interval time.Duration) bool {
 		m.mu.Unlock()
 		return false // the timer, or whoever stopped the extender, ends the lease
 	}
-	landed := make(chan struct{})
-	e.inFlight = landed
 	m.mu.Unlock()
 	ok, err := l.extendRound(e, interval, left)
-	m.mu.Lock()
-	e.inFlight = nil
-	m.mu.Unlock()
-	close(landed)
 	switch {
 	case ok:
 		return true
@@ -314,6 +332,7 @@ func (l *lease) extendOnce(e *extender, interval time.Duration) bool {
 func (l *lease) extendRound(e *extender, interval, left time.Duration) (bool, error) {
 	ctx, cancel := context.WithTimeout(e.round, left)
 	defer cancel()
+	ctx = context.WithValue(ctx, extenderKey{}, e)
 	began := time.Now()
 	ok, err := l.m.extendValue(ctx, l.value)
 	// A node that timed out or dropped the connection may answer the next
@@ -410,41 +429,23 @@ func (m *Mutex) acquiredSince(value string, until, start time.Time, calls *lockC
 }
 
 // releasedLocked runs as Unlock takes the acquisition (the caller holds
-// m.mu): it ends the lease, and returns what remains to be done outside
-// the lock: end the lease's context with context.Canceled, and stop its
-// extender, cancelling the extension in flight, if any, without waiting
-// for it: extend.lua extends only a key that holds the lock's value, so an
-// extension that reaches a node after the release finds nothing to extend.
-// With WithSetNXOnExtend it would set the key again; so there the returned
-// function waits for the round in flight, at most one per-node timeout
-// (the time within which the round itself gives up on a node). No retry
-// starts once the extender is stopped.
+// m.mu): it ends the lease and stops its extender, cancelling the
+// extension in flight (extend.lua extends only a key that holds the lock's
+// value, so an extension that reaches a node after the release finds
+// nothing to extend; with WithSetNXOnExtend the round is not cancelled,
+// and Unlock waits for it: see Mutex.beginExtend). No retry starts once
+// the extender is stopped. It returns the function that ends the lease's
+// context with context.Canceled, which Unlock runs once the release is
+// sent.
 func (m *Mutex) releasedLocked() func() {
 	l := m.lease
-	if l == nil {
+	if l == nil || l.ended {
 		return func() {}
 	}
-	live := !l.ended
-	if live {
-		l.endLocked()
-	}
-	var inFlight chan struct{}
-	if l.ext != nil && m.setNXOnExtend {
-		inFlight = l.ext.inFlight
-	}
+	l.endLocked()
 	return func() {
-		if live && l.cancel != nil {
+		if l.cancel != nil {
 			l.cancel(nil)
-		}
-		if inFlight != nil {
-			// Bounded, not only for a slow node: an observer's OnExtend
-			// that calls Unlock runs within the round it would wait for.
-			timer := time.NewTimer(m.nodeTimeout())
-			defer timer.Stop()
-			select {
-			case <-inFlight:
-			case <-timer.C:
-			}
 		}
 	}
 }

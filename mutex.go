@@ -68,6 +68,11 @@ type Mutex struct {
 	// (see takeForUnlock); the acquisition is then over for this Mutex,
 	// whatever the nodes hold, until the next Lock.
 	unlocked bool
+	// With WithSetNXOnExtend, extending counts the Extend calls in flight
+	// (of any acquisition: see beginExtend), and extendDone is closed when
+	// it drops to 0 (nil while it is 0).
+	extending  int
+	extendDone chan struct{}
 
 	heldSince acquisitionStart // with an observer: the start of the current acquisition
 }
@@ -94,11 +99,6 @@ type lockCalls struct {
 	// acquisition (0 for one made by a try): it bounds the hand-offs that
 	// keep the lock from the waiters of other processes (transfer.go).
 	handoffs int
-	// extending counts the Extend calls in flight on this acquisition,
-	// with WithSetNXOnExtend only (see awaitExtends); guarded by the
-	// Mutex's mu.
-	extending  int
-	extendDone chan struct{} // closed when extending drops to 0; nil when 0
 }
 
 // Name returns the mutex name (the Redis key).
@@ -304,32 +304,33 @@ func (m *Mutex) current() (string, *lockCalls, error) {
 
 // takeForUnlock is current for Unlock: in the same critical section, it
 // marks the acquisition unlocked, so that of several Unlock calls only one
-// acts on it, and ends its lease (lease.go). Before it returns, the
-// extensions in flight that could set the key again after the release
-// (WithSetNXOnExtend) have ended.
-func (m *Mutex) takeForUnlock() (*lockCalls, error) {
+// acts on it, and ends its lease (lease.go); it returns the function that
+// ends the lease's context, for the caller to run once the release is
+// sent (the caller may have passed that context to Unlock). Before it
+// returns, the extensions in flight that could set the key again after the
+// release (WithSetNXOnExtend) have ended.
+func (m *Mutex) takeForUnlock() (*lockCalls, func(), error) {
 	if m.configErr != nil {
-		return nil, m.configErr
+		return nil, nil, m.configErr
 	}
 	m.mu.Lock()
 	switch {
 	case m.value == "":
 		m.mu.Unlock()
-		return nil, ErrNotLocked
+		return nil, nil, ErrNotLocked
 	case m.unlocked:
 		m.mu.Unlock()
-		return nil, errUnlocked
+		return nil, nil, errUnlocked
 	}
 	m.unlocked = true
 	calls := m.calls
 	endLease := m.releasedLocked()
-	extends := calls.extendDone
+	extends := m.extendDone
 	m.mu.Unlock()
-	endLease()
 	if extends != nil {
 		m.awaitExtends(extends)
 	}
-	return calls, nil
+	return calls, endLease, nil
 }
 
 // awaitExtends waits for the Extend calls in flight with
@@ -345,27 +346,30 @@ func (m *Mutex) awaitExtends(done <-chan struct{}) {
 }
 
 // beginExtend registers an Extend of the acquisition of calls with
-// WithSetNXOnExtend, unless Unlock took it already; endExtend ends it.
+// WithSetNXOnExtend, unless that is no longer the current acquisition or
+// Unlock took it; endExtend ends it. Unlock waits for every registered
+// Extend, also of an earlier acquisition of the Mutex: any of them may set
+// its key again where it finds none.
 func (m *Mutex) beginExtend(calls *lockCalls) bool {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	if m.unlocked && m.calls == calls {
+	if m.unlocked || m.calls != calls {
 		return false
 	}
-	if calls.extending == 0 {
-		calls.extendDone = make(chan struct{})
+	if m.extending == 0 {
+		m.extendDone = make(chan struct{})
 	}
-	calls.extending++
+	m.extending++
 	return true
 }
 
-func (m *Mutex) endExtend(calls *lockCalls) {
+func (m *Mutex) endExtend() {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	calls.extending--
-	if calls.extending == 0 {
-		close(calls.extendDone)
-		calls.extendDone = nil
+	m.extending--
+	if m.extending == 0 {
+		close(m.extendDone)
+		m.extendDone = nil
 	}
 }
 
@@ -409,21 +413,23 @@ func (m *Mutex) UnlockContext(ctx context.Context) (bool, error) {
 
 // unlock is UnlockContext; tr, when not nil, records the nodes' results.
 func (m *Mutex) unlock(ctx context.Context, tr *nodeTrace) (bool, error) {
-	calls, err := m.takeForUnlock()
+	calls, endLease, err := m.takeForUnlock()
 	if err != nil {
 		return false, err
 	}
+	// The lease's context ends once the release is sent: it may be ctx.
+	defer endLease()
 	if ctx == nil {
 		ctx = context.Background()
 	}
 	calls.awaitSettled(m.nodeTimeout())
-	if m.canHandOver() {
-		if w, g := m.notify.claim(m.name, calls.handoffs); w != nil {
-			return m.handOver(ctx, calls, w, g, tr) // transfer.go
-		}
+	var ok, handed bool
+	if w, g := m.claimWaiter(calls); w != nil {
+		ok, handed, err = m.handOver(ctx, calls, w, g, tr) // transfer.go
+	} else {
+		ok, err = m.release(ctx, calls, tr)
 	}
-	ok, err := m.release(ctx, calls, tr)
-	if !ok && !errors.Is(err, ErrLockAlreadyExpired) {
+	if !handed && !ok && !errors.Is(err, ErrLockAlreadyExpired) {
 		m.giveBack(calls)
 	}
 	return ok, err
@@ -471,7 +477,7 @@ func (m *Mutex) extend(ctx context.Context, tr *nodeTrace) (bool, error) {
 		if !m.beginExtend(calls) {
 			return false, errors.Join(ErrExtendFailed, errUnlocked)
 		}
-		defer m.endExtend(calls)
+		defer m.endExtend()
 		setNX = "1"
 	}
 	calls.awaitSettled(m.nodeTimeout())
@@ -484,15 +490,7 @@ func (m *Mutex) extend(ctx context.Context, tr *nodeTrace) (bool, error) {
 	t := m.broadcast(ctx, m.nodeTimeout(), m.failFast && !m.setNXOnExtend, nodeOp{call: &extend, trace: tr})
 	validity := m.expiry - m.now().Sub(start) - m.drift()
 	if t.done >= m.quorum && validity > 0 {
-		m.mu.Lock()
-		if m.calls == calls && !m.unlocked {
-			m.until = start.Add(m.expiry - m.drift())
-			if m.lease != nil {
-				m.lease.extendedTo(m.until)
-			}
-		}
-		m.mu.Unlock()
-		return true, nil
+		return m.extended(ctx, calls, start)
 	}
 	if t.done >= m.quorum {
 		return false, fmt.Errorf("%w: a quorum answered after the validity ran out (expiry %v, drift %v)", ErrExtendFailed, m.expiry, m.drift())
@@ -501,6 +499,43 @@ func (m *Mutex) extend(ctx context.Context, tr *nodeTrace) (bool, error) {
 		return false, errors.Join(ErrExtendFailed, ErrLockAlreadyExpired, t.err())
 	}
 	return false, errors.Join(ErrExtendFailed, t.err())
+}
+
+// extended moves the validity of the acquisition of calls after an
+// extension round that started at start succeeded, and reports Extend's
+// result: a failure when Unlock took the acquisition, or the Mutex made
+// another one, while the round ran. When the lease's deadline had passed
+// before the round started, the lock was not guaranteed in between
+// (another client may have held it, and WithSetNXOnExtend set the keys
+// again): the lease ends as lost, though Extend succeeds. The round of an
+// extender stopped while it ran (WithSetNXOnExtend does not cut it short)
+// moves nothing: a stopped extender no longer extends the validity.
+func (m *Mutex) extended(ctx context.Context, calls *lockCalls, start time.Time) (bool, error) {
+	if e, ok := ctx.Value(extenderKey{}).(*extender); ok && e.ctx.Err() != nil {
+		return false, fmt.Errorf("%w: automatic extension was stopped while the round ran", ErrExtendFailed)
+	}
+	m.mu.Lock()
+	switch {
+	case m.unlocked && m.calls == calls:
+		m.mu.Unlock()
+		return false, errors.Join(ErrExtendFailed, errUnlocked)
+	case m.calls != calls:
+		m.mu.Unlock()
+		return false, fmt.Errorf("%w: the Mutex made another acquisition while the extension ran", ErrExtendFailed)
+	}
+	var lapsed func()
+	if m.lease != nil {
+		lapsed = m.lease.lapsedLocked(start)
+	}
+	m.until = start.Add(m.expiry - m.drift())
+	if m.lease != nil && lapsed == nil {
+		m.lease.extendedTo(m.until)
+	}
+	m.mu.Unlock()
+	if lapsed != nil {
+		lapsed()
+	}
+	return true, nil
 }
 
 // Valid reports whether a quorum of nodes still hold this Mutex's value.

@@ -66,6 +66,15 @@ func (m *Mutex) canHandOver() bool {
 	return m.notify != nil && !m.noNotify && !m.fence.on && m.notify.watched.Load() > 0
 }
 
+// claimWaiter returns the waiter to which m's Unlock hands the acquisition
+// of calls over, and its grant, or nil.
+func (m *Mutex) claimWaiter(calls *lockCalls) (*waiter, *grant) {
+	if !m.canHandOver() {
+		return nil, nil
+	}
+	return m.notify.claim(m.name, calls.handoffs)
+}
+
 // canTakeOver reports whether m's waiting Lock call may be handed a lock.
 func (m *Mutex) canTakeOver() bool {
 	return m.configErr == nil && !m.fence.on && !m.guard.on
@@ -97,8 +106,9 @@ func (n *notifier) claim(key string, handoffs int) (*waiter, *grant) {
 
 // handOver is Unlock by hand-off to waiter w, whose grant is g: see the
 // comment at the top of this file. It reports the holder's release as
-// unlock does, and records it in tr (nil for none).
-func (m *Mutex) handOver(ctx context.Context, calls *lockCalls, w *waiter, g *grant, tr *nodeTrace) (bool, error) {
+// unlock does, and whether the waiter got the lock, and records it in tr
+// (nil for none).
+func (m *Mutex) handOver(ctx context.Context, calls *lockCalls, w *waiter, g *grant, tr *nodeTrace) (ok, handed bool, err error) {
 	wm := w.m
 	defer func() {
 		close(g.done)
@@ -110,7 +120,8 @@ func (m *Mutex) handOver(ctx context.Context, calls *lockCalls, w *waiter, g *gr
 	value, err := wm.newValue()
 	if err != nil {
 		// The waiter's next try will fail the same way and say so.
-		return m.release(ctx, calls, tr)
+		ok, err := m.release(ctx, calls, tr)
+		return ok, false, err
 	}
 	next := wm.makeCalls(value)
 	next.handoffs = calls.handoffs + 1
@@ -153,7 +164,8 @@ func (m *Mutex) handOver(ctx context.Context, calls *lockCalls, w *waiter, g *gr
 		// The holder released where its value was replaced.
 		t.done -= t.tookOver
 		t.missing += t.tookOver
-		return m.releaseResult(t)
+		ok, err := m.releaseResult(t)
+		return ok, true, err
 	}
 	// Undo on every node, even when ctx has ended: neither value may
 	// outlive this Unlock. The holder's observer sees the undo, which is
@@ -164,7 +176,8 @@ func (m *Mutex) handOver(ctx context.Context, calls *lockCalls, w *waiter, g *gr
 	next.awaitSettled(wm.nodeTimeout())
 	undo := redis.NewScriptCall(transferScript, m.keyArg, calls.value, next.value, wm.ttlArg, "undo")
 	t = m.broadcast(context.WithoutCancel(ctx), m.nodeTimeout(), m.failFast, nodeOp{call: &undo, trace: tr})
-	return m.releaseResult(t)
+	ok, err = m.releaseResult(t)
+	return ok, false, err
 }
 
 // takeGrant makes the lock handed over in g the current acquisition of m,
