@@ -111,3 +111,27 @@ func TestNodePasswordsRedacted(t *testing.T) {
 		}
 	}
 }
+
+func TestRedact(t *testing.T) {
+	tests := []struct{ in, label string }{
+		{"127.0.0.1:6379", "127.0.0.1:6379"},
+		{"redis://h:1/2?dial_timeout=3s", "redis://h:1/2?dial_timeout=3s"},
+		{"redis://u:pw@h:1", "redis://u:xxxxx@h:1"},
+		{"redis://u:@h:1", "redis://u:@h:1"},
+		{"redis://pw@h:1", "redis://xxxxx@h:1"},
+		{"redis://u:p@ss@h:1", "redis://u:xxxxx@h:1"},
+		{"u:pw@h:1", "xxxxx@h:1"},
+		{"[u:pw@h]:1", "xxxxx@h]:1"},
+		{"redis://h:1?password=pw&db=2", "redis://h:1?password=xxxxx&db=2"},
+		{"redis://h:1?pw&db=2", "redis://h:1?xxxxx&db=2"},
+		{"redis://h:1?password=", "redis://h:1?password="},
+		{"rediss://u:pw@h:1?auth=pw#frag", "rediss://u:xxxxx@h:1?auth=xxxxx#xxxxx"},
+		{"redis://h:1#a?password=pw", "redis://h:1#xxxxx"},
+	}
+	for _, tt := range tests {
+		label, hid := redact(tt.in)
+		if label != tt.label || hid != (label != tt.in) {
+			t.Errorf("redact(%q) = %q, %t; want %q, %t", tt.in, label, hid, tt.label, tt.label != tt.in)
+		}
+	}
+}
