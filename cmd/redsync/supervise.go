@@ -88,7 +88,8 @@ func (s *supervisor) waitExit() {
 }
 
 // stop stops what runs of the job, and returns once it is gone, or when
-// the lock is lost and the job outlives SIGKILL by killPatience.
+// the lock is lost and, after SIGKILL, the job shows no progress for
+// killPatience.
 func (s *supervisor) stop() {
 	look := time.NewTimer(0)
 	defer look.Stop()
@@ -175,7 +176,8 @@ func (s *supervisor) outlastedPatience() bool {
 
 // nextLook is how long to wait before looking at the job again: until
 // SIGKILL is due, at most pollInterval; but a second once the job has
-// outlived SIGKILL by killPatience, since what is left may never go.
+// shown no progress for killPatience after SIGKILL, since what is left
+// may never go.
 func (s *supervisor) nextLook() time.Duration {
 	if !s.patientSince.IsZero() && time.Since(s.patientSince) > killPatience {
 		return time.Second
