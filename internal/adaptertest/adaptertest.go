@@ -705,8 +705,9 @@ func RunLock(t *testing.T, newPool NewPoolFunc) {
 
 // handOffRound locks name with a holder, starts a waiter, unlocks the
 // holder once the waiter's first try failed, and checks that the waiter
-// then holds the lock on every node with its own expiry. It reports
-// whether the waiter was handed the lock (AcquireEvent.HandedOver).
+// then holds the lock with its own expiry: on every node after a hand-off,
+// on a quorum after a try of its own. It reports whether the waiter was
+// handed the lock (AcquireEvent.HandedOver).
 func handOffRound(t *testing.T, rs *redsync.Redsync, servers []*redistest.Server, name string, expiry time.Duration) bool {
 	t.Helper()
 	holder := rs.NewMutex(name, redsync.WithExpiry(expiry))
