@@ -43,9 +43,21 @@ const guardMarkerPrefix = "redsync:restart-guard:"
 // known to a second, so a node votes maxTTL plus at most one second after
 // it started.
 //
-// The guard protects against restarts only: data lost while the process
-// runs (FLUSHALL, eviction of lock keys) is not detected. A node restarted
-// with appendfsync always loses nothing, and the guard makes it wait
+// The guard judges a node by the age of its redis-server process, as the
+// node's own clock tells it, not by the age of its data. It sees a node
+// whose process restarted (after a crash, a kill or a shutdown, with or
+// without persistence, whatever file it loaded). It does not see a node
+// that lost or replaced its data while its process ran on, or whose
+// process only looks old; such a node votes at once: FLUSHALL or FLUSHDB;
+// eviction of lock keys (a maxmemory-policy that evicts keys with an
+// expiry); a full resynchronization, as REPLICAOF a server without the
+// locks (an empty or a lagging one) and then REPLICAOF NO ONE does; a
+// replica promoted in place of a failed master; a restored snapshot of a
+// VM or container; a forward jump of the node's wall clock, which expires
+// lock keys early and makes the process look older. A backward jump makes
+// it look younger: it waits longer to vote. The guard protects lock keys,
+// not fencing counters (see [WithFencing]). A node restarted with
+// appendfsync always loses nothing, and the guard makes it wait
 // needlessly. The default is off, as in redsync v4.
 func WithRestartGuard(maxTTL time.Duration) Option {
 	return OptionFunc(func(m *Mutex) {
