@@ -24,8 +24,9 @@ var errNoToken = errors.New("redsync: guarded write with fencing token 0: the Mu
 // if token is at least the fencing token of the last write it accepted,
 // and records token as the resource's fence. A holder of a lock made with
 // [WithFencing] passes [Mutex.FencingToken]; the same holder may write
-// several times with its token. When a later holder has already written
-// with a greater token, the write is not made and the error is a
+// several times with its token (no two holders have the same token, see
+// docs/FENCING.md). When a later holder has already written with a
+// greater token, the write is not made and the error is a
 // *[StaleTokenError] that matches [ErrStaleToken].
 //
 // The check and the write are one Lua script, so they are atomic on the
