@@ -102,6 +102,7 @@ func TestRestartGuardConfig(t *testing.T) {
 // the lock (the hole the guard closes); with it, the restarted nodes refuse
 // to vote until they have been up for maxTTL.
 func TestRestartGuardRestart(t *testing.T) {
+	t.Parallel() // it mostly waits for its nodes to be old enough to vote
 	servers := redistest.StartN(t, 3)
 	pools := guardPools(t, servers)
 	opts := []redsync.Option{redsync.WithExpiry(guardExpiry), guardTimeout, redsync.WithRestartGuard(guardMaxTTL)}
@@ -148,6 +149,7 @@ func TestRestartGuardRestart(t *testing.T) {
 // the marker comes back from the RDB file, but it was written by the
 // previous process, so the node still gets no vote until it is old enough.
 func TestRestartGuardReloadedMarker(t *testing.T) {
+	t.Parallel() // it mostly waits for its nodes to be old enough to vote
 	s := redistest.Start(t, "--save", "3600 1")
 	m := redsync.New(guardPools(t, []*redistest.Server{s})...).NewMutex("guard:reload",
 		redsync.WithExpiry(guardExpiry), guardTimeout, redsync.WithRestartGuard(guardMaxTTL))
@@ -186,6 +188,7 @@ func TestRestartGuardReloadedMarker(t *testing.T) {
 // slots, so the marker must share the lock key's slot, whatever braces the
 // key holds.
 func TestRestartGuardCluster(t *testing.T) {
+	t.Parallel() // it mostly waits for its nodes to be old enough to vote
 	s := redistest.Start(t, "--cluster-enabled", "yes")
 	s.MustDo(t, "CLUSTER", "ADDSLOTSRANGE", "0", "16383")
 	deadline := time.Now().Add(10 * time.Second)
