@@ -200,8 +200,11 @@ func fenceCounter(key string) string {
 // FencingToken returns the fencing token of the current acquisition: the
 // token issued by the last successful Lock, until Unlock is called. It is
 // 0 without [WithFencing], before the first successful Lock, after Unlock,
-// and on a Mutex made with [WithValue] that has not locked itself. Within
-// [Redsync.Do], the function reads it with
+// and on a Mutex made with [WithValue] that has not locked itself. An
+// Unlock that gives the acquisition back (it released on no quorum because
+// of node errors or its ctx, see [Mutex.UnlockContext]) gives the token
+// back with it.
+// Within [Redsync.Do], the function reads it with
 // MutexFromContext(ctx).FencingToken().
 //
 // The token is not cleared when the validity runs out: the holder cannot

@@ -2,6 +2,7 @@ package redsync
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"maps"
 	"slices"
@@ -187,8 +188,9 @@ type propClient struct {
 	// calls has reached its view of the node (see settle); the commands
 	// read it there.
 	current *propCall
-	running bool // a TryLock or Unlock is in progress
-	holding bool // the last try succeeded and was neither unlocked nor abandoned
+	running bool   // a TryLock or Unlock is in progress
+	holding bool   // the last try succeeded and was neither unlocked nor abandoned
+	token   uint64 // the token of the last successful try
 }
 
 // propCall is one TryLock or Unlock of a client: its plan, and what the
@@ -227,7 +229,7 @@ type propRound struct {
 // node's view (sent), the round got its reply (answered; done when it
 // counts as done in the round, see tally; with the node's fencing counter
 // before and after the command), a late command ended (landed), or the
-// call returned (with the Mutex's token then).
+// call returned (with its result, and the Mutex's token then).
 type propEvent struct {
 	call     *propCall
 	kind     int
@@ -235,6 +237,7 @@ type propEvent struct {
 	node     int
 	done     bool
 	counters [2]uint64
+	ok       bool
 	err      error
 	token    uint64
 }
@@ -343,14 +346,16 @@ func (p *fencingProp) call(cl *propClient, unlock bool) {
 	cl.current, cl.running = c, true
 	p.calls = append(p.calls, c)
 	go func() {
-		var err error
+		var (
+			ok  bool
+			err error
+		)
 		if unlock {
-			// Errors are fine: the key then stays until it vanishes.
-			_, _ = cl.m.Unlock()
+			ok, err = cl.m.Unlock()
 		} else {
 			err = cl.m.TryLock()
 		}
-		p.events <- propEvent{call: c, kind: propReturned, err: err, token: cl.m.FencingToken()}
+		p.events <- propEvent{call: c, kind: propReturned, ok: ok, err: err, token: cl.m.FencingToken()}
 	}()
 }
 
@@ -589,8 +594,16 @@ func (p *fencingProp) apply(e propEvent) {
 		p.landing--
 	case propReturned:
 		c.over, c.client.running = true, false
+		// An Unlock that released on no quorum for node errors gives the
+		// acquisition back, to be unlocked again; its key stays until it
+		// vanishes otherwise.
+		givenBack := c.unlock && !e.ok && !errors.Is(e.err, ErrLockAlreadyExpired)
 		switch {
 		case p.stopping:
+		case givenBack && e.token != c.client.token:
+			p.t.Fatalf("client %d: FencingToken() after an Unlock that gave the acquisition back (%v) = %d, want %d", c.client.id, e.err, e.token, c.client.token)
+		case givenBack:
+			c.client.holding = true
 		case c.unlock && e.token != 0:
 			p.t.Fatalf("client %d: FencingToken() after Unlock = %d, want 0", c.client.id, e.token)
 		case !c.unlock && e.err == nil:
@@ -607,7 +620,7 @@ func (p *fencingProp) apply(e propEvent) {
 // earlier holder (see checkTokens).
 func (p *fencingProp) acquired(c *propCall, token uint64) {
 	cl := c.client
-	cl.holding = true
+	cl.holding, cl.token = true, token
 	at := propAt{client: cl.id, start: c.start, end: p.now, confirmed: c.confirmed(), token: token}
 	p.stats.acquired.Add(1)
 	if at.token == 0 {

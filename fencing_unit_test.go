@@ -71,6 +71,37 @@ func TestFencingTokenLifecycle(t *testing.T) {
 	}
 }
 
+// TestFencingTokenAfterFailedUnlock checks that an Unlock that fails on
+// node errors, and so gives the acquisition back, gives its token back
+// too, and that the next Unlock clears it.
+func TestFencingTokenAfterFailedUnlock(t *testing.T) {
+	c := newFakeCluster(3)
+	failing := true
+	m := c.fencedMutex("k", c.faultPools(func(node int, cmd string) fault {
+		if cmd == "release" && node < 2 && failing {
+			return faultBefore
+		}
+		return faultNone
+	}))
+	if err := m.Lock(); err != nil {
+		t.Fatalf("Lock() = %v", err)
+	}
+	token := m.FencingToken()
+	if ok, err := m.Unlock(); ok || err == nil || errors.Is(err, ErrLockAlreadyExpired) {
+		t.Fatalf("Unlock() with 2 of 3 nodes failing = %v, %v; want false and a node error", ok, err)
+	}
+	if got := m.FencingToken(); got != token {
+		t.Errorf("FencingToken() after an Unlock that failed on node errors = %d, want %d", got, token)
+	}
+	failing = false
+	if ok, err := m.Unlock(); !ok || err != nil {
+		t.Fatalf("second Unlock() = %v, %v; want true, nil", ok, err)
+	}
+	if got := m.FencingToken(); got != 0 {
+		t.Errorf("FencingToken() after Unlock = %d, want 0", got)
+	}
+}
+
 // TestFencingFastPath checks when a try needs the second round: only when
 // some node reports a counter at or above the token the Mutex proposed,
 // that is, when another Mutex locked since this one last did.
