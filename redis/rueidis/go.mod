@@ -5,9 +5,11 @@ go 1.26.0
 require (
 	github.com/go-redlock/redsync v0.0.0
 	github.com/redis/rueidis v1.0.79
-	go.uber.org/goleak v1.3.0
 )
 
-require golang.org/x/sys v0.48.0 // indirect
+require (
+	go.uber.org/goleak v1.3.0 // indirect
+	golang.org/x/sys v0.48.0 // indirect
+)
 
 replace github.com/go-redlock/redsync => ../..

@@ -20,7 +20,6 @@ import (
 	"time"
 
 	rueidislib "github.com/redis/rueidis"
-	"go.uber.org/goleak"
 
 	"github.com/go-redlock/redsync"
 	"github.com/go-redlock/redsync/internal/adaptertest"
@@ -29,11 +28,10 @@ import (
 	"github.com/go-redlock/redsync/redis/rueidis"
 )
 
+// TestMain fails the run on goroutines left behind, after the grace the
+// driver's delayed cluster refresh needs (see adaptertest.Main).
 func TestMain(m *testing.M) {
-	goleak.VerifyTestMain(m,
-		// redistest forks every redis-server from one goroutine that lives
-		// as long as the test binary (see its spawn_linux.go).
-		goleak.IgnoreAnyFunction("github.com/go-redlock/redsync/internal/redistest.spawnLoop"))
+	adaptertest.Main(m)
 }
 
 // newPoolWith returns a NewPoolFunc making pools over rueidis clients with

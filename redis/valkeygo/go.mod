@@ -8,7 +8,9 @@ require (
 	github.com/go-redlock/redsync v0.0.0
 	github.com/valkey-io/valkey-go v1.0.72
 	github.com/valkey-io/valkey-go/valkeycompat v1.0.72
-	go.uber.org/goleak v1.3.0
 )
 
-require golang.org/x/sys v0.50.0 // indirect
+require (
+	go.uber.org/goleak v1.3.0 // indirect
+	golang.org/x/sys v0.50.0 // indirect
+)
