@@ -104,7 +104,6 @@ func reviewChild(mode string, args []string) int {
 	return 2
 }
 
-
 // startBrokenStderr starts redsync as start does, but with its standard
 // error a pipe whose reading end is closed: a log reader that went away
 // (`2>&1 | head`, a restarted journald or logger).
