@@ -32,7 +32,7 @@ func (r *Redsync) Do(ctx context.Context, name string, fn func(ctx context.Conte
 	if ctx == nil {
 		ctx = context.Background()
 	}
-	opts = append([]Option{OptionFunc(func(m *Mutex) { m.autoExtendOn = true })}, opts...)
+	opts = append([]Option{setting(func(c *config) { c.autoExtendOn = true })}, opts...)
 	m := r.NewMutex(name, opts...)
 	if err := m.LockContext(ctx); err != nil {
 		return err

@@ -120,10 +120,10 @@ const fenceCounterPrefix = "redsync:fence:"
 // fail with an error matching [ErrInvalidConfig]. docs/FENCING.md has the
 // argument and the limits. The default is off, as in redsync v4.
 func WithFencing() Option {
-	return OptionFunc(func(m *Mutex) {
+	return setting(func(c *config) {
 		// NewMutex sets the name before it applies the options, and the
 		// hints after.
-		m.fence.on, m.fence.counter = true, fenceCounter(m.name)
+		c.fence.on, c.fence.counter = true, fenceCounter(c.name)
 	})
 }
 
@@ -213,10 +213,10 @@ func fenceCounter(key string) string {
 func (m *Mutex) FencingToken() uint64 {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	if m.calls == nil || m.unlocked {
+	if m.acq.calls == nil || m.acq.state == acqUnlocked {
 		return 0
 	}
-	return m.calls.token
+	return m.acq.calls.token
 }
 
 // fencedAcquireCall returns the call of the fenced acquire script for
@@ -244,8 +244,8 @@ func (m *Mutex) fencedAcquireCall(value any) (redis.ScriptCall, uint64) {
 // results for the observer.
 func (m *Mutex) fencedAcquireRound(ctx context.Context, calls *lockCalls, tr *nodeTrace) (tally, uint64) {
 	var highest atomic.Uint64
-	t := m.broadcast(ctx, m.nodeTimeout(), m.failFast, nodeOp{trace: tr, fn: func(ctx context.Context, node int) (int64, error) {
-		reply, err := evalScript(ctx, m.pools[node], m.runners[node], &calls.acquire)
+	t := m.nodes.broadcast(ctx, m.nodeTimeout(), m.failFast, nodeOp{trace: tr, fn: func(ctx context.Context, node int) (int64, error) {
+		reply, err := evalScript(ctx, m.nodes.pools[node], m.nodes.runners[node], &calls.acquire)
 		if err != nil {
 			return 0, err
 		}
@@ -290,24 +290,24 @@ func (m *Mutex) advanceFence(ctx context.Context, calls *lockCalls, highest uint
 	call := redis.NewScriptCall(fenceAdvanceScript, m.keyArg, m.fence.counter, calls.value, strconv.FormatUint(token, 10))
 	// A confirmation after the validity is worthless: bound the round by
 	// what is left of it.
-	timeout := min(m.nodeTimeout(), m.expiry-m.now().Sub(start)-m.drift())
+	timeout := min(m.nodeTimeout(), m.validityLeft(start))
 	if timeout <= 0 {
 		return fmt.Errorf("%w: fencing round: the validity ran out before it started (expiry %v, drift %v)", ErrFailed, m.expiry, m.drift())
 	}
-	t := m.fanoutScript(ctx, timeout, m.failFast, &call)
-	validity := m.expiry - m.now().Sub(start) - m.drift()
+	t := m.nodes.fanoutScript(ctx, timeout, m.failFast, &call)
+	validity := m.validityLeft(start)
 	switch {
-	case t.done >= m.quorum && validity > 0:
+	case t.done >= m.nodes.quorum && validity > 0:
 		// lockContext publishes calls, and with them the token, under m.mu.
 		calls.token = token
 		m.fenceSeen(token)
 		return nil
-	case t.done >= m.quorum:
+	case t.done >= m.nodes.quorum:
 		return fmt.Errorf("%w: fencing round: a quorum confirmed token %d after the validity ran out (expiry %v, drift %v)",
 			ErrFailed, token, m.expiry, m.drift())
 	}
 	return errors.Join(
-		fmt.Errorf("%w: fencing round: token %d confirmed by %d of %d nodes, quorum %d", ErrFailed, token, t.done, len(m.pools), m.quorum),
+		fmt.Errorf("%w: fencing round: token %d confirmed by %d of %d nodes, quorum %d", ErrFailed, token, t.done, len(m.nodes.pools), m.nodes.quorum),
 		t.err())
 }
 

@@ -160,7 +160,7 @@ func TestNotifierQuorumAndWakeOne(t *testing.T) {
 	nodes, pools := newFakeSubNodes(5)
 	n := newNotifier(pools)
 	since := time.Now()
-	w1, w2 := n.watch(&Mutex{name: "k"}), n.watch(&Mutex{name: "k"})
+	w1, w2 := n.watch(&Mutex{config: config{name: "k"}}), n.watch(&Mutex{config: config{name: "k"}})
 	subscribedEverywhere(t, nodes, "k")
 	// The subscriptions' confirmation may have woken the first waiter
 	// (a release may have been missed during the set-up); start clean.
@@ -215,7 +215,7 @@ func spreadScene(t *testing.T) ([]*fakeSubNode, *waiter, *lockWait) {
 	t.Helper()
 	nodes, pools := newFakeSubNodes(3)
 	n := newNotifier(pools)
-	w := n.watch(&Mutex{name: "k"})
+	w := n.watch(&Mutex{config: config{name: "k"}})
 	t.Cleanup(w.close)
 	subscribedEverywhere(t, nodes, "k")
 	w.wait(time.Now()) // the confirmation's wake, if any
@@ -278,7 +278,7 @@ func TestNotifierSpread(t *testing.T) {
 func TestNotifierFIFOByTicket(t *testing.T) {
 	nodes, pools := newFakeSubNodes(3)
 	n := newNotifier(pools)
-	ws := []*waiter{n.watch(&Mutex{name: "k"}), n.watch(&Mutex{name: "k"}), n.watch(&Mutex{name: "k"})}
+	ws := []*waiter{n.watch(&Mutex{config: config{name: "k"}}), n.watch(&Mutex{config: config{name: "k"}}), n.watch(&Mutex{config: config{name: "k"}})}
 	subscribedEverywhere(t, nodes, "k")
 	for _, w := range ws {
 		w.wait(time.Now())
@@ -314,7 +314,7 @@ func TestNotifierFIFOByTicket(t *testing.T) {
 func TestNotifierPendingRelease(t *testing.T) {
 	nodes, pools := newFakeSubNodes(3)
 	n := newNotifier(pools)
-	w := n.watch(&Mutex{name: "k"})
+	w := n.watch(&Mutex{config: config{name: "k"}})
 	subscribedEverywhere(t, nodes, "k")
 	w.wait(time.Now())
 	w.stopWaiting()
@@ -341,7 +341,7 @@ func TestNotifierPendingRelease(t *testing.T) {
 func TestNotifierReconnects(t *testing.T) {
 	nodes, pools := newFakeSubNodes(3)
 	n := newNotifier(pools)
-	w := n.watch(&Mutex{name: "k"})
+	w := n.watch(&Mutex{config: config{name: "k"}})
 	defer w.close()
 	subscribedEverywhere(t, nodes, "k")
 	broken := nodes[0].listener()
@@ -376,7 +376,7 @@ func TestNotifierListenFailureBacksOff(t *testing.T) {
 	nodes, pools := newFakeSubNodes(3)
 	nodes[2].listenErr = errors.New("connection refused")
 	n := newNotifier(pools)
-	w := n.watch(&Mutex{name: "k"})
+	w := n.watch(&Mutex{config: config{name: "k"}})
 	subscribedEverywhere(t, nodes[:2], "k")
 	time.Sleep(50 * time.Millisecond)
 	nodes[2].mu.Lock()

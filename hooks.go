@@ -203,8 +203,8 @@ type LostEvent struct {
 // has one (see [Redsync.SetObserver]). The default is the Redsync's
 // observer, which is none unless set.
 func WithObserver(o Observer) Option {
-	return OptionFunc(func(m *Mutex) {
-		m.observer = o
+	return setting(func(c *config) {
+		c.observer = o
 	})
 }
 
@@ -393,11 +393,11 @@ func (m *Mutex) lockObserved(ctx context.Context, tries int) error {
 		e.Wait = last.Start.Sub(start)
 		if err == nil {
 			m.mu.Lock()
-			e.Value, e.Until = m.value, m.until
-			if m.calls != nil {
-				e.FencingToken = m.calls.token
+			e.Value, e.Until = m.acq.value, m.acq.until
+			if m.acq.calls != nil {
+				e.FencingToken = m.acq.calls.token
 			}
-			m.heldSince = acquisitionStart{value: m.value, start: last.Start}
+			m.heldSince = acquisitionStart{value: m.acq.value, start: last.Start}
 			m.mu.Unlock()
 			e.Validity = e.Until.Sub(m.now())
 		}

@@ -794,3 +794,27 @@ func TestIntegrationSetNXOnExtend(t *testing.T) {
 		})
 	}
 }
+
+// TestIntegrationOptionAfterNewMutex: an option applied to a Mutex that
+// NewMutex returned changes nothing, neither the TTL the nodes get nor
+// the validity that Until reports (in redsync v4 the TTL changed; here the
+// configuration is fixed at NewMutex, and the two cannot disagree).
+func TestIntegrationOptionAfterNewMutex(t *testing.T) {
+	ns := startNodes(t, drivers[0], 1)
+	m := ns.rs.NewMutex(lockName, redsync.WithExpiry(2*time.Second), roomy)
+	redsync.WithExpiry(time.Hour).Apply(m)
+	redsync.WithTries(0).Apply(m) // would be an invalid configuration
+	start := time.Now()
+	if err := m.Lock(); err != nil {
+		t.Fatalf("Lock() = %v, want nil", err)
+	}
+	if ttl := ns.pttl(t, 0, lockName); ttl <= 0 || ttl > 2000 {
+		t.Errorf("PTTL after Lock = %d ms, want within (0, 2000]: the expiry given to NewMutex", ttl)
+	}
+	if until := m.Until(); until.After(start.Add(2*time.Second)) || until.Before(start) {
+		t.Errorf("Until() = %v after Lock at %v, want within the 2s expiry given to NewMutex", until, start)
+	}
+	if ok, err := m.Unlock(); !ok || err != nil {
+		t.Errorf("Unlock() = %v, %v, want true, nil", ok, err)
+	}
+}

@@ -84,19 +84,19 @@ func (m *Mutex) Context() context.Context {
 		return endedContext(m, &lostError{reason: "no acquisition", err: m.configErr})
 	}
 	m.mu.Lock()
-	switch {
-	case m.unlocked:
+	switch m.acq.state {
+	case acqUnlocked:
 		m.mu.Unlock()
 		return endedContext(m, &lostError{reason: "the lock was released"})
-	case m.value == "" || m.until.IsZero():
+	case acqNone, acqGiven:
 		m.mu.Unlock()
 		return endedContext(m, &lostError{reason: "no acquisition", err: ErrNotLocked})
 	}
 	l := m.lease
-	if l == nil || l.value != m.value {
+	if l == nil || l.value != m.acq.value {
 		// No lease yet, or Lock has not yet replaced the previous one:
 		// the acquisition was made about now.
-		l = m.newLease(m.value, m.now())
+		l = m.newLease(m.acq.value, m.now())
 	}
 	var lost error
 	var lapsed func()
@@ -124,10 +124,10 @@ func endedContext(m *Mutex, cause error) context.Context {
 }
 
 // newLease makes the lease of the acquisition of value, made at start and
-// valid until m.until, and sets it as m.lease. It is not followed yet. The
+// valid until m.acq.until, and sets it as m.lease. It is not followed yet. The
 // caller holds m.mu.
 func (m *Mutex) newLease(value string, start time.Time) *lease {
-	l := &lease{m: m, value: value, until: m.until}
+	l := &lease{m: m, value: value, until: m.acq.until}
 	if m.maxHold > 0 {
 		l.limit = start.Add(m.maxHold)
 	}
@@ -370,7 +370,7 @@ func jitterDown(d time.Duration) time.Duration {
 // on to another acquisition (then it reports failure with ErrNotLocked).
 func (m *Mutex) extendValue(ctx context.Context, value string) (bool, error) {
 	m.mu.Lock()
-	current := m.value
+	current := m.acq.value
 	m.mu.Unlock()
 	if current != value {
 		return false, ErrNotLocked
@@ -392,7 +392,7 @@ func (m *Mutex) autoExtendInterval() time.Duration {
 // the start (WithAutoExtend starts its extender, WithMaxHold counts from
 // it).
 func (m *Mutex) acquired(value string, until time.Time, calls *lockCalls) {
-	m.acquiredSince(value, until, until.Add(-(m.expiry - m.drift())), calls)
+	m.acquiredSince(value, until, until.Add(-m.validFor()), calls)
 }
 
 // acquiredSince is acquired for an acquisition that this Mutex holds since
@@ -459,7 +459,7 @@ func (m *Mutex) validateLifetime() error {
 		return newConfigError("maximum hold time is %v; it must not be negative", m.maxHold)
 	}
 	if m.autoExtendOn {
-		validity := m.expiry - m.drift() - m.nodeTimeout()
+		validity := m.validFor() - m.nodeTimeout()
 		if iv := m.autoExtendInterval(); iv >= validity {
 			return newConfigError("auto-extension interval %v is not shorter than the validity %v (expiry %v less drift and per-node timeout)",
 				iv, validity, m.expiry)

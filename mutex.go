@@ -23,51 +23,22 @@ import (
 //
 // A Mutex must not be copied after first use.
 type Mutex struct {
-	// Configuration, set by NewMutex and its options, then read-only.
-	name          string
-	expiry        time.Duration
-	tries         int
-	delayFunc     DelayFunc
-	driftFactor   float64
-	timeoutFactor float64
-	genValueFunc  func() (string, error)
-	failFast      bool
-	shuffle       bool
-	setNXOnExtend bool
-	guard         restartGuard // WithRestartGuard
-	fence         fencing      // WithFencing
-	pools         []redis.Pool
-	quorum        int
-	configErr     error
+	config // set by NewMutex, then read-only
+	// building is &config while NewMutex applies the options, nil after
+	// (see setting).
+	building *config
 
-	runners []redis.ScriptRunner // runners[i] is pools[i] as a ScriptRunner, or nil
-	inline  bool                 // one node, whose pool keeps deadlines: no goroutine per command (quorum.go)
-	// pipeliners[i] is pools[i] as a redis.Pipeliner when every pool is
-	// one (and there are several), else nil (quorum.go).
-	pipeliners []redis.Pipeliner
-	rounds     *sync.Pool       // recycled rounds, shared with the Redsync
-	keyArg     any              // name, boxed once for the scripts
-	ttlArg     any              // expiry in ms, formatted once for the scripts
-	now        func() time.Time // the clock; tests replace it
+	nodes     *nodes // the Redsync's, or a shuffled copy (WithShufflePools)
+	configErr error
 
-	// Lifetime and hand-off options (lease.go, handoff.go).
-	autoExtend   time.Duration // WithAutoExtend's interval; 0 means expiry/3
-	autoExtendOn bool          // WithAutoExtend was given
-	maxHold      time.Duration // WithMaxHold; 0 means no bound
-	noNotify     bool          // WithReleaseNotification(false)
-	notify       *notifier     // the Redsync's release notifications, or nil
-
-	observer Observer // WithObserver or Redsync.SetObserver; nil for none (hooks.go)
+	keyArg any              // name, boxed once for the scripts
+	ttlArg any              // expiry in ms, formatted once for the scripts
+	now    func() time.Time // the clock; tests replace it
+	notify *notifier        // the Redsync's release notifications, or nil
 
 	mu    sync.Mutex
-	value string     // the current acquisition's value; set by WithValue or Lock
-	until time.Time  // end of the current acquisition's validity
-	calls *lockCalls // script calls of the current value
-	lease *lease     // the current acquisition's lease, once needed
-	// unlocked is set by the Unlock that took the current acquisition
-	// (see takeForUnlock); the acquisition is then over for this Mutex,
-	// whatever the nodes hold, until the next Lock.
-	unlocked bool
+	acq   acquisition // the current acquisition (acquisition.go)
+	lease *lease      // the current acquisition's lease, once needed
 	// With WithSetNXOnExtend, extending counts the Extend calls in flight
 	// (of any acquisition: see beginExtend), and extendDone is closed when
 	// it drops to 0 (nil while it is 0).
@@ -101,6 +72,12 @@ type lockCalls struct {
 	handoffs int
 }
 
+// validityLeft is what is left at now of the validity of a round that
+// started at start; it is not positive when the validity is over.
+func (m *Mutex) validityLeft(start time.Time) time.Duration {
+	return m.validFor() - m.now().Sub(start)
+}
+
 // Name returns the mutex name (the Redis key).
 func (m *Mutex) Name() string {
 	return m.name
@@ -114,13 +91,13 @@ func (m *Mutex) Name() string {
 func (m *Mutex) Value() string {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	return m.value
+	return m.acq.value
 }
 
 // setAcquisition makes value, valid until until, with the script calls
 // calls, the current acquisition of m. m.mu must be held.
 func (m *Mutex) setAcquisition(value string, until time.Time, calls *lockCalls) {
-	m.value, m.until, m.calls, m.unlocked = value, until, calls, false
+	m.acq = acquisition{state: acqHeld, value: value, until: until, calls: calls}
 }
 
 // Until returns when the validity of the current acquisition ends: until
@@ -129,7 +106,7 @@ func (m *Mutex) setAcquisition(value string, until time.Time, calls *lockCalls) 
 func (m *Mutex) Until() time.Time {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	return m.until
+	return m.acq.until
 }
 
 // TryLock tries once to acquire the lock, without retrying.
@@ -252,16 +229,16 @@ func (m *Mutex) acquire(ctx context.Context, calls *lockCalls, rec *acquireRecor
 	if m.fence.on {
 		t, highest = m.fencedAcquireRound(ctx, calls, tr)
 	} else {
-		t = m.broadcast(ctx, m.nodeTimeout(), m.failFast, nodeOp{call: &calls.acquire, setNX: calls.setNX, trace: tr})
+		t = m.nodes.broadcast(ctx, m.nodeTimeout(), m.failFast, nodeOp{call: &calls.acquire, setNX: calls.setNX, trace: tr})
 	}
-	validity := m.expiry - m.now().Sub(start) - m.drift()
-	if t.done >= m.quorum && validity > 0 {
+	validity := m.validityLeft(start)
+	if t.done >= m.nodes.quorum && validity > 0 {
 		if !m.fence.on {
-			return start.Add(m.expiry - m.drift()), false, false, nil
+			return start.Add(m.validFor()), false, false, nil
 		}
 		// The fencing round (fencing.go) counts in the same validity.
 		if err = m.advanceFence(ctx, calls, highest, start); err == nil {
-			return start.Add(m.expiry - m.drift()), false, false, nil
+			return start.Add(m.validFor()), false, false, nil
 		}
 	}
 
@@ -269,20 +246,20 @@ func (m *Mutex) acquire(ctx context.Context, calls *lockCalls, rec *acquireRecor
 	// Only a try that every node answered without taking the key for us
 	// left nothing to undo.
 	if !t.nothingTaken() {
-		m.fanoutScript(context.WithoutCancel(ctx), m.nodeTimeout(), m.failFast, &calls.release)
+		m.nodes.fanoutScript(context.WithoutCancel(ctx), m.nodeTimeout(), m.failFast, &calls.release)
 	}
 
 	switch {
 	case err != nil: // the fencing round failed
 		return time.Time{}, false, false, err
-	case len(t.taken) >= m.quorum:
+	case len(t.taken) >= m.nodes.quorum:
 		// Taken on a quorum, though maybe by several owners: then it is
 		// a split vote all the same (ErrTaken keeps its v4 meaning).
-		return time.Time{}, false, t.split(m.quorum), &ErrTaken{Nodes: t.taken}
-	case t.done >= m.quorum:
+		return time.Time{}, false, t.split(m.nodes.quorum), &ErrTaken{Nodes: t.taken}
+	case t.done >= m.nodes.quorum:
 		return time.Time{}, false, false, fmt.Errorf("%w: a quorum answered after the validity ran out (expiry %v, drift %v)", ErrFailed, m.expiry, m.drift())
 	}
-	return time.Time{}, len(m.pools)-t.permanent < m.quorum, t.split(m.quorum), errors.Join(ErrFailed, t.err())
+	return time.Time{}, len(m.nodes.pools)-t.permanent < m.nodes.quorum, t.split(m.nodes.quorum), errors.Join(ErrFailed, t.err())
 }
 
 // current returns the value and script calls of the current acquisition,
@@ -293,13 +270,10 @@ func (m *Mutex) current() (string, *lockCalls, error) {
 	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	switch {
-	case m.value == "":
-		return "", nil, ErrNotLocked
-	case m.unlocked:
-		return "", nil, errUnlocked
+	if err := m.acq.usable(); err != nil {
+		return "", nil, err
 	}
-	return m.value, m.calls, nil
+	return m.acq.value, m.acq.calls, nil
 }
 
 // takeForUnlock is current for Unlock: in the same critical section, it
@@ -314,16 +288,13 @@ func (m *Mutex) takeForUnlock() (*lockCalls, func(), error) {
 		return nil, nil, m.configErr
 	}
 	m.mu.Lock()
-	switch {
-	case m.value == "":
+	if err := m.acq.usable(); err != nil {
 		m.mu.Unlock()
-		return nil, nil, ErrNotLocked
-	case m.unlocked:
-		m.mu.Unlock()
-		return nil, nil, errUnlocked
+		return nil, nil, err
 	}
-	m.unlocked = true
-	calls := m.calls
+	m.acq.unlockedFrom = m.acq.state
+	m.acq.state = acqUnlocked
+	calls := m.acq.calls
 	endLease := m.releasedLocked()
 	extends := m.extendDone
 	m.mu.Unlock()
@@ -353,7 +324,7 @@ func (m *Mutex) awaitExtends(done <-chan struct{}) {
 func (m *Mutex) beginExtend(calls *lockCalls) bool {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	if m.unlocked || m.calls != calls {
+	if m.acq.state == acqUnlocked || m.acq.calls != calls {
 		return false
 	}
 	if m.extending == 0 {
@@ -379,8 +350,8 @@ func (m *Mutex) endExtend() {
 func (m *Mutex) giveBack(calls *lockCalls) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	if m.calls == calls {
-		m.unlocked = false
+	if m.acq.calls == calls && m.acq.state == acqUnlocked {
+		m.acq.state = m.acq.unlockedFrom
 	}
 }
 
@@ -438,7 +409,7 @@ func (m *Mutex) unlock(ctx context.Context, tr *nodeTrace) (bool, error) {
 // release deletes the lock of calls on every node and reports the result
 // as Unlock does.
 func (m *Mutex) release(ctx context.Context, calls *lockCalls, tr *nodeTrace) (bool, error) {
-	return m.releaseResult(m.broadcast(ctx, m.nodeTimeout(), m.failFast, nodeOp{call: &calls.release, trace: tr}))
+	return m.releaseResult(m.nodes.broadcast(ctx, m.nodeTimeout(), m.failFast, nodeOp{call: &calls.release, trace: tr}))
 }
 
 // Extend resets the lock's expiry on the nodes and reports whether it did
@@ -487,15 +458,15 @@ func (m *Mutex) extend(ctx context.Context, tr *nodeTrace) (bool, error) {
 	// the key again: the round waits for every node (within the per-node
 	// timeout), even with WithFailFast, so that an Unlock that follows
 	// cannot be overtaken by it.
-	t := m.broadcast(ctx, m.nodeTimeout(), m.failFast && !m.setNXOnExtend, nodeOp{call: &extend, trace: tr})
-	validity := m.expiry - m.now().Sub(start) - m.drift()
-	if t.done >= m.quorum && validity > 0 {
+	t := m.nodes.broadcast(ctx, m.nodeTimeout(), m.failFast && !m.setNXOnExtend, nodeOp{call: &extend, trace: tr})
+	validity := m.validityLeft(start)
+	if t.done >= m.nodes.quorum && validity > 0 {
 		return m.extended(ctx, calls, start)
 	}
-	if t.done >= m.quorum {
+	if t.done >= m.nodes.quorum {
 		return false, fmt.Errorf("%w: a quorum answered after the validity ran out (expiry %v, drift %v)", ErrExtendFailed, m.expiry, m.drift())
 	}
-	if t.missing > len(m.pools)-m.quorum {
+	if t.expired(m.nodes.quorum) {
 		return false, errors.Join(ErrExtendFailed, ErrLockAlreadyExpired, t.err())
 	}
 	return false, errors.Join(ErrExtendFailed, t.err())
@@ -516,10 +487,10 @@ func (m *Mutex) extended(ctx context.Context, calls *lockCalls, start time.Time)
 	}
 	m.mu.Lock()
 	switch {
-	case m.unlocked && m.calls == calls:
+	case m.acq.state == acqUnlocked && m.acq.calls == calls:
 		m.mu.Unlock()
 		return false, errors.Join(ErrExtendFailed, errUnlocked)
-	case m.calls != calls:
+	case m.acq.calls != calls:
 		m.mu.Unlock()
 		return false, fmt.Errorf("%w: the Mutex made another acquisition while the extension ran", ErrExtendFailed)
 	}
@@ -527,9 +498,9 @@ func (m *Mutex) extended(ctx context.Context, calls *lockCalls, start time.Time)
 	if m.lease != nil {
 		lapsed = m.lease.lapsedLocked(start)
 	}
-	m.until = start.Add(m.expiry - m.drift())
+	m.acq.until = start.Add(m.validFor())
 	if m.lease != nil && lapsed == nil {
-		m.lease.extendedTo(m.until)
+		m.lease.extendedTo(m.acq.until)
 	}
 	m.mu.Unlock()
 	if lapsed != nil {
@@ -562,8 +533,8 @@ func (m *Mutex) ValidContext(ctx context.Context) (bool, error) {
 	if ctx == nil {
 		ctx = context.Background()
 	}
-	t := m.fanout(ctx, m.nodeTimeout(), m.failFast, func(ctx context.Context, node int) (int64, error) {
-		conn, err := m.pools[node].Get(ctx)
+	t := m.nodes.fanout(ctx, m.nodeTimeout(), m.failFast, func(ctx context.Context, node int) (int64, error) {
+		conn, err := m.nodes.pools[node].Get(ctx)
 		if err != nil {
 			return 0, err
 		}
@@ -579,7 +550,7 @@ func (m *Mutex) ValidContext(ctx context.Context) (bool, error) {
 		}
 		return replyTaken, nil
 	})
-	return t.done >= m.quorum, t.err()
+	return t.done >= m.nodes.quorum, t.err()
 }
 
 // makeCalls returns the acquire and release calls for value.
@@ -592,7 +563,7 @@ func (m *Mutex) makeCalls(value string) *lockCalls {
 		c.acquire = m.guard.acquireCall(m.keyArg, c.value, m.ttlArg)
 	default:
 		c.acquire = redis.NewScriptCall(acquireScript, m.keyArg, c.value, m.ttlArg)
-		if m.pipeliners != nil {
+		if m.nodes.pipeliners != nil {
 			c.setNX = []any{"SET", m.keyArg, c.value, "NX", "PX", m.ttlArg}
 		}
 	}

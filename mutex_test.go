@@ -738,7 +738,7 @@ func TestShufflePools(t *testing.T) {
 	for range 50 {
 		m := rs.NewMutex("k", WithShufflePools(true))
 		order := ""
-		for _, p := range m.pools {
+		for _, p := range m.nodes.pools {
 			order += fmt.Sprintf("%p,", p)
 		}
 		orders[order] = true
@@ -747,7 +747,7 @@ func TestShufflePools(t *testing.T) {
 		t.Errorf("50 shuffled mutexes used %d node orders, want several", len(orders))
 	}
 	// The Redsync's own order is untouched.
-	for i, p := range rs.pools {
+	for i, p := range rs.nodes.pools {
 		if p != redis.Pool(c.nodes[i]) {
 			t.Fatalf("Redsync pool %d changed by shuffling", i)
 		}

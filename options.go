@@ -36,6 +36,46 @@ func (f OptionFunc) Apply(mutex *Mutex) {
 	f(mutex)
 }
 
+// config is the configuration of a Mutex. NewMutex applies the options to
+// it and checks it; it does not change after. An option applied to a Mutex
+// that NewMutex returned (Option.Apply, which redsync v4's interface
+// allows) has no effect: the settings that the nodes see (the TTL sent,
+// the scripts) and those the Mutex reports (Until) come from one
+// configuration, fixed at NewMutex.
+type config struct {
+	name          string
+	expiry        time.Duration
+	tries         int
+	delayFunc     DelayFunc
+	driftFactor   float64
+	timeoutFactor float64
+	genValueFunc  func() (string, error)
+	failFast      bool
+	shuffle       bool
+	setNXOnExtend bool
+	initValue     string       // WithValue
+	guard         restartGuard // WithRestartGuard
+	fence         fencing      // WithFencing
+
+	// Lifetime and hand-off options (lease.go, handoff.go).
+	autoExtend   time.Duration // WithAutoExtend's interval; 0 means expiry/3
+	autoExtendOn bool          // WithAutoExtend was given
+	maxHold      time.Duration // WithMaxHold; 0 means no bound
+	noNotify     bool          // WithReleaseNotification(false)
+
+	observer Observer // WithObserver or Redsync.SetObserver; nil for none (hooks.go)
+}
+
+// setting returns the Option that changes the configuration with set while
+// NewMutex builds the Mutex, and does nothing after.
+func setting(set func(*config)) Option {
+	return OptionFunc(func(m *Mutex) {
+		if m.building != nil {
+			set(m.building)
+		}
+	})
+}
+
 // defaultDelay waits a uniformly random 50-250 ms, so that competing
 // clients do not retry in lock step.
 func defaultDelay(int) time.Duration {
@@ -46,32 +86,32 @@ func defaultDelay(int) time.Duration {
 // It must be at least 1 ms and long enough for the per-node timeout and the
 // drift. The default is 8s.
 func WithExpiry(expiry time.Duration) Option {
-	return OptionFunc(func(m *Mutex) {
-		m.expiry = expiry
+	return setting(func(c *config) {
+		c.expiry = expiry
 	})
 }
 
 // WithTries sets how many times Lock tries to acquire the lock; it must be
 // at least 1. The default is 32.
 func WithTries(tries int) Option {
-	return OptionFunc(func(m *Mutex) {
-		m.tries = tries
+	return setting(func(c *config) {
+		c.tries = tries
 	})
 }
 
 // WithRetryDelay sets a fixed wait between tries. The default is a uniformly
 // random wait of 50-250 ms.
 func WithRetryDelay(delay time.Duration) Option {
-	return OptionFunc(func(m *Mutex) {
-		m.delayFunc = func(int) time.Duration { return delay }
+	return setting(func(c *config) {
+		c.delayFunc = func(int) time.Duration { return delay }
 	})
 }
 
 // WithRetryDelayFunc sets the function that decides the wait between tries.
 // The default is a uniformly random wait of 50-250 ms.
 func WithRetryDelayFunc(delayFunc DelayFunc) Option {
-	return OptionFunc(func(m *Mutex) {
-		m.delayFunc = delayFunc
+	return setting(func(c *config) {
+		c.delayFunc = delayFunc
 	})
 }
 
@@ -84,8 +124,8 @@ func WithRetryDelayFunc(delayFunc DelayFunc) Option {
 // methods fail with an error matching [ErrInvalidConfig] that names both
 // options. The default is off.
 func WithSetNXOnExtend() Option {
-	return OptionFunc(func(m *Mutex) {
-		m.setNXOnExtend = true
+	return setting(func(c *config) {
+		c.setNXOnExtend = true
 	})
 }
 
@@ -93,8 +133,8 @@ func WithSetNXOnExtend() Option {
 // to allow for clock drift between the client and the nodes; 2 ms are
 // subtracted as well. It must be in [0, 1). The default is 0.01.
 func WithDriftFactor(factor float64) Option {
-	return OptionFunc(func(m *Mutex) {
-		m.driftFactor = factor
+	return setting(func(c *config) {
+		c.driftFactor = factor
 	})
 }
 
@@ -103,8 +143,8 @@ func WithDriftFactor(factor float64) Option {
 // call. It must be in [0, 1); 0 bounds each node only by the validity. The
 // default is 0.05.
 func WithTimeoutFactor(factor float64) Option {
-	return OptionFunc(func(m *Mutex) {
-		m.timeoutFactor = factor
+	return setting(func(c *config) {
+		c.timeoutFactor = factor
 	})
 }
 
@@ -115,8 +155,8 @@ func WithTimeoutFactor(factor float64) Option {
 // handed over by a local hand-off (see [WithReleaseNotification]), gets a
 // value of its own from it.
 func WithGenValueFunc(genValueFunc func() (string, error)) Option {
-	return OptionFunc(func(m *Mutex) {
-		m.genValueFunc = genValueFunc
+	return setting(func(c *config) {
+		c.genValueFunc = genValueFunc
 	})
 }
 
@@ -125,8 +165,8 @@ func WithGenValueFunc(genValueFunc func() (string, error)) Option {
 // another process that passed its Value on). Lock replaces the value with a
 // fresh one. The default is no value.
 func WithValue(v string) Option {
-	return OptionFunc(func(m *Mutex) {
-		m.value = v
+	return setting(func(c *config) {
+		c.initValue = v
 	})
 }
 
@@ -137,8 +177,8 @@ func WithValue(v string) Option {
 // waits for every node all the same: a slow node's extension landing after
 // the next Unlock would set the key again. The default is false.
 func WithFailFast(b bool) Option {
-	return OptionFunc(func(m *Mutex) {
-		m.failFast = b
+	return setting(func(c *config) {
+		c.failFast = b
 	})
 }
 
@@ -146,8 +186,8 @@ func WithFailFast(b bool) Option {
 // chosen once by NewMutex, to spread load when many mutexes start at once.
 // The default is false.
 func WithShufflePools(b bool) Option {
-	return OptionFunc(func(m *Mutex) {
-		m.shuffle = b
+	return setting(func(c *config) {
+		c.shuffle = b
 	})
 }
 
@@ -166,8 +206,8 @@ func WithShufflePools(b bool) Option {
 // stops. [Redsync.Do] always extends, with this option's interval when
 // given. The default is no automatic extension.
 func WithAutoExtend(interval time.Duration) Option {
-	return OptionFunc(func(m *Mutex) {
-		m.autoExtend, m.autoExtendOn = interval, true
+	return setting(func(c *config) {
+		c.autoExtend, c.autoExtendOn = interval, true
 	})
 }
 
@@ -178,8 +218,8 @@ func WithAutoExtend(interval time.Duration) Option {
 // lock itself stays on the nodes until Unlock or its expiry. It must not be
 // negative. The default is 0, no bound.
 func WithMaxHold(d time.Duration) Option {
-	return OptionFunc(func(m *Mutex) {
-		m.maxHold = d
+	return setting(func(c *config) {
+		c.maxHold = d
 	})
 }
 
@@ -205,16 +245,16 @@ func WithMaxHold(d time.Duration) Option {
 // nothing over, and Lock only polls, as redsync v4 does. The default is
 // on.
 func WithReleaseNotification(enabled bool) Option {
-	return OptionFunc(func(m *Mutex) {
-		m.noNotify = !enabled
+	return setting(func(c *config) {
+		c.noNotify = !enabled
 	})
 }
 
 // validate returns the first configuration problem of m, or nil.
 func (m *Mutex) validate() error {
 	switch {
-	case len(m.pools) == 0:
-		return newConfigError("no Redis pools: pass at least one pool to redsync.New")
+	case m.nodes.check() != nil:
+		return m.nodes.check()
 	case m.name == "":
 		return newConfigError("empty mutex name")
 	case m.tries < 1:
@@ -229,8 +269,8 @@ func (m *Mutex) validate() error {
 		return newConfigError("nil retry delay function")
 	case m.genValueFunc == nil:
 		return newConfigError("nil value generator function")
-	case len(m.value) > maxValueLen:
-		return newConfigError("lock value is %d bytes; the limit is %d", len(m.value), maxValueLen)
+	case len(m.initValue) > maxValueLen:
+		return newConfigError("lock value is %d bytes; the limit is %d", len(m.initValue), maxValueLen)
 	case m.fence.on && m.setNXOnExtend:
 		// An Extend that re-creates missing keys gives the lock back to a
 		// holder whose keys expired, after a later holder with a greater
@@ -240,16 +280,11 @@ func (m *Mutex) validate() error {
 	if err := m.validateLifetime(); err != nil {
 		return err
 	}
-	for i, p := range m.pools {
-		if p == nil {
-			return newConfigError("pool #%d is nil", i)
-		}
-	}
 	if m.nodeTimeout() < time.Millisecond {
 		return newConfigError("per-node timeout is %v (expiry %v x timeout factor %v); it must be at least 1ms: raise the expiry or the timeout factor",
 			m.nodeTimeout(), m.expiry, m.timeoutFactor)
 	}
-	if m.timeoutFactor > 0 && m.expiry-m.nodeTimeout()-m.drift() <= 0 {
+	if m.timeoutFactor > 0 && m.validFor()-m.nodeTimeout() <= 0 {
 		return newConfigError("expiry %v is too short: the per-node timeout (%v) and the drift (%v) leave no validity",
 			m.expiry, m.nodeTimeout(), m.drift())
 	}
@@ -262,15 +297,23 @@ func (m *Mutex) validate() error {
 // drift is subtracted from the validity for clock drift between the client
 // and the nodes: expiry x driftFactor, plus 2 ms for the granularity of
 // Redis expiry.
-func (m *Mutex) drift() time.Duration {
-	return time.Duration(float64(m.expiry)*m.driftFactor) + 2*time.Millisecond
+func (c *config) drift() time.Duration {
+	return time.Duration(float64(c.expiry)*c.driftFactor) + 2*time.Millisecond
+}
+
+// validFor is how long an acquisition or an extension is valid, counted
+// from the start of the round that made it: the expiry less the drift. A
+// round that started at start gives validity until start + validFor; the
+// nodes' keys may live a little longer, never less (see drift).
+func (c *config) validFor() time.Duration {
+	return c.expiry - c.drift()
 }
 
 // nodeTimeout bounds each command on one node. A timeout factor of 0 bounds
 // it by the longest validity instead: a later reply is worthless.
-func (m *Mutex) nodeTimeout() time.Duration {
-	if m.timeoutFactor == 0 {
-		return m.expiry - m.drift()
+func (c *config) nodeTimeout() time.Duration {
+	if c.timeoutFactor == 0 {
+		return c.validFor()
 	}
-	return time.Duration(float64(m.expiry) * m.timeoutFactor)
+	return time.Duration(float64(c.expiry) * c.timeoutFactor)
 }

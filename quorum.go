@@ -71,6 +71,12 @@ func (t *tally) decided(q int) bool {
 	return next && (released >= q || released+left < q)
 }
 
+// expired reports whether the key was missing on so many nodes that no
+// quorum q could have held it: the lock had expired (or was released).
+func (t *tally) expired(q int) bool {
+	return t.missing > t.nodes-q
+}
+
 // nothingTaken reports whether every node answered, and none of them
 // with done or an error: a try with this tally set no key anywhere, and
 // needs no undo.
@@ -111,14 +117,14 @@ func (t *tally) err() error {
 // the outcome for quorum q is decided; the commands still in flight go on
 // until they end or time out, and the last one to end releases the
 // timeout's resources.
-func (m *Mutex) fanout(ctx context.Context, timeout time.Duration, failFast bool, fn nodeFunc) tally {
-	return m.broadcast(ctx, timeout, failFast, nodeOp{fn: fn})
+func (n *nodes) fanout(ctx context.Context, timeout time.Duration, failFast bool, fn nodeFunc) tally {
+	return n.broadcast(ctx, timeout, failFast, nodeOp{fn: fn})
 }
 
 // fanoutScript is fanout for one script with the same args on every node.
 // It needs no closure, which keeps the hot path of Lock and Unlock lean.
-func (m *Mutex) fanoutScript(ctx context.Context, timeout time.Duration, failFast bool, call *redis.ScriptCall) tally {
-	return m.broadcast(ctx, timeout, failFast, nodeOp{call: call})
+func (n *nodes) fanoutScript(ctx context.Context, timeout time.Duration, failFast bool, call *redis.ScriptCall) tally {
+	return n.broadcast(ctx, timeout, failFast, nodeOp{call: call})
 }
 
 // nodeOp is what a round sends to each node: a script with its args, or a
@@ -142,7 +148,7 @@ type nodeOp struct {
 // through a sync.Pool of the Redsync: whoever drops the last reference
 // cancels the round's timeout and returns it to the pool.
 type round struct {
-	m       *Mutex
+	n       *nodes
 	ctx     context.Context
 	cancel  context.CancelFunc
 	op      nodeOp
@@ -156,7 +162,7 @@ func (r *round) serve(node int) {
 	if r.op.fn != nil {
 		res.reply, res.err = r.op.fn(r.ctx, node)
 	} else {
-		res.reply, res.err = r.m.runScript(r.ctx, node, r.op.call)
+		res.reply, res.err = r.n.runScript(r.ctx, node, r.op.call)
 	}
 	r.results <- res
 	r.release()
@@ -173,7 +179,7 @@ func (r *round) release() {
 		<-r.results
 	}
 	settled := r.op.settled
-	pool := r.m.rounds
+	pool := r.n.rounds
 	*r = round{results: r.results}
 	pool.Put(r)
 	if settled != nil {
@@ -188,42 +194,42 @@ func (r *round) release() {
 // deadlines unless its ContextTimeoutEnabled option is set. Nodes that did
 // not answer in time count as failed; their goroutines finish in the
 // background and the last one recycles the round.
-func (m *Mutex) broadcast(ctx context.Context, timeout time.Duration, failFast bool, op nodeOp) tally {
-	if m.inline {
-		return m.runInline(ctx, timeout, op)
+func (n *nodes) broadcast(ctx context.Context, timeout time.Duration, failFast bool, op nodeOp) tally {
+	if n.inline {
+		return n.runInline(ctx, timeout, op)
 	}
-	if m.pipeliners != nil && op.call != nil {
-		return m.broadcastPipelined(ctx, timeout, failFast, op)
+	if n.pipeliners != nil && op.call != nil {
+		return n.broadcastPipelined(ctx, timeout, failFast, op)
 	}
-	n := len(m.pools)
-	t := tally{nodes: n}
+	count := len(n.pools)
+	t := tally{nodes: count}
 	ctx, cancel := context.WithTimeout(ctx, timeout)
-	r, _ := m.rounds.Get().(*round)
-	if r == nil || cap(r.results) != n {
-		r = &round{results: make(chan nodeResult, n)}
+	r, _ := n.rounds.Get().(*round)
+	if r == nil || cap(r.results) != count {
+		r = &round{results: make(chan nodeResult, count)}
 	}
-	r.m, r.ctx, r.cancel, r.op = m, ctx, cancel, op
+	r.n, r.ctx, r.cancel, r.op = n, ctx, cancel, op
 	// With a trace, latencies are measured here, when the results come
 	// in: serve and its stack stay as they are without an observer.
 	var start time.Time
 	if op.trace != nil {
 		start = time.Now()
 	}
-	r.refs.Store(int32(n + 1)) // the nodes' goroutines and the caller
-	for node := range n {
+	r.refs.Store(int32(count + 1)) // the nodes' goroutines and the caller
+	for node := range count {
 		go r.serve(node)
 	}
 
 	var answered nodeSet
-	answered.init(n)
+	answered.init(count)
 collect:
-	for range n {
+	for range count {
 		select {
 		case res := <-r.results:
 			answered.add(res.node)
 			t.add(res)
 			op.trace.add(res, start)
-			if failFast && t.decided(m.quorum) {
+			if failFast && t.decided(n.quorum) {
 				break collect
 			}
 		case <-ctx.Done():
@@ -231,7 +237,7 @@ collect:
 			if errors.Is(err, context.DeadlineExceeded) && context.Cause(ctx) == err {
 				err = fmt.Errorf("no reply within the per-node timeout of %v: %w", timeout, err)
 			}
-			for node := range n {
+			for node := range count {
 				if !answered.has(node) {
 					res := nodeResult{node: node, err: err}
 					t.add(res)
@@ -248,7 +254,7 @@ collect:
 // runInline is broadcast for a single node whose pool ends its commands
 // by their context's deadline (redis.DeadlineKeeper): the command runs on
 // the caller's goroutine, bounded by timeout through its context.
-func (m *Mutex) runInline(ctx context.Context, timeout time.Duration, op nodeOp) tally {
+func (n *nodes) runInline(ctx context.Context, timeout time.Duration, op nodeOp) tally {
 	t := tally{nodes: 1}
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	var start time.Time
@@ -259,7 +265,7 @@ func (m *Mutex) runInline(ctx context.Context, timeout time.Duration, op nodeOp)
 	if op.fn != nil {
 		res.reply, res.err = op.fn(ctx, 0)
 	} else {
-		res.reply, res.err = m.runScript(ctx, 0, op.call)
+		res.reply, res.err = n.runScript(ctx, 0, op.call)
 	}
 	deadline, _ := ctx.Deadline()
 	res.err = lateError(ctx, deadline, timeout, res.err)
@@ -299,9 +305,9 @@ func lateError(ctx context.Context, deadline time.Time, timeout time.Duration, e
 // returns once the replies read so far decide it; one goroutine then reads
 // the remaining replies (a reply must be read before its connection can
 // serve again) and closes op.settled.
-func (m *Mutex) broadcastPipelined(ctx context.Context, timeout time.Duration, failFast bool, op nodeOp) tally {
-	n := len(m.pools)
-	t := tally{nodes: n}
+func (n *nodes) broadcastPipelined(ctx context.Context, timeout time.Duration, failFast bool, op nodeOp) tally {
+	count := len(n.pools)
+	t := tally{nodes: count}
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	deadline, _ := ctx.Deadline()
 	var start time.Time
@@ -318,35 +324,35 @@ func (m *Mutex) broadcastPipelined(ctx context.Context, timeout time.Duration, f
 		buf     [8]redis.PendingReply
 		pending []redis.PendingReply
 	)
-	if n <= len(buf) {
-		pending = buf[:n]
+	if count <= len(buf) {
+		pending = buf[:count]
 	} else {
-		pending = make([]redis.PendingReply, n)
+		pending = make([]redis.PendingReply, count)
 	}
 	var (
 		spill   chan nodeResult
 		spilled []int // nodes served by a goroutine
 	)
-	for node := range n {
+	for node := range count {
 		var (
 			p   redis.PendingReply
 			ok  bool
 			err error
 		)
 		if op.setNX != nil {
-			p, ok, err = m.pipeliners[node].SendCommand(ctx, op.setNX...)
+			p, ok, err = n.pipeliners[node].SendCommand(ctx, op.setNX...)
 		} else {
-			p, ok, err = m.pipeliners[node].SendScript(ctx, op.call)
+			p, ok, err = n.pipeliners[node].SendScript(ctx, op.call)
 		}
 		switch {
 		case !ok:
 			if spill == nil {
-				spill = make(chan nodeResult, n)
+				spill = make(chan nodeResult, count)
 			}
 			spilled = append(spilled, node)
 			go func() {
 				res := nodeResult{node: node}
-				res.reply, res.err = m.runScript(ctx, node, op.call)
+				res.reply, res.err = n.runScript(ctx, node, op.call)
 				spill <- res
 			}()
 		case err != nil:
@@ -380,8 +386,8 @@ func (m *Mutex) broadcastPipelined(ctx context.Context, timeout time.Duration, f
 		}
 		res.err = late(res.err)
 		add(res)
-		if failFast && op.setNX == nil && t.decided(m.quorum) {
-			m.drainPipelined(ctx, cancel, deadline, pending, spill, len(spilled), op.settled)
+		if failFast && op.setNX == nil && t.decided(n.quorum) {
+			n.drainPipelined(ctx, cancel, deadline, pending, spill, len(spilled), op.settled)
 			return t
 		}
 	}
@@ -389,11 +395,11 @@ func (m *Mutex) broadcastPipelined(ctx context.Context, timeout time.Duration, f
 	// another type, or this owner's from an earlier reply that was lost).
 	// Those scripts are pipelined too.
 	for _, node := range again {
-		p, ok, err := m.pipeliners[node].SendScript(ctx, op.call)
+		p, ok, err := n.pipeliners[node].SendScript(ctx, op.call)
 		switch {
 		case !ok:
 			res := nodeResult{node: node}
-			res.reply, res.err = m.runScript(ctx, node, op.call)
+			res.reply, res.err = n.runScript(ctx, node, op.call)
 			res.err = late(res.err)
 			add(res)
 		case err != nil:
@@ -412,7 +418,7 @@ func (m *Mutex) broadcastPipelined(ctx context.Context, timeout time.Duration, f
 		}
 	}
 	var answered nodeSet
-	answered.init(n)
+	answered.init(count)
 	for waiting := len(spilled); waiting > 0; {
 		select {
 		case res := <-spill:
@@ -443,7 +449,7 @@ func (m *Mutex) broadcastPipelined(ctx context.Context, timeout time.Duration, f
 // skipped), waits for the spilled nodes' goroutines (by the round's
 // deadline), then cancels the round's context and closes settled (when not
 // nil). The outcomes no longer count.
-func (m *Mutex) drainPipelined(ctx context.Context, cancel context.CancelFunc, deadline time.Time, pending []redis.PendingReply, spill chan nodeResult, spilled int, settled chan struct{}) {
+func (n *nodes) drainPipelined(ctx context.Context, cancel context.CancelFunc, deadline time.Time, pending []redis.PendingReply, spill chan nodeResult, spilled int, settled chan struct{}) {
 	var rest []redis.PendingReply
 	for _, p := range pending {
 		if p != nil {
@@ -503,8 +509,8 @@ func (s *nodeSet) has(node int) bool {
 
 // runScript runs call on node, through the pool's ScriptRunner when it has
 // one, and returns its integer reply.
-func (m *Mutex) runScript(ctx context.Context, node int, call *redis.ScriptCall) (int64, error) {
-	return scriptReply(evalScript(ctx, m.pools[node], m.runners[node], call))
+func (n *nodes) runScript(ctx context.Context, node int, call *redis.ScriptCall) (int64, error) {
+	return scriptReply(evalScript(ctx, n.pools[node], n.runners[node], call))
 }
 
 // isOK reports whether reply is the status reply OK, as a driver returns it.

@@ -1,10 +1,7 @@
 package redsync
 
 import (
-	"math/rand/v2"
-	"slices"
 	"strconv"
-	"sync"
 	"time"
 
 	"github.com/go-redlock/redsync/redis"
@@ -19,8 +16,7 @@ import (
 // releases; it closes them when no Lock waits any more. So share one
 // Redsync per process rather than making one per lock.
 type Redsync struct {
-	pools  []redis.Pool
-	rounds sync.Pool // of *round, shared by the mutexes
+	nodes  *nodes    // the nodes, shared by the mutexes
 	notify *notifier // release notifications (handoff.go); nil when the pools cannot subscribe
 
 	observer observerSlot // the default Observer of its mutexes (hooks.go)
@@ -32,8 +28,8 @@ type Redsync struct {
 // it. Problems with the pools (none, or a nil one) are reported by the
 // methods of the mutexes made from it.
 func New(pools ...redis.Pool) *Redsync {
-	r := &Redsync{pools: slices.Clone(pools)}
-	r.notify = newNotifier(r.pools)
+	r := &Redsync{nodes: newNodes(pools)}
+	r.notify = newNotifier(r.nodes.pools)
 	return r
 }
 
@@ -43,55 +39,37 @@ func New(pools ...redis.Pool) *Redsync {
 // a command.
 func (r *Redsync) NewMutex(name string, options ...Option) *Mutex {
 	m := &Mutex{
-		name:          name,
-		expiry:        DefaultExpiry,
-		tries:         DefaultTries,
-		delayFunc:     defaultDelay,
-		genValueFunc:  genValue,
-		driftFactor:   DefaultDriftFactor,
-		timeoutFactor: DefaultTimeoutFactor,
-		quorum:        len(r.pools)/2 + 1,
-		pools:         r.pools,
-		rounds:        &r.rounds,
-		notify:        r.notify,
-		now:           time.Now,
-		observer:      r.defaultObserver(),
+		config: config{
+			name:          name,
+			expiry:        DefaultExpiry,
+			tries:         DefaultTries,
+			delayFunc:     defaultDelay,
+			genValueFunc:  genValue,
+			driftFactor:   DefaultDriftFactor,
+			timeoutFactor: DefaultTimeoutFactor,
+			observer:      r.defaultObserver(),
+		},
+		nodes:  r.nodes,
+		notify: r.notify,
+		now:    time.Now,
 	}
+	m.building = &m.config
 	for _, o := range options {
 		if o != nil {
 			o.Apply(m)
 		}
 	}
+	m.building = nil
 	m.fence.hints = &r.fences
 	if m.shuffle {
-		m.pools = slices.Clone(m.pools)
-		rand.Shuffle(len(m.pools), func(i, j int) {
-			m.pools[i], m.pools[j] = m.pools[j], m.pools[i]
-		})
+		m.nodes = m.nodes.shuffled()
 	}
 	m.configErr = m.validate()
 	if m.configErr == nil {
-		m.runners = make([]redis.ScriptRunner, len(m.pools))
-		for i, p := range m.pools {
-			m.runners[i], _ = p.(redis.ScriptRunner)
-		}
-		if len(m.pools) == 1 {
-			k, ok := m.pools[0].(redis.DeadlineKeeper)
-			m.inline = ok && k.KeepsDeadlines()
-		} else {
-			m.pipeliners = make([]redis.Pipeliner, len(m.pools))
-			for i, p := range m.pools {
-				var ok bool
-				if m.pipeliners[i], ok = p.(redis.Pipeliner); !ok {
-					m.pipeliners = nil
-					break
-				}
-			}
-		}
 		m.keyArg = m.name
 		m.ttlArg = strconv.FormatInt(m.expiry.Milliseconds(), 10)
-		if m.value != "" {
-			m.calls = m.makeCalls(m.value)
+		if m.initValue != "" {
+			m.acq = acquisition{state: acqGiven, value: m.initValue, calls: m.makeCalls(m.initValue)}
 		}
 	}
 	return m

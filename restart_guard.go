@@ -60,12 +60,12 @@ const guardMarkerPrefix = "redsync:restart-guard:"
 // appendfsync always loses nothing, and the guard makes it wait
 // needlessly. The default is off, as in redsync v4.
 func WithRestartGuard(maxTTL time.Duration) Option {
-	return OptionFunc(func(m *Mutex) {
+	return setting(func(c *config) {
 		// NewMutex sets the name before it applies the options.
-		m.guard = restartGuard{
+		c.guard = restartGuard{
 			on:     true,
 			maxTTL: maxTTL,
-			marker: guardMarker(m.name),
+			marker: guardMarker(c.name),
 			ttlArg: strconv.FormatInt(maxTTL.Milliseconds(), 10),
 		}
 	})

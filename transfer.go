@@ -141,12 +141,12 @@ func (m *Mutex) handOver(ctx context.Context, calls *lockCalls, w *waiter, g *gr
 	// node, it could overtake the hand-off, which would then set a key
 	// that nobody holds.
 	settled := make(chan struct{})
-	t := wm.broadcast(ctx, wm.nodeTimeout(), true, nodeOp{call: &transfer, trace: trace, settled: settled})
+	t := wm.nodes.broadcast(ctx, wm.nodeTimeout(), true, nodeOp{call: &transfer, trace: trace, settled: settled})
 	next.settled = settled
-	validity := wm.expiry - wm.now().Sub(start) - wm.drift()
-	if t.done >= wm.quorum && validity > 0 {
+	validity := wm.validityLeft(start)
+	if t.done >= wm.nodes.quorum && validity > 0 {
 		g.ok, g.value, g.calls = true, value, next
-		g.until, g.since = start.Add(wm.expiry-wm.drift()), start
+		g.until, g.since = start.Add(wm.validFor()), start
 		g.duration = time.Since(g.start)
 		if trace != nil {
 			// A node where the key had expired took the waiter's value:
@@ -175,7 +175,7 @@ func (m *Mutex) handOver(ctx context.Context, calls *lockCalls, w *waiter, g *gr
 	}
 	next.awaitSettled(wm.nodeTimeout())
 	undo := redis.NewScriptCall(transferScript, m.keyArg, calls.value, next.value, wm.ttlArg, "undo")
-	t = m.broadcast(context.WithoutCancel(ctx), m.nodeTimeout(), m.failFast, nodeOp{call: &undo, trace: tr})
+	t = m.nodes.broadcast(context.WithoutCancel(ctx), m.nodeTimeout(), m.failFast, nodeOp{call: &undo, trace: tr})
 	ok, err = m.releaseResult(t)
 	return ok, false, err
 }
@@ -197,7 +197,7 @@ func (m *Mutex) takeGrant(g *grant, rec *acquireRecord) {
 // ended meanwhile.
 func (m *Mutex) refuseGrant(g *grant) {
 	g.calls.awaitSettled(m.nodeTimeout())
-	m.broadcast(context.Background(), m.nodeTimeout(), m.failFast, nodeOp{call: &g.calls.release})
+	m.nodes.broadcast(context.Background(), m.nodeTimeout(), m.failFast, nodeOp{call: &g.calls.release})
 }
 
 // awaitSettled waits, at most d, until every node ended the command that
@@ -222,12 +222,12 @@ func (c *lockCalls) awaitSettled(d time.Duration) {
 // releaseResult turns the tally of a release on every node into Unlock's
 // result.
 func (m *Mutex) releaseResult(t tally) (bool, error) {
-	if t.done >= m.quorum {
+	if t.done >= m.nodes.quorum {
 		return true, nil
 	}
 	// Expired only when the missing keys alone rule out a quorum; a lock
 	// that failed on timeouts and errors is not reported as expired.
-	if t.missing > len(m.pools)-m.quorum {
+	if t.expired(m.nodes.quorum) {
 		return false, errors.Join(ErrLockAlreadyExpired, t.err())
 	}
 	if t.missing > 0 && t.err() == nil {

@@ -317,7 +317,7 @@ func TestLocalHandOffCancelled(t *testing.T) {
 func TestClaimBoundsLocalHandOffs(t *testing.T) {
 	nodes, pools := newFakeSubNodes(3)
 	n := newNotifier(pools)
-	w := n.watch(&Mutex{name: "k"})
+	w := n.watch(&Mutex{config: config{name: "k"}})
 	defer w.close()
 	// The subscriptions' confirmation may wake the waiter (a release may
 	// have been missed during the set-up): let it happen first.
@@ -358,9 +358,9 @@ func TestClaimBoundsLocalHandOffs(t *testing.T) {
 func TestClaimSkipsWaitersThatCannotTakeOver(t *testing.T) {
 	_, pools := newFakeSubNodes(3)
 	for _, m := range []*Mutex{
-		{name: "k", fence: fencing{on: true}},
-		{name: "k", guard: restartGuard{on: true}},
-		{name: "k", configErr: ErrInvalidConfig},
+		{config: config{name: "k", fence: fencing{on: true}}},
+		{config: config{name: "k", guard: restartGuard{on: true}}},
+		{config: config{name: "k"}, configErr: ErrInvalidConfig},
 	} {
 		n := newNotifier(pools)
 		w := n.watch(m)

@@ -1,0 +1,47 @@
+package redsync
+
+import "time"
+
+// acquisition is the current acquisition of a Mutex: the value that proves
+// ownership on the nodes, how long it is valid, the script calls made for
+// it, and where it is in its life. The Mutex's mu guards it.
+type acquisition struct {
+	state acqState
+	value string
+	until time.Time  // end of the validity; zero in state acqGiven
+	calls *lockCalls // nil in state acqNone
+	// unlockedFrom is, in state acqUnlocked, the state the Unlock took
+	// the acquisition from, and to which giveBack returns it.
+	unlockedFrom acqState
+}
+
+// acqState is where an acquisition is in its life:
+//
+//	acqNone     --Lock-->            acqHeld
+//	acqNone     --WithValue-->       acqGiven
+//	acqHeld, acqGiven --Unlock-->    acqUnlocked
+//	acqUnlocked --Unlock that failed on node errors--> as before (giveBack)
+//	any         --Lock-->            acqHeld (a new acquisition)
+//
+// A failed Lock leaves the acquisition as it was. Extend moves until
+// forward; the lease (lease.go) says whether the lock is still held.
+type acqState uint8
+
+const (
+	acqNone     acqState = iota // no Lock succeeded yet, and no WithValue
+	acqGiven                    // WithValue's: made elsewhere, validity unknown here
+	acqHeld                     // made by Lock, or handed over by a local hand-off
+	acqUnlocked                 // taken by an Unlock: Unlock, Extend and Valid send nothing
+)
+
+// usable returns nil when Unlock, Extend and Valid may act on a: ErrNotLocked
+// before any acquisition, errUnlocked after Unlock took it.
+func (a *acquisition) usable() error {
+	switch a.state {
+	case acqNone:
+		return ErrNotLocked
+	case acqUnlocked:
+		return errUnlocked
+	}
+	return nil
+}
