@@ -756,7 +756,7 @@ func (lw *lockWait) claim(m *Mutex) {
 	}
 	call := redis.NewScriptCall(claimScript, m.keyArg, lw.claimID)
 	lw.claimID = ""
-	go m.broadcast(context.Background(), m.nodeTimeout(), true, nodeOp{call: &call})
+	go m.nodes.broadcast(context.Background(), m.nodeTimeout(), true, nodeOp{call: &call})
 }
 
 // delay returns the wait before the next try: d from the DelayFunc, or,

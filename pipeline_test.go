@@ -238,7 +238,7 @@ func TestPipelinedFailFast(t *testing.T) {
 	nodes[3].stall, nodes[4].stall = true, true
 	nodes[3].release, nodes[4].release = release, release
 	settled := make(chan struct{})
-	tl := m.broadcast(context.Background(), time.Minute, true, nodeOp{call: &calls.release, settled: settled})
+	tl := m.nodes.broadcast(context.Background(), time.Minute, true, nodeOp{call: &calls.release, settled: settled})
 	if tl.done != 3 || tl.replied != 3 {
 		t.Errorf("tally: %d done of %d replies, want 3 of 3: the round did not return at the quorum", tl.done, tl.replied)
 	}
@@ -273,7 +273,7 @@ func TestPipelinedFailFast(t *testing.T) {
 	nodes[3].stall, nodes[4].stall = true, true
 	const timeout = 300 * time.Millisecond
 	start := time.Now()
-	tl = m.broadcast(context.Background(), timeout, false, nodeOp{call: &calls.release})
+	tl = m.nodes.broadcast(context.Background(), timeout, false, nodeOp{call: &calls.release})
 	if took := time.Since(start); took < timeout || tl.replied != 5 {
 		t.Errorf("without failFast: returned after %v with %d replies, want all 5 after the timeout of %v", took, tl.replied, timeout)
 	}
