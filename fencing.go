@@ -50,9 +50,9 @@ import (
 // was decided) only ever raise counters, which does no harm.
 
 var (
-	//go:embed fence_acquire.lua
+	//go:embed lua/fence_acquire.lua
 	fenceAcquireTail string
-	//go:embed fence_advance.lua
+	//go:embed lua/fence_advance.lua
 	fenceAdvanceSrc string
 
 	// fencedAcquireScript and fencedGuardedAcquireScript replace

@@ -577,7 +577,7 @@ func TestFencingLateGrantRealServers(t *testing.T) {
 // a redis-server: the node confirms the token (1) only where it raised the
 // counter to it.
 func TestFenceAdvanceScript(t *testing.T) {
-	src, err := os.ReadFile("fence_advance.lua")
+	src, err := os.ReadFile("lua/fence_advance.lua")
 	if err != nil {
 		t.Fatal(err)
 	}

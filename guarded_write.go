@@ -11,7 +11,7 @@ import (
 )
 
 var (
-	//go:embed guarded_write.lua
+	//go:embed lua/guarded_write.lua
 	guardedWriteSrc string
 
 	guardedWriteScript = redis.NewScript(1, guardedWriteSrc, "")

@@ -51,7 +51,7 @@ func (p *lateReleasePool) RunScript(ctx context.Context, call *redis.ScriptCall)
 // the client gave up on it and after the next try acquired the lock. Each
 // try has its own value, so the late undo must not release the new lock.
 func TestLateUndoKeepsNextTry(t *testing.T) {
-	src, err := os.ReadFile("release.lua")
+	src, err := os.ReadFile("lua/release.lua")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -10,7 +10,7 @@ import (
 	"github.com/go-redlock/redsync/redis"
 )
 
-//go:embed guarded_acquire.lua
+//go:embed lua/guarded_acquire.lua
 var guardedAcquireSrc string
 
 // guardedAcquireScript replaces acquireScript when the restart guard is on.

@@ -9,15 +9,15 @@ import (
 // The Lua scripts run on each node. Their replies are integers so
 // that every driver returns them the same way (int64).
 var (
-	//go:embed acquire.lua
+	//go:embed lua/acquire.lua
 	acquireSrc string
-	//go:embed release.lua
+	//go:embed lua/release.lua
 	releaseSrc string
-	//go:embed extend.lua
+	//go:embed lua/extend.lua
 	extendSrc string
-	//go:embed release_notify.lua
+	//go:embed lua/release_notify.lua
 	releaseNotifySrc string
-	//go:embed claim.lua
+	//go:embed lua/claim.lua
 	claimSrc string
 
 	acquireScript = redis.NewScript(1, acquireSrc, "")

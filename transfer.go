@@ -38,7 +38,7 @@ import (
 // of the same Redsync without being released.
 const maxLocalHandoffs = 16
 
-//go:embed transfer.lua
+//go:embed lua/transfer.lua
 var transferSrc string
 
 var transferScript = redis.NewScript(1, transferSrc, "")
