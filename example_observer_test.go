@@ -15,8 +15,11 @@ import (
 )
 
 // slowLocks is an Observer that logs Lock calls that waited long, and
-// nodes that failed: a few lines of code for a dashboard of one's own.
+// nodes that failed: a few lines of code for a dashboard of one's own. It
+// embeds BaseObserver for the events it ignores (and those later versions
+// may add).
 type slowLocks struct {
+	redsync.BaseObserver
 	threshold time.Duration
 }
 
@@ -33,9 +36,6 @@ func (s slowLocks) OnAcquire(ctx context.Context, e redsync.AcquireEvent) {
 		}
 	}
 }
-
-func (slowLocks) OnExtend(context.Context, redsync.ExtendEvent)   {}
-func (slowLocks) OnRelease(context.Context, redsync.ReleaseEvent) {}
 
 func (slowLocks) OnLost(ctx context.Context, e redsync.LostEvent) {
 	log.Printf("lock %s lost after %v: %v", e.Name, e.Held, e.Err)

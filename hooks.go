@@ -32,6 +32,11 @@ import (
 //
 // Without an Observer, nothing is measured: no clock is read and nothing
 // is allocated for observation.
+//
+// Later versions may add methods to Observer (for primitives other than
+// Mutex) and fields to its events. An implementation that embeds
+// [BaseObserver] keeps compiling then, and ignores the new events until it
+// overrides their methods.
 type Observer interface {
 	// OnAcquire reports a Lock call, successful or not.
 	OnAcquire(ctx context.Context, e AcquireEvent)
@@ -46,6 +51,23 @@ type Observer interface {
 	// Mutex.Context.
 	OnLost(ctx context.Context, e LostEvent)
 }
+
+// BaseObserver is an Observer that ignores every event. Embed it in an
+// Observer that needs only some of the methods, or that must keep
+// compiling when methods are added to Observer.
+type BaseObserver struct{}
+
+// OnAcquire does nothing.
+func (BaseObserver) OnAcquire(context.Context, AcquireEvent) {}
+
+// OnExtend does nothing.
+func (BaseObserver) OnExtend(context.Context, ExtendEvent) {}
+
+// OnRelease does nothing.
+func (BaseObserver) OnRelease(context.Context, ReleaseEvent) {}
+
+// OnLost does nothing.
+func (BaseObserver) OnLost(context.Context, LostEvent) {}
 
 // NodeOutcome is what one node did with one command.
 type NodeOutcome uint8

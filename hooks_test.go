@@ -467,3 +467,27 @@ func TestNoObserverNoRecord(t *testing.T) {
 		t.Errorf("NodeFailed.String() = %q", NodeFailed.String())
 	}
 }
+
+// TestBaseObserver: an Observer embedding BaseObserver gets the events it
+// overrides, and the others are ignored.
+func TestBaseObserver(t *testing.T) {
+	c := newFakeCluster(3)
+	var lost lostOnly
+	m := c.mutex("k", WithObserver(&lost))
+	if err := m.Lock(); err != nil {
+		t.Fatalf("Lock() = %v, want nil", err)
+	}
+	if ok, err := m.Unlock(); !ok || err != nil {
+		t.Fatalf("Unlock() = %v, %v, want true, nil", ok, err)
+	}
+	if lost.acquired != 1 {
+		t.Errorf("OnAcquire calls = %d, want 1", lost.acquired)
+	}
+}
+
+type lostOnly struct {
+	BaseObserver
+	acquired int
+}
+
+func (l *lostOnly) OnAcquire(context.Context, AcquireEvent) { l.acquired++ }
