@@ -160,6 +160,8 @@ func (c *fakeConn) Eval(script *redis.Script, keysAndArgs ...any) (any, error) {
 		name = "extend"
 	case transferScript:
 		return c.evalTransfer(keysAndArgs)
+	case multiAcquireScript, multiReleaseScript, multiExtendScript:
+		return c.evalMulti(script, keysAndArgs)
 	case claimScript:
 		if err := n.enter(c.ctx, "claim"); err != nil {
 			return nil, err
@@ -312,4 +314,60 @@ func (c *fakeCluster) calls() int {
 		total += int(n.calls.Load())
 	}
 	return total
+}
+
+// evalMulti runs the logic of the multi-key scripts on the node's map.
+func (c *fakeConn) evalMulti(script *redis.Script, keysAndArgs []any) (any, error) {
+	n := c.node
+	name := map[*redis.Script]string{multiAcquireScript: "acquire", multiReleaseScript: "release", multiExtendScript: "extend"}[script]
+	if err := n.enter(c.ctx, name); err != nil {
+		return nil, err
+	}
+	count := keysAndArgs[0].(int)
+	keys, args := keysAndArgs[1:1+count], keysAndArgs[1+count:]
+	value := args[0].(string)
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	held, missing := 0, 0
+	var other string
+	for _, k := range keys {
+		switch current, ok := n.keys[k.(string)]; {
+		case !ok:
+			missing++
+		case current == value:
+			held++
+		default:
+			other = current
+		}
+	}
+	switch script {
+	case multiAcquireScript:
+		if other != "" {
+			return fakeHolder(other), nil
+		}
+	case multiReleaseScript:
+		for _, k := range keys {
+			if n.keys[k.(string)] == value {
+				delete(n.keys, k.(string))
+			}
+		}
+		switch {
+		case held > 0:
+			return replyDone, nil
+		case other != "":
+			return replyTaken, nil
+		}
+		return replyMissing, nil
+	default: // extend
+		switch {
+		case other != "":
+			return replyTaken, nil
+		case missing > 0 && args[2] != "1":
+			return replyMissing, nil
+		}
+	}
+	for _, k := range keys {
+		n.keys[k.(string)] = value
+	}
+	return replyDone, nil
 }

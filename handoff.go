@@ -722,9 +722,16 @@ func (lw *lockWait) startTimer(d time.Duration) {
 	lw.timer.Reset(d)
 }
 
+// listens reports whether a Lock of m that has to wait listens for
+// release announcements: with notification on, unless m has several names
+// (see NewMultiMutex).
+func (m *Mutex) listens() bool {
+	return m.notify != nil && !m.noNotify && m.names == nil
+}
+
 // tryStarts notes the start of a try.
 func (lw *lockWait) tryStarts(m *Mutex) {
-	if m.notify != nil && !m.noNotify {
+	if m.listens() {
 		lw.since = time.Now()
 	}
 }
@@ -732,7 +739,7 @@ func (lw *lockWait) tryStarts(m *Mutex) {
 // failed runs after a failed try that will be followed by another: the
 // first one makes the Lock call a waiter.
 func (lw *lockWait) failed(m *Mutex) {
-	if lw.w == nil && m.notify != nil && !m.noNotify {
+	if lw.w == nil && m.listens() {
 		lw.w = m.notify.watch(m)
 	}
 }
@@ -820,7 +827,7 @@ func (lw *lockWait) skipTry(m *Mutex, try, tries int) bool {
 // keeps the waiters of one process in order (FIFO) and halves the commands
 // sent under contention.
 func (lw *lockWait) behindLocalWaiters(m *Mutex) bool {
-	if m.notify == nil || m.noNotify {
+	if !m.listens() {
 		return false
 	}
 	n := m.notify

@@ -32,6 +32,10 @@ type Mutex struct {
 	configErr error
 
 	keyArg any              // name, boxed once for the scripts
+	// NewMultiMutex: the names, and the key count and names, boxed once
+	// for the multi-key scripts (multi.go); nil for one name.
+	names   []string
+	keyArgs []any
 	ttlArg any              // expiry in ms, formatted once for the scripts
 	now    func() time.Time // the clock; tests replace it
 	notify *notifier        // the Redsync's release notifications, or nil
@@ -78,7 +82,8 @@ func (m *Mutex) validityLeft(start time.Time) time.Duration {
 	return m.validFor() - m.now().Sub(start)
 }
 
-// Name returns the mutex name (the Redis key).
+// Name returns the mutex name (the Redis key); for a Mutex of
+// [Redsync.NewMultiMutex], its names joined by commas.
 func (m *Mutex) Name() string {
 	return m.name
 }
@@ -452,7 +457,12 @@ func (m *Mutex) extend(ctx context.Context, tr *nodeTrace) (bool, error) {
 		setNX = "1"
 	}
 	calls.awaitSettled(m.nodeTimeout())
-	extend := redis.NewScriptCall(extendScript, m.keyArg, calls.value, m.ttlArg, setNX)
+	var extend redis.ScriptCall
+	if m.names != nil {
+		extend = m.multiCall(multiExtendScript, calls.value, m.ttlArg, setNX)
+	} else {
+		extend = redis.NewScriptCall(extendScript, m.keyArg, calls.value, m.ttlArg, setNX)
+	}
 	start := m.now()
 	// With SetNX, an extension that lands on a node after the release sets
 	// the key again: the round waits for every node (within the per-node
@@ -539,6 +549,9 @@ func (m *Mutex) ValidContext(ctx context.Context) (bool, error) {
 			return 0, err
 		}
 		defer conn.Close()
+		if m.names != nil {
+			return m.multiHolds(conn, value)
+		}
 		got, err := conn.Get(m.name)
 		switch {
 		case err != nil:
@@ -561,6 +574,8 @@ func (m *Mutex) makeCalls(value string) *lockCalls {
 		c.acquire, c.proposed = m.fencedAcquireCall(c.value)
 	case m.guard.on:
 		c.acquire = m.guard.acquireCall(m.keyArg, c.value, m.ttlArg)
+	case m.names != nil:
+		c.acquire = m.multiCall(multiAcquireScript, c.value, m.ttlArg)
 	default:
 		c.acquire = redis.NewScriptCall(acquireScript, m.keyArg, c.value, m.ttlArg)
 		if m.nodes.pipeliners != nil {
@@ -571,11 +586,16 @@ func (m *Mutex) makeCalls(value string) *lockCalls {
 	// key on fewer nodes than a quorum, so its announcements wake nobody
 	// (see handoff.go), unless the try reached a quorum too late, when the
 	// key is indeed free.
-	release := releaseNotifyScript
-	if m.noNotify {
-		release = releaseScript
+	switch {
+	case m.names != nil && m.noNotify:
+		c.release = m.multiCall(multiReleaseScript, c.value, "0")
+	case m.names != nil:
+		c.release = m.multiCall(multiReleaseScript, c.value, "1")
+	case m.noNotify:
+		c.release = redis.NewScriptCall(releaseScript, m.keyArg, c.value)
+	default:
+		c.release = redis.NewScriptCall(releaseNotifyScript, m.keyArg, c.value)
 	}
-	c.release = redis.NewScriptCall(release, m.keyArg, c.value)
 	return c
 }
 

@@ -19,6 +19,12 @@ var (
 	releaseNotifySrc string
 	//go:embed lua/claim.lua
 	claimSrc string
+	//go:embed lua/multi_acquire.lua
+	multiAcquireSrc string
+	//go:embed lua/multi_release.lua
+	multiReleaseSrc string
+	//go:embed lua/multi_extend.lua
+	multiExtendSrc string
 
 	acquireScript = redis.NewScript(1, acquireSrc, "")
 	releaseScript = redis.NewScript(1, releaseSrc, "")
@@ -26,6 +32,12 @@ var (
 
 	releaseNotifyScript = redis.NewScript(1, releaseNotifySrc, "")
 	claimScript         = redis.NewScript(1, claimSrc, "")
+
+	// The scripts of a Mutex of NewMultiMutex (multi.go) take the key
+	// count as their first argument.
+	multiAcquireScript = redis.NewScript(-1, multiAcquireSrc, "")
+	multiReleaseScript = redis.NewScript(-1, multiReleaseSrc, "")
+	multiExtendScript  = redis.NewScript(-1, multiExtendSrc, "")
 )
 
 // Replies of the scripts.

@@ -63,7 +63,7 @@ type grant struct {
 
 // canHandOver reports whether m's Unlock may hand the lock to a waiter.
 func (m *Mutex) canHandOver() bool {
-	return m.notify != nil && !m.noNotify && !m.fence.on && m.notify.watched.Load() > 0
+	return m.listens() && !m.fence.on && m.notify.watched.Load() > 0
 }
 
 // claimWaiter returns the waiter to which m's Unlock hands the acquisition
@@ -77,7 +77,7 @@ func (m *Mutex) claimWaiter(calls *lockCalls) (*waiter, *grant) {
 
 // canTakeOver reports whether m's waiting Lock call may be handed a lock.
 func (m *Mutex) canTakeOver() bool {
-	return m.configErr == nil && !m.fence.on && !m.guard.on
+	return m.configErr == nil && !m.fence.on && !m.guard.on && m.names == nil
 }
 
 // claim takes the longest-waiting waiter for key out of the queue to hand
