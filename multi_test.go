@@ -58,7 +58,6 @@ func TestMultiMutexBadInput(t *testing.T) {
 	}
 }
 
-
 func TestMultiMutexClusterSlots(t *testing.T) {
 	c := newFakeCluster(3)
 	pools := c.pools()

@@ -31,14 +31,14 @@ type Mutex struct {
 	nodes     *nodes // the Redsync's, or a shuffled copy (WithShufflePools)
 	configErr error
 
-	keyArg any              // name, boxed once for the scripts
+	keyArg any // name, boxed once for the scripts
 	// NewMultiMutex: the names, and the key count and names, boxed once
 	// for the multi-key scripts (multi.go); nil for one name.
 	names   []string
 	keyArgs []any
-	ttlArg any              // expiry in ms, formatted once for the scripts
-	now    func() time.Time // the clock; tests replace it
-	notify *notifier        // the Redsync's release notifications, or nil
+	ttlArg  any              // expiry in ms, formatted once for the scripts
+	now     func() time.Time // the clock; tests replace it
+	notify  *notifier        // the Redsync's release notifications, or nil
 
 	mu    sync.Mutex
 	acq   acquisition // the current acquisition (acquisition.go)
