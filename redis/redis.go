@@ -70,9 +70,15 @@ func NewScript(keyCount int, src, hash string) *Script {
 // argument list of EVALSHA is built once, so that the same call can go to
 // every node, and on every retry, without further allocation. A ScriptCall
 // is immutable after NewScriptCall and safe for concurrent use.
+//
+// The command names in its argument lists are in lower case ("evalsha",
+// "eval"), and the key count is an int, as go-redis's EvalSha and Eval
+// methods build them: a go-redis mock compares the arguments as sent, name
+// included. Redis itself reads command names in any case; a driver that
+// takes the name apart from the arguments (redigo) passes its own.
 type ScriptCall struct {
 	script  *Script
-	evalsha []any // "EVALSHA", hash, [key count], keys and args
+	evalsha []any // "evalsha", hash, [key count], keys and args
 	skip    int   // index of the first key or arg in evalsha
 }
 
@@ -84,7 +90,7 @@ func NewScriptCall(script *Script, keysAndArgs ...any) ScriptCall {
 		skip = 3
 	}
 	evalsha := make([]any, skip, skip+len(keysAndArgs))
-	evalsha[0], evalsha[1] = "EVALSHA", script.Hash
+	evalsha[0], evalsha[1] = "evalsha", script.Hash
 	if skip == 3 {
 		evalsha[2] = script.KeyCount
 	}
@@ -98,16 +104,17 @@ func (c *ScriptCall) Script() *Script { return c.script }
 // The slice must not be modified.
 func (c *ScriptCall) KeysAndArgs() []any { return c.evalsha[c.skip:] }
 
-// EvalSHA returns the whole EVALSHA command: "EVALSHA", the hash, the key
+// EvalSHA returns the whole EVALSHA command: "evalsha", the hash, the key
 // count (unless the script's KeyCount is negative), keys and args. The
 // slice is shared and must not be modified.
 func (c *ScriptCall) EvalSHA() []any { return c.evalsha }
 
-// Eval returns a new slice with the whole EVAL command, to send when the
-// server answers EVALSHA with NOSCRIPT.
+// Eval returns a new slice with the whole EVAL command ("eval", the
+// source, then as EvalSHA), to send when the server answers EVALSHA with
+// NOSCRIPT.
 func (c *ScriptCall) Eval() []any {
 	eval := append([]any(nil), c.evalsha...)
-	eval[0], eval[1] = "EVAL", c.script.Src
+	eval[0], eval[1] = "eval", c.script.Src
 	return eval
 }
 

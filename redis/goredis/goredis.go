@@ -1,6 +1,14 @@
 // Package goredis makes a [redis.Pool] from a github.com/redis/go-redis/v9
 // client: a plain client, a failover (Sentinel) client or a cluster client,
 // anything that implements goredislib.UniversalClient.
+//
+// Commands go out as the client's own methods send them: scripts as its
+// EvalSha and Eval methods build them ("evalsha" and "eval" in lower case,
+// the key count as an int; see [redis.ScriptCall]), the other commands
+// through those methods (Get, Set, SetNX, PTTL, ScriptLoad, Subscribe), so
+// that expectations a go-redis mock (github.com/go-redis/redismock/v9) was
+// given for go-redsync/redsync v4 keep matching where the command is the
+// same.
 package goredis
 
 import (
