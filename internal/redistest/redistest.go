@@ -15,6 +15,9 @@
 //		srv.Restart() // same port, same directory
 //	}
 //
+// [StartCluster] starts a Redis Cluster of three masters, and
+// [WriteTLSFiles] and [StartTLS] a server that accepts TLS connections.
+//
 // The package uses only the standard library and talks to the servers with
 // its own minimal RESP2 client ([Server.Do]). redis-server must be installed;
 // [RedisServerPath] tells where it is found.

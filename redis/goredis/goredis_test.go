@@ -1,11 +1,6 @@
 package goredis_test
 
 import (
-	"context"
-	"errors"
-	"fmt"
-	"net"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -98,158 +93,30 @@ func TestLock(t *testing.T) {
 	}
 }
 
-// freePort returns a port of 127.0.0.1 that was free a moment ago.
-func freePort(t *testing.T) int {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatalf("finding a free port: %v", err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
+// TestListener drives the pool's redis.Subscriber directly. Without
+// retries, the client reports the failure of the server at once.
+func TestListener(t *testing.T) {
+	t.Parallel()
+	adaptertest.RunListener(t, func(t *testing.T, addr string) redis.Pool {
+		client := goredislib.NewClient(&goredislib.Options{Addr: addr, MaxRetries: -1})
+		closeClient(t, client)
+		return goredis.NewPool(client)
+	})
 }
 
-// slotRanges are the hash slots of the three masters of startCluster.
-var slotRanges = [3][2]int{{0, 5460}, {5461, 10922}, {10923, 16383}}
-
-// startCluster starts a Redis Cluster of three masters, each owning one of
-// slotRanges, and waits until every node reports cluster_state:ok.
-func startCluster(t *testing.T) []*redistest.Server {
-	t.Helper()
-	servers := make([]*redistest.Server, len(slotRanges))
-	busPorts := make([]string, len(slotRanges))
-	for i := range servers {
-		// The cluster bus listens on port+10000 unless told otherwise,
-		// which may be above 65535 or taken: give it a free port.
-		busPorts[i] = strconv.Itoa(freePort(t))
-		servers[i] = redistest.Start(t,
-			"--cluster-enabled", "yes",
-			"--cluster-config-file", "nodes.conf",
-			"--cluster-port", busPorts[i])
-	}
-	for i, srv := range servers {
-		r := slotRanges[i]
-		srv.MustDo(t, "CLUSTER", "ADDSLOTSRANGE", strconv.Itoa(r[0]), strconv.Itoa(r[1]))
-	}
-	for i, srv := range servers[1:] {
-		servers[0].MustDo(t, "CLUSTER", "MEET", "127.0.0.1", strconv.Itoa(srv.Port()), busPorts[i+1])
-	}
-
-	deadline := time.Now().Add(15 * time.Second)
-	for i := 0; i < len(servers); {
-		info := servers[i].MustDo(t, "CLUSTER", "INFO").Str
-		if strings.Contains(info, "cluster_state:ok") && strings.Contains(info, "cluster_known_nodes:3") {
-			i++
-			continue
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("node %d: no cluster_state:ok after 15s; CLUSTER INFO:\n%s", i, info)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	return servers
-}
-
-// owner returns the index of the master of startCluster that owns key.
-func owner(t *testing.T, srv *redistest.Server, key string) int {
-	t.Helper()
-	slot := int(srv.MustDo(t, "CLUSTER", "KEYSLOT", key).Int)
-	for i, r := range slotRanges {
-		if slot >= r[0] && slot <= r[1] {
-			return i
-		}
-	}
-	t.Fatalf("slot %d of %q is in no range", slot, key)
-	return -1
+func TestReleaseNotification(t *testing.T) {
+	t.Parallel()
+	adaptertest.RunNotification(t, newClientPool)
 }
 
 // TestClusterClient locks through a go-redis cluster client used as ONE
-// Redlock node: each lock key goes to the master owning its slot, and the
-// scripts (EVALSHA with one key, EVAL after NOSCRIPT) follow it there.
+// Redlock node (adaptertest.RunCluster).
 func TestClusterClient(t *testing.T) {
 	t.Parallel()
-	servers := startCluster(t)
-	addrs := make([]string, len(servers))
-	for i, srv := range servers {
-		addrs[i] = srv.Addr()
-	}
-	client := goredislib.NewClusterClient(&goredislib.ClusterOptions{Addrs: addrs})
-	closeClient(t, client)
-	rs := redsync.New(goredis.NewPool(client))
-
-	// Pick lock names until each master owns one of them.
-	names := make([]string, len(servers))
-	for i, found := 0, 0; found < len(servers); i++ {
-		name := fmt.Sprintf("cluster-lock-%d", i)
-		if o := owner(t, servers[0], name); names[o] == "" {
-			names[o] = name
-			found++
-		}
-	}
-
-	for node, name := range names {
-		t.Run(name, func(t *testing.T) {
-			m := rs.NewMutex(name, redsync.WithExpiry(5*time.Second))
-			if err := m.Lock(); err != nil {
-				t.Fatalf("Lock() = %v, want nil", err)
-			}
-			for i, srv := range servers {
-				rep, err := srv.Do("GET", name)
-				var se redistest.ServerError
-				switch {
-				case i == node && (err != nil || rep.Str != m.Value()):
-					t.Errorf("owner node %d: GET = %s, %v; want %q", i, rep, err, m.Value())
-				case i != node && !(errors.As(err, &se) && se.Prefix() == "MOVED"):
-					t.Errorf("node %d (not the owner): GET = %s, %v; want a MOVED error", i, rep, err)
-				}
-			}
-
-			other := rs.NewMutex(name)
-			var taken *redsync.ErrTaken
-			if err := other.TryLock(); !errors.As(err, &taken) {
-				t.Errorf("TryLock() of a held lock = %v, want a *ErrTaken", err)
-			}
-
-			if ok, err := m.Extend(); !ok || err != nil {
-				t.Errorf("Extend() = %v, %v; want true, nil", ok, err)
-			}
-			// Force the EVAL fallback on the owner.
-			for _, srv := range servers {
-				srv.MustDo(t, "SCRIPT", "FLUSH")
-			}
-			if ok, err := m.Unlock(); !ok || err != nil {
-				t.Errorf("Unlock() after SCRIPT FLUSH = %v, %v; want true, nil", ok, err)
-			}
-			for i, srv := range servers {
-				if n, err := srv.DBSize(); n != 0 || err != nil {
-					t.Errorf("node %d: DBSIZE after Unlock() = %d, %v; want 0", i, n, err)
-				}
-			}
-		})
-	}
-
-	t.Run("Concurrent", func(t *testing.T) {
-		// Several locks at once on different slots, through one client.
-		errs := make(chan error, len(names))
-		for _, name := range names {
-			go func() {
-				m := rs.NewMutex(name)
-				if err := m.LockContext(context.Background()); err != nil {
-					errs <- fmt.Errorf("%s: Lock() = %w", name, err)
-					return
-				}
-				if ok, err := m.Unlock(); !ok {
-					errs <- fmt.Errorf("%s: Unlock() = %v, %w", name, ok, err)
-					return
-				}
-				errs <- nil
-			}()
-		}
-		for range names {
-			if err := <-errs; err != nil {
-				t.Error(err)
-			}
-		}
+	adaptertest.RunCluster(t, func(t *testing.T, addrs []string) redis.Pool {
+		client := goredislib.NewClusterClient(&goredislib.ClusterOptions{Addrs: addrs})
+		closeClient(t, client)
+		return goredis.NewPool(client)
 	})
 }
 

@@ -2,18 +2,8 @@ package rueidis_test
 
 import (
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
-	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/pem"
 	"errors"
-	"math/big"
-	"net"
-	"os"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
@@ -300,88 +290,12 @@ func TestACL(t *testing.T) {
 	})
 }
 
-// writeServerCert writes a self-signed ECDSA P-256 certificate for
-// 127.0.0.1, valid for an hour, and its key into dir, and returns a pool
-// trusting it.
-func writeServerCert(t *testing.T, dir string) (certFile, keyFile string, roots *x509.CertPool) {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber:          big.NewInt(1),
-		Subject:               pkix.Name{CommonName: "redsync rueidis test"},
-		NotBefore:             time.Now().Add(-time.Minute),
-		NotAfter:              time.Now().Add(time.Hour),
-		IsCA:                  true,
-		BasicConstraintsValid: true,
-		KeyUsage:              x509.KeyUsageDigitalSignature | x509.KeyUsageCertSign,
-		ExtKeyUsage:           []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-		IPAddresses:           []net.IP{net.IPv4(127, 0, 0, 1)},
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cert, err := x509.ParseCertificate(der)
-	if err != nil {
-		t.Fatal(err)
-	}
-	keyDER, err := x509.MarshalPKCS8PrivateKey(key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	certFile, keyFile = filepath.Join(dir, "server.crt"), filepath.Join(dir, "server.key")
-	if err := os.WriteFile(certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: keyDER}), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	roots = x509.NewCertPool()
-	roots.AddCert(cert)
-	return certFile, keyFile, roots
-}
-
-// startTLSServer starts a redis-server that also accepts TLS connections
-// (client certificates not required) on a port of its own, and returns
-// that port's address.
-func startTLSServer(t *testing.T, certFile, keyFile string) string {
-	t.Helper()
-	var errs []error
-	// Another process may take the TLS port before the server binds it.
-	for range 5 {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		addr := l.Addr().String()
-		l.Close()
-		_, port, _ := net.SplitHostPort(addr)
-		srv, err := redistest.Launch("--tls-port", port,
-			"--tls-cert-file", certFile, "--tls-key-file", keyFile,
-			"--tls-ca-cert-file", certFile, "--tls-auth-clients", "no")
-		if err != nil {
-			errs = append(errs, err)
-			continue
-		}
-		t.Cleanup(func() {
-			if err := srv.Close(); err != nil {
-				t.Errorf("closing redis-server: %v", err)
-			}
-		})
-		return addr
-	}
-	t.Fatalf("starting redis-server with TLS: %v", errors.Join(errs...))
-	return ""
-}
-
 func TestTLS(t *testing.T) {
-	certFile, keyFile, roots := writeServerCert(t, t.TempDir())
+	files := redistest.WriteTLSFiles(t)
+	roots := files.Roots
 	addrs := make([]string, 3)
 	for i := range addrs {
-		addrs[i] = startTLSServer(t, certFile, keyFile)
+		_, addrs[i] = redistest.StartTLS(t, files)
 	}
 	tests := []struct {
 		name    string

@@ -116,83 +116,12 @@ func TestEvalArguments(t *testing.T) {
 	}
 }
 
-// TestListener drives the pool's redis.Subscriber directly: confirmation,
-// messages, unsubscription, and the failure of the connection.
+// TestListener drives the pool's redis.Subscriber directly.
 func TestListener(t *testing.T) {
 	for _, c := range clientOptions {
 		t.Run(c.name, func(t *testing.T) {
-			srv := redistest.Start(t)
-			sub, ok := newPoolWith(c.opt)(t, srv.Addr()).(redis.Subscriber)
-			if !ok {
-				t.Fatal("NewPool() is not a redis.Subscriber")
-			}
-			testListener(t, srv, sub)
+			adaptertest.RunListener(t, newPoolWith(c.opt))
 		})
-	}
-}
-
-func testListener(t *testing.T, srv *redistest.Server, sub redis.Subscriber) {
-	msgs := make(chan redis.Message, 16)
-	l, err := sub.Listen(context.Background(), func(m redis.Message) { msgs <- m })
-	if err != nil {
-		t.Fatalf("Listen() = %v", err)
-	}
-	defer l.Close()
-	next := func(what string) redis.Message {
-		t.Helper()
-		select {
-		case m := <-msgs:
-			return m
-		case <-time.After(10 * time.Second):
-			t.Fatalf("no message within 10s, want %s", what)
-			return redis.Message{}
-		}
-	}
-
-	ctx := context.Background()
-	if err := l.Subscribe(ctx, "ch1", "ch2"); err != nil {
-		t.Fatalf("Subscribe() = %v", err)
-	}
-	for _, ch := range []string{"ch1", "ch2"} {
-		if m := next("a confirmation"); !m.Subscribed || m.Channel != ch || m.Err != nil {
-			t.Errorf("message %+v, want the confirmation of %s", m, ch)
-		}
-	}
-	srv.MustDo(t, "PUBLISH", "ch2", "hello")
-	if m := next("a message"); m.Channel != "ch2" || m.Payload != "hello" || m.Subscribed {
-		t.Errorf("message %+v, want hello on ch2", m)
-	}
-	if err := l.Unsubscribe(ctx); err != nil {
-		t.Errorf("Unsubscribe() of no channel = %v, want nil", err)
-	}
-	if err := l.Unsubscribe(ctx, "ch2"); err != nil {
-		t.Fatalf("Unsubscribe() = %v", err)
-	}
-	// PUBLISH answers how many clients received the message.
-	for deadline := time.Now().Add(10 * time.Second); srv.MustDo(t, "PUBLISH", "ch2", "gone").Int != 0; {
-		if time.Now().After(deadline) {
-			t.Fatal("ch2 still has a subscriber 10s after Unsubscribe()")
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-	srv.MustDo(t, "PUBLISH", "ch1", "still")
-	if m := next("a message"); m.Channel != "ch1" || m.Payload != "still" {
-		t.Errorf("message %+v, want still on ch1", m)
-	}
-
-	if err := srv.Kill(); err != nil {
-		t.Fatal(err)
-	}
-	if m := next("the failure"); m.Err == nil {
-		t.Errorf("message %+v after the server died, want one with Err set", m)
-	}
-	if err := l.Close(); err != nil {
-		t.Errorf("Close() after the failure = %v, want nil", err)
-	}
-	select {
-	case m := <-msgs:
-		t.Errorf("message %+v after the failure, want none", m)
-	default:
 	}
 }
 
@@ -225,116 +154,29 @@ func TestListenerClose(t *testing.T) {
 	}
 }
 
-// waitSubscribed waits until one of servers has a subscriber on the
-// release channel of the lock name, for each group of servers.
-func waitSubscribed(t *testing.T, groups [][]*redistest.Server, name string) {
-	t.Helper()
-	channel := "redsync:released:" + name
-	deadline := time.Now().Add(10 * time.Second)
-	for i, group := range groups {
-	poll:
-		for {
-			for _, srv := range group {
-				if rep := srv.MustDo(t, "PUBSUB", "NUMSUB", channel); len(rep.Elems) == 2 && rep.Elems[1].Int > 0 {
-					break poll
-				}
-			}
-			if time.Now().After(deadline) {
-				t.Fatalf("node %d: no subscriber on %s after 10s", i, channel)
-			}
-			time.Sleep(10 * time.Millisecond)
-		}
-	}
-}
-
-// testNotification wakes a waiting Lock of a second Redsync (another
-// process, as far as the lock goes) through the release notification: its
-// retry delay is a minute, so only the notification can wake it in time.
-// newRedsync makes a Redsync with clients of its own; groups are the
-// servers of each node.
-func testNotification(t *testing.T, newRedsync func() *redsync.Redsync, groups [][]*redistest.Server, name string) {
-	t.Helper()
-	holder := newRedsync().NewMutex(name, redsync.WithExpiry(30*time.Second))
-	if err := holder.Lock(); err != nil {
-		t.Fatalf("Lock() = %v", err)
-	}
-	waiter := newRedsync().NewMutex(name, redsync.WithExpiry(30*time.Second), redsync.WithRetryDelay(time.Minute))
-	done := make(chan error, 1)
-	go func() { done <- waiter.Lock() }()
-	waitSubscribed(t, groups, name)
-	if ok, err := holder.Unlock(); !ok || err != nil {
-		t.Fatalf("Unlock() = %v, %v", ok, err)
-	}
-	select {
-	case err := <-done:
-		if err != nil {
-			t.Fatalf("waiter Lock() = %v", err)
-		}
-	case <-time.After(20 * time.Second):
-		t.Fatal("the waiter was not woken by the release (its retry delay is a minute)")
-	}
-	if ok, err := waiter.Unlock(); !ok || err != nil {
-		t.Errorf("waiter Unlock() = %v, %v", ok, err)
-	}
-}
-
 func TestReleaseNotification(t *testing.T) {
-	servers := redistest.StartN(t, 3)
-	groups := make([][]*redistest.Server, len(servers))
-	for i, srv := range servers {
-		groups[i] = []*redistest.Server{srv}
-	}
-	newRedsync := func() *redsync.Redsync {
-		pools := make([]redis.Pool, len(servers))
-		for i, srv := range servers {
-			pools[i] = newPoolWith(valkey.ClientOption{DisableCache: true})(t, srv.Addr())
-		}
-		return redsync.New(pools...)
-	}
-	testNotification(t, newRedsync, groups, "valkeygo:notify")
+	adaptertest.RunNotification(t, newPoolWith(valkey.ClientOption{DisableCache: true}))
 }
 
 // TestClusterClient locks through a cluster client used as ONE Redlock
-// node: each lock goes to the master that owns its slot, scripts follow it
-// there, and a waiter is woken by the release notification.
+// node (adaptertest.RunCluster).
 func TestClusterClient(t *testing.T) {
-	servers := startCluster(t)
-	addrs := make([]string, len(servers))
-	for i, srv := range servers {
-		addrs[i] = srv.Addr()
-	}
-	newRedsync := func() *redsync.Redsync {
+	adaptertest.RunCluster(t, func(t *testing.T, addrs []string) redis.Pool {
 		client := newClient(t, "", valkey.ClientOption{InitAddress: addrs, DisableCache: true})
 		if mode := client.Mode(); mode != valkey.ClientModeCluster {
 			t.Fatalf("client mode %v, want cluster", mode)
 		}
-		return redsync.New(valkeygo.NewPool(valkeycompat.NewAdapter(client)))
-	}
-	rs := newRedsync()
-	for master, name := range namesPerMaster(t, servers[0], "valkeygo:cluster:") {
-		m := rs.NewMutex(name, redsync.WithExpiry(10*time.Second))
-		if err := m.Lock(); err != nil {
-			t.Fatalf("Lock(%s) = %v", name, err)
-		}
-		if rep := servers[master].MustDo(t, "GET", name); rep.Str != m.Value() {
-			t.Errorf("master %d, owner of %s, holds %s; want %q", master, name, rep, m.Value())
-		}
-		for _, srv := range servers {
-			srv.MustDo(t, "SCRIPT", "FLUSH")
-		}
-		if ok, err := m.Extend(); !ok || err != nil {
-			t.Errorf("Extend(%s) after SCRIPT FLUSH = %v, %v; want true, nil", name, ok, err)
-		}
-		if ok, err := m.Unlock(); !ok || err != nil {
-			t.Errorf("Unlock(%s) = %v, %v; want true, nil", name, ok, err)
-		}
-	}
-	testNotification(t, newRedsync, [][]*redistest.Server{servers}, "valkeygo:cluster:notify")
+		return valkeygo.NewPool(valkeycompat.NewAdapter(client))
+	})
 }
 
 func TestTLS(t *testing.T) {
-	certFile, keyFile, roots := writeServerCert(t, t.TempDir())
-	addrs := []string{startTLSServer(t, certFile, keyFile), startTLSServer(t, certFile, keyFile), startTLSServer(t, certFile, keyFile)}
+	files := redistest.WriteTLSFiles(t)
+	roots := files.Roots
+	addrs := make([]string, 3)
+	for i := range addrs {
+		_, addrs[i] = redistest.StartTLS(t, files)
+	}
 	tests := []struct {
 		name    string
 		options func(t *testing.T, addr string) valkey.ClientOption

@@ -127,229 +127,47 @@ func (r recorder) BeforeProcessPipeline(ctx context.Context, _ []goredislib.Cmde
 
 func (r recorder) AfterProcessPipeline(context.Context, []goredislib.Cmder) error { return nil }
 
-// TestListener drives the pool's redis.Subscriber directly: confirmation,
-// messages, unsubscription, and the failure of the connection.
+// TestListener drives the pool's redis.Subscriber directly. Without
+// retries, the client reports the failure of the server at once.
 func TestListener(t *testing.T) {
-	srv := redistest.Start(t)
-	client := goredislib.NewClient(&goredislib.Options{Addr: srv.Addr(), MaxRetries: -1})
-	closeClient(t, client)
-	sub, ok := goredis.NewPool(client).(redis.Subscriber)
-	if !ok {
-		t.Fatal("NewPool() is not a redis.Subscriber")
-	}
-	msgs := make(chan redis.Message, 16)
-	l, err := sub.Listen(context.Background(), func(m redis.Message) { msgs <- m })
-	if err != nil {
-		t.Fatalf("Listen() = %v", err)
-	}
-	defer l.Close()
-	next := func(what string) redis.Message {
-		t.Helper()
-		select {
-		case m := <-msgs:
-			return m
-		case <-time.After(10 * time.Second):
-			t.Fatalf("no message within 10s, want %s", what)
-			return redis.Message{}
-		}
-	}
-
-	ctx := context.Background()
-	if err := l.Subscribe(ctx, "ch1", "ch2"); err != nil {
-		t.Fatalf("Subscribe() = %v", err)
-	}
-	for _, ch := range []string{"ch1", "ch2"} {
-		if m := next("a confirmation"); !m.Subscribed || m.Channel != ch || m.Err != nil {
-			t.Errorf("message %+v, want the confirmation of %s", m, ch)
-		}
-	}
-	srv.MustDo(t, "PUBLISH", "ch2", "hello")
-	if m := next("a message"); m.Channel != "ch2" || m.Payload != "hello" || m.Subscribed {
-		t.Errorf("message %+v, want hello on ch2", m)
-	}
-	if err := l.Unsubscribe(ctx); err != nil {
-		t.Errorf("Unsubscribe() of no channel = %v, want nil", err)
-	}
-	if err := l.Unsubscribe(ctx, "ch2"); err != nil {
-		t.Fatalf("Unsubscribe() = %v", err)
-	}
-	// PUBLISH answers how many clients received the message.
-	for deadline := time.Now().Add(10 * time.Second); srv.MustDo(t, "PUBLISH", "ch2", "gone").Int != 0; {
-		if time.Now().After(deadline) {
-			t.Fatal("ch2 still has a subscriber 10s after Unsubscribe()")
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-	srv.MustDo(t, "PUBLISH", "ch1", "still")
-	if m := next("a message"); m.Channel != "ch1" || m.Payload != "still" {
-		t.Errorf("message %+v, want still on ch1", m)
-	}
-
-	if err := srv.Kill(); err != nil {
-		t.Fatal(err)
-	}
-	if m := next("the failure"); m.Err == nil {
-		t.Errorf("message %+v after the server died, want one with Err set", m)
-	}
-	if err := l.Close(); err != nil {
-		t.Logf("Close() after the failure = %v", err)
-	}
-	select {
-	case m := <-msgs:
-		t.Errorf("message %+v after the failure, want none", m)
-	default:
-	}
+	adaptertest.RunListener(t, func(t *testing.T, addr string) redis.Pool {
+		client := goredislib.NewClient(&goredislib.Options{Addr: addr, MaxRetries: -1})
+		closeClient(t, client)
+		return goredis.NewPool(client)
+	})
 }
 
-// waitSubscribed waits until every server has a subscriber on the release
-// channel of the lock name.
-func waitSubscribed(t *testing.T, servers []*redistest.Server, name string) {
-	t.Helper()
-	channel := "redsync:released:" + name
-	deadline := time.Now().Add(10 * time.Second)
-	for i, srv := range servers {
-		for {
-			rep := srv.MustDo(t, "PUBSUB", "NUMSUB", channel)
-			if len(rep.Elems) == 2 && rep.Elems[1].Int > 0 {
-				break
-			}
-			if time.Now().After(deadline) {
-				t.Fatalf("node %d: no subscriber on %s after 10s", i, channel)
-			}
-			time.Sleep(10 * time.Millisecond)
-		}
-	}
-}
-
-// TestReleaseNotification wakes a waiting Lock of another Redsync (another
-// process, as far as the lock goes) through the release notification: its
-// retry delay is a minute, so only the notification can wake it in time.
 func TestReleaseNotification(t *testing.T) {
-	servers := redistest.StartN(t, 3)
-	redsyncOver := func() *redsync.Redsync {
-		pools := make([]redis.Pool, len(servers))
-		for i, srv := range servers {
-			pools[i] = newClientPool(t, srv.Addr())
-		}
-		return redsync.New(pools...)
-	}
-	const name = "goredis-v8:notify"
-	holder := redsyncOver().NewMutex(name, redsync.WithExpiry(30*time.Second))
-	if err := holder.Lock(); err != nil {
-		t.Fatalf("Lock() = %v", err)
-	}
-	waiter := redsyncOver().NewMutex(name, redsync.WithExpiry(30*time.Second), redsync.WithRetryDelay(time.Minute))
-	done := make(chan error, 1)
-	go func() { done <- waiter.Lock() }()
-	waitSubscribed(t, servers, name)
-	released := time.Now()
-	if ok, err := holder.Unlock(); !ok || err != nil {
-		t.Fatalf("Unlock() = %v, %v", ok, err)
-	}
-	select {
-	case err := <-done:
-		if err != nil {
-			t.Fatalf("waiter Lock() = %v", err)
-		}
-	case <-time.After(20 * time.Second):
-		t.Fatal("the waiter was not woken by the release (its retry delay is a minute)")
-	}
-	t.Logf("woken %v after the release", time.Since(released).Round(time.Millisecond))
-	if ok, err := waiter.Unlock(); !ok || err != nil {
-		t.Errorf("waiter Unlock() = %v, %v", ok, err)
-	}
+	adaptertest.RunNotification(t, newClientPool)
 }
 
 // TestClusterClient locks through a cluster client used as ONE Redlock
-// node: each lock goes to the master that owns its slot, scripts follow
-// it there, and a waiter is woken by the release notification.
+// node (adaptertest.RunCluster).
 func TestClusterClient(t *testing.T) {
-	servers := startCluster(t)
-	addrs := make([]string, len(servers))
-	for i, srv := range servers {
-		addrs[i] = srv.Addr()
-	}
-	// go-redis v8 cannot parse the CLUSTER SLOTS reply of Redis 7 (four
-	// elements per node): the slots are given to it, as ECOSYSTEM.md
-	// advises.
-	slots := make([]goredislib.ClusterSlot, len(servers))
-	for i, r := range slotRanges {
-		slots[i] = goredislib.ClusterSlot{Start: r[0], End: r[1], Nodes: []goredislib.ClusterNode{{Addr: addrs[i]}}}
-	}
-	newRedsync := func() *redsync.Redsync {
+	adaptertest.RunCluster(t, func(t *testing.T, addrs []string) redis.Pool {
+		// go-redis v8 cannot parse the CLUSTER SLOTS reply of Redis 7 (four
+		// elements per node): the slots are given to it, as ECOSYSTEM.md
+		// advises.
+		slots := make([]goredislib.ClusterSlot, len(addrs))
+		for i, r := range redistest.ClusterSlots {
+			slots[i] = goredislib.ClusterSlot{Start: r[0], End: r[1], Nodes: []goredislib.ClusterNode{{Addr: addrs[i]}}}
+		}
 		client := goredislib.NewClusterClient(&goredislib.ClusterOptions{
 			Addrs:        addrs,
 			ClusterSlots: func(context.Context) ([]goredislib.ClusterSlot, error) { return slots, nil },
 		})
 		closeClient(t, client)
-		return redsync.New(goredis.NewPool(client))
-	}
-	rs := newRedsync()
-	for master, name := range namesPerMaster(t, servers[0], "goredis-v8:cluster:") {
-		m := rs.NewMutex(name, redsync.WithExpiry(10*time.Second))
-		if err := m.Lock(); err != nil {
-			t.Fatalf("Lock(%s) = %v", name, err)
-		}
-		if rep := servers[master].MustDo(t, "GET", name); rep.Str != m.Value() {
-			t.Errorf("master %d, owner of %s, holds %s; want %q", master, name, rep, m.Value())
-		}
-		for _, srv := range servers {
-			srv.MustDo(t, "SCRIPT", "FLUSH")
-		}
-		if ok, err := m.Extend(); !ok || err != nil {
-			t.Errorf("Extend(%s) after SCRIPT FLUSH = %v, %v; want true, nil", name, ok, err)
-		}
-		if ok, err := m.Unlock(); !ok || err != nil {
-			t.Errorf("Unlock(%s) = %v, %v; want true, nil", name, ok, err)
-		}
-	}
-
-	const name = "goredis-v8:cluster:notify"
-	holder := rs.NewMutex(name, redsync.WithExpiry(30*time.Second))
-	if err := holder.Lock(); err != nil {
-		t.Fatal(err)
-	}
-	waiter := newRedsync().NewMutex(name, redsync.WithExpiry(30*time.Second), redsync.WithRetryDelay(time.Minute))
-	done := make(chan error, 1)
-	go func() { done <- waiter.Lock() }()
-	waitClusterSubscribed(t, servers, name)
-	if ok, err := holder.Unlock(); !ok || err != nil {
-		t.Fatalf("Unlock() = %v, %v", ok, err)
-	}
-	select {
-	case err := <-done:
-		if err != nil {
-			t.Fatalf("waiter Lock() = %v", err)
-		}
-	case <-time.After(20 * time.Second):
-		t.Fatal("the waiter was not woken by the release (its retry delay is a minute)")
-	}
-	if ok, err := waiter.Unlock(); !ok || err != nil {
-		t.Errorf("waiter Unlock() = %v, %v", ok, err)
-	}
-}
-
-// waitClusterSubscribed waits until some node of a cluster has a
-// subscriber on the release channel of the lock name.
-func waitClusterSubscribed(t *testing.T, servers []*redistest.Server, name string) {
-	t.Helper()
-	channel := "redsync:released:" + name
-	for deadline := time.Now().Add(10 * time.Second); ; {
-		for _, srv := range servers {
-			if rep := srv.MustDo(t, "PUBSUB", "NUMSUB", channel); len(rep.Elems) == 2 && rep.Elems[1].Int > 0 {
-				return
-			}
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("no subscriber on %s after 10s", channel)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+		return goredis.NewPool(client)
+	})
 }
 
 func TestTLS(t *testing.T) {
-	certFile, keyFile, roots := writeServerCert(t, t.TempDir())
-	addrs := []string{startTLSServer(t, certFile, keyFile), startTLSServer(t, certFile, keyFile), startTLSServer(t, certFile, keyFile)}
+	files := redistest.WriteTLSFiles(t)
+	roots := files.Roots
+	addrs := make([]string, 3)
+	for i := range addrs {
+		_, addrs[i] = redistest.StartTLS(t, files)
+	}
 	tests := []struct {
 		name    string
 		options func(t *testing.T, addr string) *goredislib.Options
