@@ -148,3 +148,20 @@ func ExampleNew_invalidConfig() {
 	// true
 	// redsync: invalid configuration: empty mutex name
 }
+
+// NewMultiMutex locks several names as one lock: on each node all of them
+// or none, held when a quorum of nodes granted all of them.
+func ExampleRedsync_NewMultiMutex() {
+	client := goredislib.NewClient(&goredislib.Options{Addr: "localhost:6379"})
+	defer client.Close()
+	rs := redsync.New(goredis.NewPool(client))
+
+	// A common hash tag keeps the names in one Redis Cluster slot.
+	m := rs.NewMultiMutex([]string{"{order:42}:stock", "{order:42}:payment"})
+	if err := m.Lock(); err != nil {
+		fmt.Println("lock:", err)
+		return
+	}
+	defer m.Unlock()
+	// ... update the stock and the payment of order 42 together
+}
