@@ -45,6 +45,14 @@ var ErrWrongType = errors.New("redsync: key is not a lock")
 // [WithRestartGuard]: it may have forgotten locks that are still held.
 var ErrNodeRestarted = errors.New("redsync: node restarted too recently to vote")
 
+// ErrCommandUnavailable is matched (through [RedisError]) when a node does
+// not have a command that a lock script calls: a server or test double
+// (such as miniredis) without it, or a proxy in front of the node. The
+// error names the node, and the option that needs the command where one
+// does (see [WithRestartGuard]). Another try cannot cure it, so Lock does
+// not retry.
+var ErrCommandUnavailable = errors.New("redsync: the node does not have a command the lock script calls")
+
 // ErrLockLost is matched by the cause (see context.Cause) of the context
 // that [Mutex.Context] returns, and of the context that [Redsync.Do] passes
 // to its function, when the lock can no longer be guaranteed: its validity
@@ -173,6 +181,11 @@ func classifyReplyError(err error) (wrapped error, permanent bool) {
 	if isRestartedReply(msg) {
 		return fmt.Errorf("%w: %w", ErrNodeRestarted, err), false
 	}
+	if strings.Contains(msg, "Unknown Redis command called from") || strings.HasPrefix(msg, "ERR unknown command") {
+		// The rest of the reply is where in the script, or a Lua stack
+		// trace: of no use to the caller.
+		return fmt.Errorf("%w (%s)", ErrCommandUnavailable, firstClause(msg)), true
+	}
 	for _, p := range permanentPrefixes {
 		if strings.HasPrefix(msg, p) || strings.Contains(msg, " "+p+" ") || strings.Contains(msg, ": "+p) {
 			if p == "WRONGTYPE" {
@@ -190,6 +203,18 @@ func classifyReplyError(err error) (wrapped error, permanent bool) {
 		}
 	}
 	return err, false
+}
+
+// firstClause returns the part of an unknown-command reply that says what
+// happened, without where in the script (a script line, or a Lua stack
+// trace, as Redis 6 and test doubles add).
+func firstClause(msg string) string {
+	if strings.Contains(msg, "Unknown Redis command called from") {
+		return "Unknown Redis command called from script"
+	}
+	msg, _, _ = strings.Cut(msg, "\n")
+	msg, _, _ = strings.Cut(msg, " script:")
+	return strings.TrimSpace(msg)
 }
 
 // scriptACLDenials are texts of the error replies of a script whose inner

@@ -236,6 +236,9 @@ func (m *Mutex) acquire(ctx context.Context, calls *lockCalls, rec *acquireRecor
 	} else {
 		t = m.nodes.broadcast(ctx, m.nodeTimeout(), m.failFast, nodeOp{call: &calls.acquire, setNX: calls.setNX, trace: tr})
 	}
+	if m.guard.on {
+		t.needs("WithRestartGuard needs TIME, LASTSAVE and INFO in scripts")
+	}
 	validity := m.validityLeft(start)
 	if t.done >= m.nodes.quorum && validity > 0 {
 		if !m.fence.on {

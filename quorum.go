@@ -71,6 +71,18 @@ func (t *tally) decided(q int) bool {
 	return next && (released >= q || released+left < q)
 }
 
+// needs words, in the errors of nodes that lack a command a script calls
+// (ErrCommandUnavailable), what needs it: option, with the commands it
+// calls.
+func (t *tally) needs(option string) {
+	for i, err := range t.errs {
+		var re *RedisError
+		if errors.As(err, &re) && errors.Is(re.Err, ErrCommandUnavailable) {
+			t.errs[i] = &RedisError{Node: re.Node, Err: fmt.Errorf("%s: %w", option, re.Err)}
+		}
+	}
+}
+
 // expired reports whether the key was missing on so many nodes that no
 // quorum q could have held it: the lock had expired (or was released).
 func (t *tally) expired(q int) bool {
