@@ -117,6 +117,16 @@ type AuditResult struct {
 	BelowQuorum int     // samples where the answering holders, plus the silent nodes, make no quorum
 }
 
+// add adds the counts of o to r.
+func (r *AuditResult) add(o AuditResult) {
+	r.Samples += o.Samples
+	r.Unknown += o.Unknown
+	r.BelowQuorum += o.BelowQuorum
+	for k, n := range o.Holders {
+		r.Holders[k] += n
+	}
+}
+
 // Audit checks the samples against the grants' windows.
 func Audit(samples []Sample, grants []Grant, quorum int) AuditResult {
 	sorted := slices.Clone(grants)

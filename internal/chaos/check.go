@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"os"
 	"slices"
 	"time"
@@ -42,13 +43,20 @@ func ReadLog(path string) ([]Grant, *Summary, error) {
 // window of Earlier, another holder's, was still open.
 type Overlap struct {
 	Earlier, Later Grant
+	// Name is the lock name both grants held, found by [SweepNames]; ""
+	// from [Sweep].
+	Name string
 }
 
 func (o Overlap) String() string {
-	return fmt.Sprintf("worker %d acquired %v after worker %d, %v before the end of its window (window %v long)",
+	s := fmt.Sprintf("worker %d acquired %v after worker %d, %v before the end of its window (window %v long)",
 		o.Later.Worker, time.Duration(o.Later.Acquired-o.Earlier.Acquired),
 		o.Earlier.Worker, time.Duration(o.Earlier.WindowEnd()-o.Later.Acquired),
 		time.Duration(o.Earlier.WindowEnd()-o.Earlier.Acquired))
+	if o.Name != "" {
+		s = fmt.Sprintf("%s: %s (names %v and %v)", o.Name, s, o.Earlier.Names, o.Later.Names)
+	}
+	return s
 }
 
 // Sweep finds the double grants: grants acquired while the validity window
@@ -73,6 +81,37 @@ func Sweep(grants []Grant) []Overlap {
 		}
 		if open == nil || g.WindowEnd() > open.WindowEnd() {
 			open = g
+		}
+	}
+	return overlaps
+}
+
+// SweepNames is [Sweep] for grants of several names (Grant.Names): it
+// sweeps the grants of each name apart, so that a double grant is two
+// grants whose sets share a name and whose windows overlap; grants of
+// disjoint sets may overlap. A pair of grants that overlap on several
+// names is reported once, on the first of them in sorted order. Grants
+// without names are ignored.
+func SweepNames(grants []Grant) []Overlap {
+	byName := map[string][]Grant{}
+	for _, g := range grants {
+		for _, name := range g.Names {
+			byName[name] = append(byName[name], g)
+		}
+	}
+	type grantID struct{ worker, seq int }
+	type pair struct{ earlier, later grantID }
+	seen := map[pair]bool{}
+	var overlaps []Overlap
+	for _, name := range slices.Sorted(maps.Keys(byName)) {
+		for _, o := range Sweep(byName[name]) {
+			p := pair{grantID{o.Earlier.Worker, o.Earlier.Seq}, grantID{o.Later.Worker, o.Later.Seq}}
+			if seen[p] {
+				continue
+			}
+			seen[p] = true
+			o.Name = name
+			overlaps = append(overlaps, o)
 		}
 	}
 	return overlaps
@@ -103,13 +142,16 @@ func TryLatency(grants []Grant, q float64) time.Duration {
 	return time.Duration(d[max(0, min(i, len(d)-1))])
 }
 
-// Conflicts counts the grants whose critical section found someone inside.
+// Conflicts counts the occupancy conflicts of the grants: one for each
+// grant whose critical section found someone inside, and for a grant of a
+// multi-key row one for each of its names where it did.
 func Conflicts(grants []Grant) int {
 	n := 0
 	for _, g := range grants {
 		if g.Found != "" {
 			n++
 		}
+		n += len(g.FoundOn)
 	}
 	return n
 }

@@ -1,6 +1,10 @@
 package chaos
 
-import "testing"
+import (
+	"slices"
+	"strings"
+	"testing"
+)
 
 func TestSweep(t *testing.T) {
 	g := func(value string, acquired, validEnd, released int64) Grant {
@@ -42,5 +46,50 @@ func TestAudit(t *testing.T) {
 	got := Audit(samples, grants, 3)
 	if got.Samples != 3 || got.BelowQuorum != 1 || got.Unknown != 1 || got.Holders[2] != 2 || got.Holders[3] != 1 {
 		t.Errorf("Audit() = %+v, want 3 samples, 1 below quorum, 1 with a silent node, holders 2: 2, 3: 1", got)
+	}
+}
+
+func TestSweepNames(t *testing.T) {
+	seq := 0
+	g := func(worker int, names string, acquired, released int64) Grant {
+		seq++
+		return Grant{Worker: worker, Seq: seq, Names: strings.Split(names, ","), Acquired: acquired, ValidEnd: 1000, Released: released}
+	}
+	tests := []struct {
+		name   string
+		grants []Grant
+		want   []string // the names of the overlaps found
+	}{
+		{"none", nil, nil},
+		{"disjoint sets at once", []Grant{g(0, "n0,n1", 0, 100), g(1, "n2,n3", 10, 90), g(2, "n1", 20, 30)}, []string{"n1"}},
+		{"disjoint sets only", []Grant{g(0, "n0,n1", 0, 100), g(1, "n2,n3", 10, 90)}, nil},
+		{"one shared name", []Grant{g(0, "n0,n1", 0, 100), g(1, "n1,n2", 50, 150)}, []string{"n1"}},
+		{"one after the other", []Grant{g(0, "n0,n1", 0, 100), g(1, "n1,n2", 100, 150), g(2, "n0,n1,n2,n3", 150, 200)}, nil},
+		{"several shared names, one pair", []Grant{g(0, "n0,n1,n2,n3", 0, 100), g(1, "n3,n0", 50, 150)}, []string{"n0"}},
+		{"a single name inside a set", []Grant{g(0, "n1,n2", 0, 100), g(1, "n1", 99, 150)}, []string{"n1"}},
+		{"two earlier holders", []Grant{g(0, "n0,n1", 0, 100), g(1, "n2,n3", 0, 100), g(2, "n1,n2", 50, 150)}, []string{"n1", "n2"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var got []string
+			for _, o := range SweepNames(tt.grants) {
+				got = append(got, o.Name)
+			}
+			if !slices.Equal(got, tt.want) {
+				t.Errorf("SweepNames() found overlaps on %v, want %v", got, tt.want)
+			}
+		})
+	}
+}
+
+func TestConflicts(t *testing.T) {
+	grants := []Grant{
+		{Found: "1/0/a"},
+		{},
+		{Names: []string{"n0", "n1"}, FoundOn: map[string]string{"n0": "1/0/a", "n1": "2/0/b"}},
+		{Names: []string{"n2"}},
+	}
+	if got := Conflicts(grants); got != 3 {
+		t.Errorf("Conflicts() = %d, want 3", got)
 	}
 }

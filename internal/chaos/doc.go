@@ -26,6 +26,13 @@
 // the restart guard, a worker paused past its validity): the test fails if
 // the checkers do not fire on them.
 //
+// The multi-key rows (multi_rows_test.go) run rows of the table with
+// workers that lock overlapping sets of names with
+// redsync.NewMultiMutex: two grants whose sets share a name must not
+// overlap. There the sweep runs per name ([SweepNames]), each name has an
+// occupancy flag, a counter and an auditor of its own, and a canary whose
+// worker 0 locks only the first name of each set must make them fire.
+//
 // go test runs a short table: the rows marked short, each until 100
 // acquisitions, one fault cycle and 2 seconds (a canary until the
 // checkers fire), which keeps both canaries and the fencing canary in

@@ -51,6 +51,11 @@ type row struct {
 	goroutines    int           // per worker, sharing a Redsync (local hand-off); 0 for one
 	oneShot       bool          // the fault happens once: one cycle
 	short         bool          // also in the short table (go test)
+	// sets, in a multi-key row, are the name sets the workers lock
+	// (WorkerConfig.Sets) instead of lockKey; firstNameOnly makes worker 0
+	// lock only the first name of each (a canary).
+	sets          [][]string
+	firstNameOnly bool
 
 	// inject runs fault cycles until ctx ends, counting each in
 	// h.cycles, and leaves every node and proxy healthy when it returns.
@@ -85,7 +90,12 @@ type harness struct {
 	dir     string
 	nodes   []*redistest.Server
 	proxies []*Proxy
+	// res is the resource of the critical sections or, in a multi-key
+	// row, where the grants are counted; the critical sections are then on
+	// nameRes, the resources of names, one each.
 	res     *Resource
+	names   []string // the lock names: lockKey, or the names of the row's sets
+	nameRes []*Resource
 
 	workers []*WorkerProc
 	notes   []string
@@ -103,13 +113,17 @@ type result struct {
 	failedTries  map[string]int
 	doubleGrants int
 	overlaps     []Overlap
-	lostUpdates  int64
-	conflicts    int64
-	p50, p99     time.Duration
-	audit        AuditResult
-	grants       []Grant // every grant logged, for further checks
-	resets       int64
-	notes        []string
+	// concurrent, in a multi-key row, counts the grants acquired inside
+	// the window of another, whatever their names: in a safe row, grants
+	// of disjoint sets.
+	concurrent  int
+	lostUpdates int64
+	conflicts   int64
+	p50, p99    time.Duration
+	audit       AuditResult
+	grants      []Grant // every grant logged, for further checks
+	resets      int64
+	notes       []string
 }
 
 // violations sums what the checkers found.
@@ -133,6 +147,23 @@ func selected(name string, short bool) bool {
 		return regexp.MustCompile(*rowsRE).MatchString(name)
 	}
 	return short || *long
+}
+
+// lockNames returns the names of sets, each once, in the order of first
+// appearance; lockKey when there are none.
+func lockNames(sets [][]string) []string {
+	var names []string
+	for _, set := range sets {
+		for _, name := range set {
+			if !slices.Contains(names, name) {
+				names = append(names, name)
+			}
+		}
+	}
+	if names == nil {
+		return []string{lockKey}
+	}
+	return names
 }
 
 // baseRow returns the row of the fault table named name.
@@ -169,13 +200,37 @@ func runRow(t *testing.T, resource *redistest.Server, r row, sc scale) result {
 	if err := h.res.Reset(ctx); err != nil {
 		t.Fatal(err)
 	}
+	h.names = lockNames(r.sets)
+	if r.sets != nil {
+		for _, name := range h.names {
+			nr := NewResource(resource.Addr(), NamePrefix(prefix, name))
+			defer nr.Close()
+			if err := nr.Reset(ctx); err != nil {
+				t.Fatal(err)
+			}
+			h.nameRes = append(h.nameRes, nr)
+		}
+	}
 	if r.guard {
 		// The nodes vote once up for the guard's span (plus a second).
 		time.Sleep(time.Until(started.Add(r.ttl + 1100*time.Millisecond)))
 	}
 
-	auditor := StartAuditor(nodeAddrs, lockKey, 10*time.Millisecond)
-	t.Cleanup(func() { auditor.Stop() })
+	// One auditor per name: in a multi-key row, the grants of a name
+	// are audited against the samples of that name.
+	auditors := make([]*Auditor, len(h.names))
+	for i, name := range h.names {
+		a := StartAuditor(nodeAddrs, name, 10*time.Millisecond)
+		t.Cleanup(func() { a.Stop() })
+		auditors[i] = a
+	}
+	stopAuditors := func() [][]Sample {
+		samples := make([][]Sample, len(auditors))
+		for i, a := range auditors {
+			samples[i] = a.Stop()
+		}
+		return samples
+	}
 	bin, err := os.Executable()
 	if err != nil {
 		t.Fatal(err)
@@ -191,6 +246,8 @@ func runRow(t *testing.T, resource *redistest.Server, r row, sc scale) result {
 			TimeoutFactor: r.timeoutFactor,
 			Fencing:       r.fencing,
 			Goroutines:    r.goroutines,
+			Sets:          r.sets,
+			FirstNameOnly: r.firstNameOnly && id == 0,
 			Log:           filepath.Join(h.dir, fmt.Sprintf("worker%d.jsonl", id)),
 		}
 		for _, p := range h.proxies {
@@ -231,7 +288,7 @@ func runRow(t *testing.T, resource *redistest.Server, r row, sc scale) result {
 	spawned := time.Now()
 	if err := h.waitSections(ctx, 1, 30*time.Second); err != nil {
 		stopWorkers()
-		auditor.Stop()
+		stopAuditors()
 		t.Fatalf("the workers never finished a critical section: %v%s", err, h.workerErrors())
 	}
 	begin := time.Now()
@@ -243,7 +300,7 @@ func runRow(t *testing.T, resource *redistest.Server, r row, sc scale) result {
 	deadline := begin.Add(sc.maxDuration)
 	for {
 		time.Sleep(100 * time.Millisecond)
-		tot, err := h.res.Totals(ctx)
+		acquired, tot, err := h.totals(ctx)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -251,7 +308,7 @@ func runRow(t *testing.T, resource *redistest.Server, r row, sc scale) result {
 		if r.oneShot {
 			cycles = sc.minCycles
 		}
-		enough := tot.Sections >= int64(sc.target) && cycles >= sc.minCycles && time.Since(begin) >= sc.minDuration
+		enough := acquired >= int64(sc.target) && cycles >= sc.minCycles && time.Since(begin) >= sc.minDuration
 		if r.kind == canary && sc == shortScale {
 			// A short canary run ends at its first detection.
 			enough = tot.Conflicts > 0 && h.cycles.Load() >= 1 && time.Since(begin) >= sc.minDuration/2
@@ -266,7 +323,7 @@ func runRow(t *testing.T, resource *redistest.Server, r row, sc scale) result {
 	}
 	duration := time.Since(begin)
 	stopWorkers()
-	samples := auditor.Stop()
+	samples := stopAuditors()
 	t.Logf("workers stopped in %v", (time.Since(begin) - duration).Round(time.Millisecond))
 
 	res := result{row: r, duration: duration, cycles: h.cycles.Load(), failedTries: map[string]int{}}
@@ -290,26 +347,48 @@ func runRow(t *testing.T, resource *redistest.Server, r row, sc scale) result {
 		}
 		grants = append(grants, g...)
 	}
-	tot, err := h.res.Totals(ctx)
+	acquired, tot, err := h.totals(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
 	res.acquisitions = len(grants)
 	res.grants = grants
-	res.overlaps = Sweep(grants)
+	if r.sets == nil {
+		res.overlaps = Sweep(grants)
+	} else {
+		res.overlaps = SweepNames(grants)
+		res.concurrent = len(Sweep(grants))
+	}
 	res.doubleGrants = len(res.overlaps)
 	res.lostUpdates = tot.LostUpdates()
 	res.conflicts = tot.Conflicts
 	if c := int64(Conflicts(grants)); c != tot.Conflicts {
 		t.Errorf("the workers logged %d conflicts, the resource counted %d", c, tot.Conflicts)
 	}
-	if tot.Sections != int64(len(grants)) {
-		t.Errorf("the resource counted %d critical sections, the workers logged %d grants", tot.Sections, len(grants))
+	if acquired != int64(len(grants)) {
+		t.Errorf("the resource counted %d grants, the workers logged %d", acquired, len(grants))
+	}
+	if r.sets != nil {
+		sections := 0
+		for _, g := range grants {
+			sections += len(g.Names)
+		}
+		if tot.Sections != int64(sections) {
+			t.Errorf("the resources of the names counted %d critical sections, the workers logged %d", tot.Sections, sections)
+		}
 	}
 	res.p50, res.p99 = TryLatency(grants, 0.5), TryLatency(grants, 0.99)
-	res.audit = Audit(samples, grants, quorum)
+	for i, name := range h.names {
+		holding := grants
+		if r.sets != nil {
+			holding = slices.DeleteFunc(slices.Clone(grants), func(g Grant) bool { return !slices.Contains(g.Names, name) })
+		}
+		res.audit.add(Audit(samples[i], holding, quorum))
+	}
 	if r.kind == safe && len(res.overlaps) > 0 {
-		logSamples(t, samples, res.overlaps[0])
+		o := res.overlaps[0]
+		i := max(0, slices.Index(h.names, o.Name))
+		logSamples(t, samples[i], o)
 	}
 	for _, p := range h.proxies {
 		res.resets += p.Resets()
@@ -371,19 +450,47 @@ func lastLines(s string, n int) string {
 	return strings.Join(lines[max(0, len(lines)-n):], "\n")
 }
 
-// waitSections waits until the resource counted n critical sections.
+// totals returns how many grants the workers finished, and the counts of
+// the resource of their critical sections: h.res, or, in a multi-key row,
+// the sums over the resources of the names.
+func (h *harness) totals(ctx context.Context) (grants int64, sum Totals, err error) {
+	tot, err := h.res.Totals(ctx)
+	if err != nil || h.nameRes == nil {
+		return tot.Sections, tot, err
+	}
+	for _, r := range h.nameRes {
+		t, err := r.Totals(ctx)
+		if err != nil {
+			return 0, Totals{}, err
+		}
+		sum.Counter += t.Counter
+		sum.Sections += t.Sections
+		sum.Conflicts += t.Conflicts
+	}
+	return tot.Sections, sum, nil
+}
+
+// sectionResources returns the resources where the critical sections are.
+func (h *harness) sectionResources() []*Resource {
+	if h.nameRes != nil {
+		return h.nameRes
+	}
+	return []*Resource{h.res}
+}
+
+// waitSections waits until the workers finished n grants.
 func (h *harness) waitSections(ctx context.Context, n int64, timeout time.Duration) error {
 	deadline := time.Now().Add(timeout)
 	for {
-		tot, err := h.res.Totals(ctx)
+		grants, _, err := h.totals(ctx)
 		if err != nil {
 			return err
 		}
-		if tot.Sections >= n {
+		if grants >= n {
 			return nil
 		}
 		if time.Now().After(deadline) {
-			return fmt.Errorf("%d critical sections after %v", tot.Sections, timeout)
+			return fmt.Errorf("%d critical sections after %v", grants, timeout)
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
@@ -391,7 +498,7 @@ func (h *harness) waitSections(ctx context.Context, n int64, timeout time.Durati
 
 // conflicts returns the resource's conflict count, or -1.
 func (h *harness) conflicts() int64 {
-	tot, err := h.res.Totals(context.Background())
+	_, tot, err := h.totals(context.Background())
 	if err != nil {
 		return -1
 	}
@@ -411,15 +518,28 @@ func (h *harness) cycleDone(before int64) {
 // and returns its id; ok is false when ctx ended first.
 func (h *harness) waitLongHolder(ctx context.Context) (id int, ok bool) {
 	for ctx.Err() == nil {
-		occ, err := h.res.Occupant(ctx)
-		if err == nil && IsLongHold(occ) {
-			if id, ok := WorkerOf(occ); ok {
-				return id, true
-			}
+		if ids := h.longHolders(ctx); len(ids) > 0 {
+			return ids[0], true
 		}
 		time.Sleep(time.Millisecond)
 	}
 	return 0, false
+}
+
+// longHolders returns the ids of the workers inside a long critical
+// section, as the resources show them now.
+func (h *harness) longHolders(ctx context.Context) []int {
+	var ids []int
+	for _, r := range h.sectionResources() {
+		occ, err := r.Occupant(ctx)
+		if err != nil || !IsLongHold(occ) {
+			continue
+		}
+		if id, ok := WorkerOf(occ); ok && !slices.Contains(ids, id) {
+			ids = append(ids, id)
+		}
+	}
+	return ids
 }
 
 // waitFor waits d or until ctx ends, and reports whether d passed.

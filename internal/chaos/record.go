@@ -9,6 +9,10 @@ type Grant struct {
 	Worker    int `json:"w"`
 	Goroutine int `json:"g,omitempty"` // of the worker (WorkerConfig.Goroutines)
 	Seq       int `json:"seq"`
+	// Names are the lock names of a grant of a multi-key row (a Mutex of
+	// redsync.NewMultiMutex, or of one of the names); nil for the one key
+	// of the other rows.
+	Names []string `json:"names,omitempty"`
 	// Value is the lock value, unique per acquisition.
 	Value    string `json:"value"`
 	Called   int64  `json:"called"`    // TryLock called
@@ -18,11 +22,15 @@ type Grant struct {
 
 	// Found is "" when the worker entered an empty resource, else the
 	// occupant it found inside (an occupancy conflict).
-	Found       string        `json:"found,omitempty"`
-	Hold        time.Duration `json:"hold"`  // the sleep between read and write
-	Read        int64         `json:"read"`  // the counter read on entry
-	Wrote       int64         `json:"wrote"` // the counter written before leaving
-	ResourceErr string        `json:"resource_err,omitempty"`
+	Found string `json:"found,omitempty"`
+	// FoundOn, for a grant of a multi-key row (Names set), maps each
+	// name whose resource had someone inside on entry to that occupant
+	// (one occupancy conflict each); Found is then "".
+	FoundOn     map[string]string `json:"found_on,omitempty"`
+	Hold        time.Duration     `json:"hold"`  // the sleep between read and write
+	Read        int64             `json:"read"`  // the counter read on entry (one-key rows)
+	Wrote       int64             `json:"wrote"` // the counter written before leaving (one-key rows)
+	ResourceErr string            `json:"resource_err,omitempty"`
 
 	// HandedOver: the lock came by local hand-off from another goroutine
 	// of the worker (WorkerConfig.Goroutines).

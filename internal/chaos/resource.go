@@ -67,6 +67,14 @@ func NewResource(addr, prefix string) *Resource {
 	}
 }
 
+// NamePrefix returns the key prefix of the resource of one lock name in a
+// multi-key row whose resource keys start with prefix: each name has an
+// occupancy flag and a counter of its own, since grants of disjoint sets
+// may be inside at once.
+func NamePrefix(prefix, name string) string {
+	return prefix + "/" + name
+}
+
 // Close closes the connections.
 func (r *Resource) Close() error { return r.client.Close() }
 
@@ -79,6 +87,14 @@ func (r *Resource) Enter(ctx context.Context, owner string) (string, error) {
 // Leave counts a finished critical section and marks owner as out.
 func (r *Resource) Leave(ctx context.Context, owner string) error {
 	return leaveScript.Run(ctx, r.client, []string{r.occupant, r.sections}, owner).Err()
+}
+
+// CountGrant counts a grant of a multi-key row as a finished critical
+// section, without entering: the grant's critical section is on the
+// resources of its names (see [NamePrefix]), and this one counts the
+// grants of the row.
+func (r *Resource) CountGrant(ctx context.Context) error {
+	return r.client.Incr(ctx, r.sections).Err()
 }
 
 // ReadCounter returns the counter.

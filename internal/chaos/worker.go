@@ -53,6 +53,17 @@ type WorkerConfig struct {
 	// retries) instead of TryLock: the lock then passes between them by
 	// local hand-off (transfer.go in the root package).
 	Goroutines int `json:"goroutines"`
+	// Sets, when not empty, makes the worker lock several names at once
+	// (multi_rows_test.go): each try takes one of the sets, drawn at
+	// random, with redsync.NewMultiMutex (Key is then unused); the
+	// critical section runs on the resource of each name of the set (see
+	// NamePrefix), and the grant is counted on the resource of Prefix.
+	// Sets do not go with Goroutines or Fencing.
+	Sets [][]string `json:"sets"`
+	// FirstNameOnly, a canary of the multi-key rows: the worker locks only
+	// the first name of each set, but enters the resources of all of them
+	// and logs the grant as holding the whole set.
+	FirstNameOnly bool `json:"first_name_only"`
 }
 
 // WorkerMain runs the worker configured by $REDSYNC_CHAOS_WORKER until
@@ -129,8 +140,8 @@ func NewNodeClient(addr string) *goredislib.Client {
 	})
 }
 
-// RunWorker locks cfg.Key in a loop until ctx ends, each time doing the
-// critical section on the resource, and writes a JSON line per grant and a
+// RunWorker locks cfg.Key (or one of cfg.Sets) in a loop until ctx
+// ends, each time doing the critical section on the resource, and writes a JSON line per grant and a
 // summary line to out. A try or a critical section under way when ctx
 // ends is finished first.
 func RunWorker(ctx context.Context, cfg WorkerConfig, out io.Writer) error {
@@ -157,12 +168,24 @@ func RunWorker(ctx context.Context, cfg WorkerConfig, out io.Writer) error {
 	w := bufio.NewWriter(out)
 	lw := &logWriter{enc: json.NewEncoder(w)}
 	lw.sum = Summary{Worker: cfg.ID, Failures: map[string]int{}, Samples: map[string]string{}}
-	if cfg.Goroutines <= 1 {
+	switch {
+	case len(cfg.Sets) > 0:
+		if cfg.Goroutines > 1 || cfg.Fencing {
+			return errors.New("chaos worker: Sets do not go with Goroutines or Fencing")
+		}
 		opts = append(opts, redsync.WithTries(1))
-		if err := lockLoop(ctx, cfg, res, rs.NewMutex(cfg.Key, opts...), nil, 0, lw); err != nil {
+		targets, closeAll := multiTargets(cfg, rs, opts)
+		defer closeAll()
+		if err := lockLoop(ctx, cfg, res, targets, nil, 0, lw); err != nil {
 			return err
 		}
-	} else {
+	case cfg.Goroutines <= 1:
+		opts = append(opts, redsync.WithTries(1))
+		target := lockTarget{mutex: rs.NewMutex(cfg.Key, opts...), res: []*Resource{res}}
+		if err := lockLoop(ctx, cfg, res, []lockTarget{target}, nil, 0, lw); err != nil {
+			return err
+		}
+	default:
 		// Lock waits (with the default retries) while another goroutine
 		// of this worker holds the lock, so that it is handed over.
 		errs := make([]error, cfg.Goroutines)
@@ -173,7 +196,7 @@ func RunWorker(ctx context.Context, cfg WorkerConfig, out io.Writer) error {
 				defer wg.Done()
 				obs := &handOffObserver{}
 				m := rs.NewMutex(cfg.Key, append(opts, redsync.WithObserver(obs))...)
-				errs[i] = lockLoop(ctx, cfg, res, m, obs, i, lw)
+				errs[i] = lockLoop(ctx, cfg, res, []lockTarget{{mutex: m, res: []*Resource{res}}}, obs, i, lw)
 			}()
 		}
 		wg.Wait()
@@ -185,6 +208,43 @@ func RunWorker(ctx context.Context, cfg WorkerConfig, out io.Writer) error {
 		return err
 	}
 	return w.Flush()
+}
+
+// A lockTarget is what a try locks, and what its critical section acts
+// on.
+type lockTarget struct {
+	mutex *redsync.Mutex
+	names []string    // the set of a multi-key row; nil for WorkerConfig.Key
+	res   []*Resource // the resource of each name; of Key alone when names is nil
+}
+
+// multiTargets returns a target for each set of cfg.Sets, locked with
+// opts, and a function that closes the resources of the names.
+func multiTargets(cfg WorkerConfig, rs *redsync.Redsync, opts []redsync.Option) ([]lockTarget, func()) {
+	byName := map[string]*Resource{}
+	var targets []lockTarget
+	for _, set := range cfg.Sets {
+		t := lockTarget{names: set}
+		locked := set
+		if cfg.FirstNameOnly {
+			locked = set[:1]
+		}
+		t.mutex = rs.NewMultiMutex(locked, opts...)
+		for _, name := range set {
+			r, ok := byName[name]
+			if !ok {
+				r = NewResource(cfg.Resource, NamePrefix(cfg.Prefix, name))
+				byName[name] = r
+			}
+			t.res = append(t.res, r)
+		}
+		targets = append(targets, t)
+	}
+	return targets, func() {
+		for _, r := range byName {
+			r.Close()
+		}
+	}
 }
 
 // logWriter writes the grants of a worker's goroutines to its log and
@@ -228,16 +288,19 @@ func (*handOffObserver) OnExtend(context.Context, redsync.ExtendEvent)   {}
 func (*handOffObserver) OnRelease(context.Context, redsync.ReleaseEvent) {}
 func (*handOffObserver) OnLost(context.Context, redsync.LostEvent)       {}
 
-// lockLoop is the loop of one goroutine of a worker: it locks with mutex
-// until ctx ends, each time doing the critical section on the resource. A
-// try or a critical section under way when ctx ends is finished first.
-// obs, when not nil, is mutex's observer.
-func lockLoop(ctx context.Context, cfg WorkerConfig, res *Resource, mutex *redsync.Mutex, obs *handOffObserver, goroutine int, lw *logWriter) error {
-	lock := mutex.TryLock
-	if cfg.Goroutines > 1 {
-		lock = mutex.Lock
-	}
+// lockLoop is the loop of one goroutine of a worker: it locks one of
+// targets, drawn at random, until ctx ends, each time doing the critical
+// section on the target's resources (res is the row's resource). A try or
+// a critical section under way when ctx ends is finished first. obs, when
+// not nil, is the observer of the mutex of the only target.
+func lockLoop(ctx context.Context, cfg WorkerConfig, res *Resource, targets []lockTarget, obs *handOffObserver, goroutine int, lw *logWriter) error {
 	for ctx.Err() == nil {
+		target := targets[rand.N(len(targets))]
+		mutex := target.mutex
+		lock := mutex.TryLock
+		if cfg.Goroutines > 1 {
+			lock = mutex.Lock
+		}
 		called := Mono()
 		err := lock()
 		acquired, now := Mono(), time.Now()
@@ -249,6 +312,7 @@ func lockLoop(ctx context.Context, cfg WorkerConfig, res *Resource, mutex *redsy
 		g := Grant{
 			Worker:    cfg.ID,
 			Goroutine: goroutine,
+			Names:     target.names,
 			Called:    called,
 			Acquired:  acquired,
 			ValidEnd:  acquired + int64(mutex.Until().Sub(now)),
@@ -266,7 +330,11 @@ func lockLoop(ctx context.Context, cfg WorkerConfig, res *Resource, mutex *redsy
 			hold, owner = cfg.LongHold, owner+"/L"
 		}
 		g.Hold = hold
-		criticalSection(res, owner, hold, &g)
+		if target.names == nil {
+			criticalSection(target.res[0], owner, hold, &g)
+		} else {
+			multiCriticalSection(res, target, owner, hold, &g)
+		}
 		g.Released = Mono()
 		g.Unlocked, err = mutex.Unlock()
 		if err != nil {
@@ -304,6 +372,46 @@ func criticalSection(res *Resource, owner string, hold time.Duration, g *Grant) 
 		return
 	}
 	err = res.Leave(ctx, owner)
+}
+
+// multiCriticalSection is criticalSection for a grant of a multi-key row:
+// it enters the resource of each name of target as owner and reads its
+// counter, sleeps hold, writes each counter plus one and leaves each
+// resource, then counts the grant on res, the row's resource.
+func multiCriticalSection(res *Resource, target lockTarget, owner string, hold time.Duration, g *Grant) {
+	ctx := context.Background()
+	var err error
+	defer func() {
+		if err != nil {
+			g.ResourceErr = err.Error()
+		}
+	}()
+	read := make([]int64, len(target.res))
+	for i, r := range target.res {
+		var found string
+		if found, err = r.Enter(ctx, owner); err != nil {
+			return
+		}
+		if found != "" {
+			if g.FoundOn == nil {
+				g.FoundOn = map[string]string{}
+			}
+			g.FoundOn[target.names[i]] = found
+		}
+		if read[i], err = r.ReadCounter(ctx); err != nil {
+			return
+		}
+	}
+	time.Sleep(hold)
+	for i, r := range target.res {
+		if err = r.WriteCounter(ctx, read[i]+1); err != nil {
+			return
+		}
+		if err = r.Leave(ctx, owner); err != nil {
+			return
+		}
+	}
+	err = res.CountGrant(ctx)
 }
 
 // IsLongHold reports whether the occupant of the resource is in a long
