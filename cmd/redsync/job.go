@@ -54,7 +54,6 @@ type job struct {
 // process is a process as processes reports it.
 type process struct {
 	pid, ppid, pgid int
-	zombie          bool
 }
 
 // startJob starts cmd in a process group of its own. guard is the PID of
@@ -146,11 +145,17 @@ func (j *job) kill() {
 	}
 }
 
-// gone reports whether nothing of the job runs any more. Once COMMAND has
-// exited and its group is empty, new orphans can only come from running
-// ones; an orphan reaped in the look may have had children that were
-// adopted while the look went on, so that look does not count. A failure
-// to list the processes counts as "not gone".
+// gone reports whether nothing of the job runs any more: COMMAND has
+// exited, its group is empty, and a look finds no child of redsync but
+// the guard. A failure to list the processes counts as "not gone".
+//
+// Why such a look shows the job gone: once COMMAND is reaped, every
+// process of the job descends from redsync (orphans come to redsync, the
+// subreaper) through a child of redsync, which stays listed in /proc with
+// redsync as its parent until redsync reaps it. So a child of redsync
+// that is unreaped when the look starts is found, and counts as running
+// or reaped; when none is found, no process of the job ran when the look
+// started, and none can start since.
 func (j *job) gone() bool {
 	if !j.hasExited() || !j.groupEmpty() {
 		return false
@@ -202,6 +207,12 @@ func (j *job) orphans() []process {
 
 // look returns the orphans that run, and reaps and counts those that
 // exited.
+//
+// An orphan has exited when wait4 reaps it, and runs until then, whatever
+// /proc says of its state: /proc/PID/stat shows the process's first
+// thread, a zombie once that thread has exited, while the other threads
+// may run on, or still be ending with children that become redsync's only
+// once the last thread is gone.
 func (j *job) look() (running []process, reaped int, err error) {
 	procs, err := j.processes()
 	if err != nil {
@@ -216,17 +227,17 @@ func (j *job) look() (running []process, reaped int, err error) {
 		case c.pid == j.cmd.Process.Pid && !j.commandReaped():
 			// COMMAND, which reap reaps. Once it was reaped, a process
 			// with its PID is another one.
-		case c.zombie:
-			var ws syscall.WaitStatus
-			if pid, _ := syscall.Wait4(c.pid, &ws, syscall.WNOHANG, nil); pid == c.pid {
-				reaped++
-				j.progress++
-				// The PID is free for another process.
-				delete(j.termed, c.pid)
-				delete(j.killed, c.pid)
-			}
 		default:
-			running = append(running, c)
+			var ws syscall.WaitStatus
+			if pid, _ := syscall.Wait4(c.pid, &ws, syscall.WNOHANG, nil); pid != c.pid {
+				running = append(running, c)
+				continue
+			}
+			reaped++
+			j.progress++
+			// The PID is free for another process.
+			delete(j.termed, c.pid)
+			delete(j.killed, c.pid)
 		}
 	}
 	return running, reaped, nil

@@ -181,13 +181,26 @@ func readString(path string) string {
 	return string(b)
 }
 
-// alive reports whether process pid exists and has not exited: a zombie
-// (on Linux, where /proc tells) counts as gone.
+// alive reports whether process pid exists and has not exited: on Linux,
+// where /proc tells, a process all of whose threads are zombies counts as
+// gone, and one whose first thread alone has exited (/proc/PID/stat then
+// shows a zombie) runs.
 func alive(pid int) bool {
 	if pid <= 0 || syscall.Kill(pid, 0) != nil {
 		return false
 	}
-	return procState(pid) != 'Z'
+	threads, err := os.ReadDir(fmt.Sprintf("/proc/%d/task", pid))
+	if err != nil {
+		return true
+	}
+	for _, th := range threads {
+		// A thread whose state cannot be read any more has exited.
+		tid, _ := strconv.Atoi(th.Name())
+		if state := procState(tid); state != 0 && state != 'Z' && state != 'X' {
+			return true
+		}
+	}
+	return false
 }
 
 // procState returns the state letter of process pid in /proc (R, S, T,

@@ -38,31 +38,59 @@ func init() {
 //
 //	reuse PIDFILE           COMMAND: start "reuse-helper" in a session of its
 //	                        own and exit 0 once it has written PIDFILE.ready
-//	reuse-helper PID PIDFILE  ignore SIGTERM, write PIDFILE.ready, wait
+//	reuse-helper PID PIDFILE  catch SIGTERM, write PIDFILE.ready, wait
 //	                        until PID (COMMAND) is reaped, then start
 //	                        "sleeper" so that it gets PID again (through
 //	                        /proc/sys/kernel/ns_last_pid), write PID to
-//	                        PIDFILE and exit; on failure write PIDFILE.skip
-//	sleeper                 ignore SIGTERM and sleep a minute
+//	                        PIDFILE and exit, the first thread 300ms before
+//	                        the others; on failure write the reason to
+//	                        PIDFILE.failed
+//	sleeper                 sleep a minute (SIGTERM ends it)
+//	leaderless PIDFILE      COMMAND: start "leaderless-bg" in a session of
+//	                        its own and exit 0 once it has written PIDFILE
+//	leaderless-bg PIDFILE   end the first thread alone, then write PID to
+//	                        PIDFILE and wait a minute for SIGTERM, which
+//	                        appends "terminated" to PIDFILE.log and exits
 func reviewChild(mode string, args []string) int {
 	switch mode {
+	case "leaderless":
+		self, _ := os.Executable()
+		bg := exec.Command(self, "review:leaderless-bg", args[0])
+		bg.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+		if err := bg.Start(); err != nil || !awaitFile(args[0], time.Minute) {
+			return 1
+		}
+		return 0
+	case "leaderless-bg":
+		sigs := make(chan os.Signal, 1)
+		signal.Notify(sigs, syscall.SIGTERM)
+		exitFirstThread(func() {
+			writeAtomic(args[0], strconv.Itoa(os.Getpid()))
+			select {
+			case <-sigs:
+				appendLine(args[0]+".log", "terminated")
+			case <-time.After(time.Minute):
+			}
+		})
 	case "reuse":
 		self, _ := os.Executable()
 		h := exec.Command(self, "review:reuse-helper", strconv.Itoa(os.Getpid()), args[0])
 		h.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
 		if err := h.Start(); err != nil {
-			writeAtomic(args[0]+".skip", err.Error())
+			writeAtomic(args[0]+".failed", err.Error())
 			return 1
 		}
 		// The SIGTERM that redsync sends the helper once COMMAND has
-		// exited must not come before the helper ignores it.
+		// exited must not come before the helper catches it.
 		if !awaitFile(args[0]+".ready", time.Minute) {
-			writeAtomic(args[0]+".skip", "the helper did not start")
+			writeAtomic(args[0]+".failed", "the helper did not start")
 			return 1
 		}
 		return 0
 	case "reuse-helper":
-		signal.Ignore(syscall.SIGTERM) // inherited by the sleeper
+		// Caught, not ignored: the sleeper starts with SIGTERM's default
+		// action, which ends it as soon as redsync sees it.
+		signal.Notify(make(chan os.Signal, 1), syscall.SIGTERM)
 		pid, _ := strconv.Atoi(args[0])
 		pidfile := args[1]
 		writeAtomic(pidfile+".ready", "")
@@ -72,14 +100,14 @@ func reviewChild(mode string, args []string) int {
 				break
 			}
 			if time.Now().After(deadline) {
-				writeAtomic(pidfile+".skip", "COMMAND was not reaped")
+				writeAtomic(pidfile+".failed", "COMMAND was not reaped within 20s")
 				return 1
 			}
 		}
 		self, _ := os.Executable()
 		for range 3000 {
 			if err := os.WriteFile("/proc/sys/kernel/ns_last_pid", []byte(strconv.Itoa(pid-1)), 0); err != nil {
-				writeAtomic(pidfile+".skip", "cannot choose the next PID: "+err.Error())
+				writeAtomic(pidfile+".failed", "cannot choose the next PID: "+err.Error())
 				return 1
 			}
 			c := exec.Command(self, "review:sleeper")
@@ -88,20 +116,43 @@ func reviewChild(mode string, args []string) int {
 			}
 			if c.Process.Pid == pid {
 				writeAtomic(pidfile, strconv.Itoa(pid))
-				return 0 // the sleeper is adopted by redsync, with COMMAND's PID
+				// The sleeper, with COMMAND's PID, becomes redsync's once
+				// the helper's last thread has exited. A loaded machine
+				// may take a while to end the other threads after the
+				// first one (the loss seen once in eight runs); the
+				// helper takes 300ms.
+				exitFirstThread(func() { time.Sleep(300 * time.Millisecond) })
 			}
 			c.Process.Kill()
 			c.Wait()
 		}
-		writeAtomic(pidfile+".skip", "the PID was always taken by another process")
+		writeAtomic(pidfile+".failed", "the PID was always taken by another process")
 		return 1
 	case "sleeper":
-		signal.Ignore(syscall.SIGTERM)
 		time.Sleep(time.Minute)
 		return 0
 	}
 	fmt.Fprintf(os.Stderr, "review child: unknown mode %q\n", mode)
 	return 2
+}
+
+// exitFirstThread ends the calling thread, the process's first, alone
+// (as a C program's main thread may, with pthread_exit), runs then on
+// another thread, and exits the process. /proc/PID/stat, which shows the
+// first thread, reads "Z" from then on. It must be called in init, where
+// Go keeps the main goroutine on the first thread, and does not return.
+func exitFirstThread(then func()) {
+	go func() {
+		for procState(os.Getpid()) != 'Z' {
+			time.Sleep(time.Millisecond)
+		}
+		then()
+		os.Exit(0)
+	}()
+	// exit(2), unlike exit_group(2) (os.Exit), ends the calling thread
+	// alone.
+	syscall.Syscall(syscall.SYS_EXIT, 0, 0, 0)
+	select {}
 }
 
 // startBrokenStderr starts redsync as start does, but with its standard

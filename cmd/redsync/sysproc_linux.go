@@ -81,9 +81,9 @@ func processes() ([]process, error) {
 	return found, nil
 }
 
-// readProcess reads the state, parent and process group of process pid
-// from /proc/PID/stat: "PID (COMM) STATE PPID PGRP ...", where COMM may
-// hold spaces and parentheses.
+// readProcess reads the parent and process group of process pid from
+// /proc/PID/stat: "PID (COMM) STATE PPID PGRP ...", where COMM may hold
+// spaces and parentheses.
 func readProcess(pid int) (process, error) {
 	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
 	if err != nil {
@@ -103,5 +103,5 @@ func readProcess(pid int) (process, error) {
 	if err1 != nil || err2 != nil {
 		return process{}, bad
 	}
-	return process{pid: pid, ppid: ppid, pgid: pgid, zombie: f[0][0] == 'Z'}, nil
+	return process{pid: pid, ppid: ppid, pgid: pgid}, nil
 }
