@@ -100,29 +100,34 @@ type idleCounter interface {
 // SendScript writes call's EVALSHA on an idle connection of the pool, when
 // it has one (and is a *redigolib.Pool, which can tell).
 func (p *pool) SendScript(ctx context.Context, call *redis.ScriptCall) (redis.PendingReply, bool, error) {
-	ic, ok := p.delegate.(idleCounter)
-	if !ok || ic.IdleCount() == 0 {
-		return nil, false, nil
-	}
 	evalsha := call.EvalSHA()
-	return p.send(ctx, call, "EVALSHA", evalsha[1:])
+	return pending(p.sendIdle(ctx, call, "EVALSHA", evalsha[1:]))
 }
 
 // SendCommand writes a plain command on an idle connection of the pool,
 // when it has one.
 func (p *pool) SendCommand(ctx context.Context, args ...any) (redis.PendingReply, bool, error) {
+	name, _ := args[0].(string)
+	return pending(p.sendIdle(ctx, nil, name, args[1:]))
+}
+
+// pending returns r as a redis.PendingReply: nil when there is none.
+func pending(r *pendingReply, ok bool, err error) (redis.PendingReply, bool, error) {
+	if r == nil {
+		return nil, ok, err
+	}
+	return r, ok, err
+}
+
+// sendIdle takes an idle connection of the pool, writes cmd with args and
+// returns the reply to read; ok is false, and nothing is sent, when the
+// pool has no idle connection. call, when not nil, is the script to send
+// again with EVAL when the server answers NOSCRIPT.
+func (p *pool) sendIdle(ctx context.Context, call *redis.ScriptCall, cmd string, args []any) (*pendingReply, bool, error) {
 	ic, ok := p.delegate.(idleCounter)
 	if !ok || ic.IdleCount() == 0 {
 		return nil, false, nil
 	}
-	name, _ := args[0].(string)
-	return p.send(ctx, nil, name, args[1:])
-}
-
-// send takes a connection, writes cmd with args and returns the reply to
-// read; call, when not nil, is the script to send again with EVAL when
-// the server answers NOSCRIPT.
-func (p *pool) send(ctx context.Context, call *redis.ScriptCall, cmd string, args []any) (redis.PendingReply, bool, error) {
 	c, err := p.delegate.GetContext(ctx)
 	if err != nil {
 		return nil, true, err

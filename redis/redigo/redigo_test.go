@@ -12,6 +12,8 @@ import (
 	"github.com/go-redlock/redsync/redis/redigo"
 )
 
+func TestMain(m *testing.M) { adaptertest.Main(m) }
+
 // newPool makes a Pool over a redigo pool dialling addr, closed by
 // t.Cleanup.
 func newPool(t *testing.T, addr string) redis.Pool {
