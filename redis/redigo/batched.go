@@ -261,7 +261,8 @@ func (b *BatchedPool) send(ctx context.Context, call *redis.ScriptCall, cmd stri
 		b.done()
 		return nil, ok, err
 	}
-	return &plainReply{pendingReply: p, pool: b}, true, nil
+	p.batched = b
+	return p, true, nil
 }
 
 // Receive reads the reply of a command sent by SendScript or SendCommand
@@ -298,16 +299,4 @@ func (b *BatchedPool) evalUntil(args []any, deadline time.Time) (any, error) {
 	ctx, cancel := context.WithDeadline(context.Background(), deadline)
 	defer cancel()
 	return doPlain(ctx, b.plain.delegate, "EVAL", args)
-}
-
-// plainReply is the reply of a command sent on a connection of the redigo
-// pool by a BatchedPool, which counts it as busy until it is read.
-type plainReply struct {
-	*pendingReply
-	pool *BatchedPool
-}
-
-func (r *plainReply) Receive(deadline time.Time) (any, error) {
-	defer r.pool.done()
-	return r.pendingReply.Receive(deadline)
 }

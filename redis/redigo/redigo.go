@@ -147,11 +147,17 @@ func (p *pool) sendIdle(ctx context.Context, call *redis.ScriptCall, cmd string,
 type pendingReply struct {
 	conn redigolib.Conn
 	call *redis.ScriptCall
+	// batched, when not nil, is the BatchedPool that counts the command
+	// as busy until its reply is read.
+	batched *BatchedPool
 }
 
 // Receive reads the reply by deadline. A reply not read in time breaks
 // the connection, which the pool then drops rather than reuse.
 func (r *pendingReply) Receive(deadline time.Time) (any, error) {
+	if r.batched != nil {
+		defer r.batched.done()
+	}
 	defer r.conn.Close()
 	// A timeout of 0 would mean none: at least a nanosecond.
 	v, err := redigolib.ReceiveWithTimeout(r.conn, max(time.Until(deadline), time.Nanosecond))
