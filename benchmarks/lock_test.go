@@ -83,6 +83,7 @@ var libraries = []library{
 	{name: "redislock", nodes: []int{1}, setup: setupRedislock},
 	{name: "redlock-redigo", nodes: []int{1, 5}, setup: setupRedlockRedigo},
 	{name: "redsyncv4-redigo", nodes: []int{1, 5}, setup: setupRedsyncV4Redigo},
+	{name: "redlock-batched", nodes: []int{1, 5}, setup: setupRedlockBatched},
 	{name: "redlock-guard", nodes: []int{5}, setup: setupRedlockGuard},
 }
 

@@ -44,7 +44,7 @@ const commandPrefix = "# benchtable: "
 
 // The libraries as named by the lib= element of the benchmark names, in
 // table order; libraries not listed here follow in alphabetical order.
-var knownLibs = []string{"redlock", "redsyncv4", "redislock", "redlock-redigo", "redsyncv4-redigo"}
+var knownLibs = []string{"redlock", "redsyncv4", "redislock", "redlock-redigo", "redsyncv4-redigo", "redlock-batched"}
 
 // ratios lists the ratio columns: numerator / denominator of the medians.
 var ratios = [][2]string{{"redlock", "redsyncv4"}, {"redlock", "redislock"}, {"redlock-redigo", "redsyncv4-redigo"}}
