@@ -3,6 +3,7 @@ package redigo
 import (
 	"context"
 	"errors"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -130,6 +131,13 @@ func (m *mux) write() {
 		case <-m.quit:
 			return
 		}
+		// The goroutines that the reader just handed replies to are
+		// about to queue their next commands: letting them run first
+		// makes the batch larger (on 2 cores, 64 goroutines locking
+		// keys of their own over one node: about 13 commands per write
+		// instead of 1.6), and every write saved is a syscall saved on
+		// both sides.
+		runtime.Gosched()
 		m.mu.Lock()
 		batch := m.queue
 		m.queue, m.spare = m.spare, nil
