@@ -467,3 +467,34 @@ func TestBatchedRedsync(t *testing.T) {
 		})
 	}
 }
+
+// TestBatchedAlone checks that calls made one at a time take the path of
+// NewPool: no shared connection is dialled.
+func TestBatchedAlone(t *testing.T) {
+	t.Parallel()
+	servers := redistest.StartN(t, 3)
+	for _, nodes := range []int{1, 3} {
+		t.Run(fmt.Sprintf("nodes=%d", nodes), func(t *testing.T) {
+			pools := make([]redis.Pool, nodes)
+			batched := make([]*redigo.BatchedPool, nodes)
+			for i := range nodes {
+				batched[i], _ = newBatched(t, servers[i].Addr(), false)
+				pools[i] = batched[i]
+			}
+			m := redsync.New(pools...).NewMutex(fmt.Sprintf("alone:%d", nodes))
+			for range 50 {
+				if err := m.Lock(); err != nil {
+					t.Fatalf("Lock() = %v, want nil", err)
+				}
+				if ok, err := m.Unlock(); !ok || err != nil {
+					t.Fatalf("Unlock() = %v, %v; want true, nil", ok, err)
+				}
+			}
+			for i, b := range batched {
+				if redigo.SharedUp(b) {
+					t.Errorf("node %d: a shared connection was dialled for calls made one at a time", i)
+				}
+			}
+		})
+	}
+}
