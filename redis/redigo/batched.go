@@ -3,6 +3,7 @@ package redigo
 import (
 	"context"
 	"errors"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -47,6 +48,11 @@ const redialDelay = 100 * time.Millisecond
 // one (no sooner than 100ms after a failed dial); calls in between use the
 // redigo pool. The shared connection is also given up when the reply to
 // its oldest command has not come one second past that command's deadline.
+// The redigo pool's IdleTimeout and MaxConnLifetime apply to it: past
+// either, it takes no more calls, closes once those in flight have ended,
+// and a new one is dialled. A shared connection that the server closed
+// while idle is noticed by the calls written on it next, which fail, as a
+// dead idle connection of a redigo pool fails the call that takes it.
 //
 // All methods may be called from any goroutine. Close ends the goroutines
 // and the shared connection; the pool keeps working after it, without
@@ -67,11 +73,19 @@ type BatchedPool struct {
 	cancelDial context.CancelFunc
 	wg         sync.WaitGroup // the dialling goroutine and the mux's goroutines
 
-	mu      sync.Mutex
-	mux     *mux // the shared connection; nil or broken when there is none
-	dialing bool
-	retryAt time.Time // no dial before
-	closed  bool
+	// idleTimeout and maxLifetime are the redigo pool's IdleTimeout and
+	// MaxConnLifetime, applied to the shared connection.
+	idleTimeout, maxLifetime time.Duration
+
+	// current is the shared connection; nil or broken when there is none.
+	// It changes under mu.
+	current atomic.Pointer[mux]
+
+	mu       sync.Mutex
+	retiring []*mux // retired, maybe with calls still in flight
+	dialing  bool
+	retryAt  time.Time // no dial before
+	closed   bool
 }
 
 // NewBatchedPool returns a BatchedPool that takes connections from
@@ -80,9 +94,11 @@ type BatchedPool struct {
 func NewBatchedPool(delegate *redigolib.Pool) *BatchedPool {
 	ctx, cancel := context.WithCancel(context.Background())
 	b := &BatchedPool{
-		plain:      pool{delegate: delegate},
-		dialCtx:    ctx,
-		cancelDial: cancel,
+		plain:       pool{delegate: delegate},
+		dialCtx:     ctx,
+		cancelDial:  cancel,
+		idleTimeout: delegate.IdleTimeout,
+		maxLifetime: delegate.MaxConnLifetime,
 	}
 	switch {
 	case delegate.DialContext != nil:
@@ -109,12 +125,14 @@ func (b *BatchedPool) Close() error {
 		return nil
 	}
 	b.closed = true
-	m := b.mux
-	b.mux = nil
+	muxes := append(b.retiring, b.current.Swap(nil))
+	b.retiring = nil
 	b.mu.Unlock()
 	b.cancelDial()
-	if m != nil {
-		m.close()
+	for _, m := range muxes {
+		if m != nil {
+			m.close()
+		}
 	}
 	b.wg.Wait()
 	return nil
@@ -139,15 +157,34 @@ func (b *BatchedPool) KeepsDeadlines() bool {
 // shared returns the shared connection when the call just counted in busy
 // has company and the connection is up; otherwise nil, and the call takes
 // the path of NewPool. Finding company and no shared connection, it starts
-// dialling one.
+// dialling one. A shared connection unused for the redigo pool's
+// IdleTimeout, or older than its MaxConnLifetime, is retired: the calls in
+// flight on it end as usual, and a new one is dialled.
 func (b *BatchedPool) shared() *mux {
 	if b.busy.Add(1) == 1 && !b.alwaysShared {
 		return nil
 	}
+	m := b.current.Load()
+	if m != nil && !m.broken.Load() {
+		if b.idleTimeout <= 0 && b.maxLifetime <= 0 {
+			return m
+		}
+		now := time.Now()
+		if !b.expired(m, now) {
+			m.lastUsed.Store(now.UnixNano())
+			return m
+		}
+	}
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	if b.mux != nil && !b.mux.broken.Load() {
-		return b.mux
+	if m := b.current.Load(); m != nil {
+		if !m.broken.Load() && !b.expired(m, time.Now()) {
+			return m
+		}
+		b.current.Store(nil)
+		m.retire()
+		b.retiring = slices.DeleteFunc(b.retiring, func(m *mux) bool { return m.broken.Load() })
+		b.retiring = append(b.retiring, m)
 	}
 	if !b.dialing && !b.closed && !time.Now().Before(b.retryAt) {
 		b.dialing = true
@@ -155,6 +192,13 @@ func (b *BatchedPool) shared() *mux {
 		go b.connect()
 	}
 	return nil
+}
+
+// expired reports whether m has been unused for the idle timeout, or
+// lived its lifetime, at now.
+func (b *BatchedPool) expired(m *mux, now time.Time) bool {
+	return b.idleTimeout > 0 && now.Sub(time.Unix(0, m.lastUsed.Load())) > b.idleTimeout ||
+		b.maxLifetime > 0 && now.Sub(m.created) > b.maxLifetime
 }
 
 // connect dials the shared connection and starts its goroutines.
@@ -170,7 +214,7 @@ func (b *BatchedPool) connect() {
 	case b.closed:
 		_ = conn.Close()
 	default:
-		b.mux = newMux(conn, &b.wg)
+		b.current.Store(newMux(conn, &b.wg))
 	}
 }
 
@@ -286,10 +330,7 @@ func (c *muxCall) Receive(deadline time.Time) (any, error) {
 // connection of the redigo pool when there is none, and waits for its
 // reply until deadline.
 func (b *BatchedPool) evalUntil(args []any, deadline time.Time) (any, error) {
-	b.mu.Lock()
-	m := b.mux
-	b.mu.Unlock()
-	if m != nil {
+	if m := b.current.Load(); m != nil {
 		e := newMuxCall("EVAL", args, deadline, nil)
 		if m.enqueue(e) == nil {
 			return e.waitUntil(deadline)

@@ -46,6 +46,12 @@ func (c countingConn) Write(b []byte) (int, error) {
 // through the shared connection, which newBatched waits for.
 func newBatched(t *testing.T, addr string, shareAlways bool) (*redigo.BatchedPool, *counters) {
 	t.Helper()
+	return newBatchedWith(t, addr, shareAlways, nil)
+}
+
+// newBatchedWith is newBatched with the redigo pool's options set by set.
+func newBatchedWith(t *testing.T, addr string, shareAlways bool, set func(*redigolib.Pool)) (*redigo.BatchedPool, *counters) {
+	t.Helper()
 	var cnt counters
 	p := &redigolib.Pool{
 		MaxIdle:     4,
@@ -62,6 +68,9 @@ func newBatched(t *testing.T, addr string, shareAlways bool) (*redigo.BatchedPoo
 					return countingConn{Conn: c, c: &cnt}, nil
 				}))
 		},
+	}
+	if set != nil {
+		set(p)
 	}
 	t.Cleanup(func() {
 		if err := p.Close(); err != nil {
@@ -497,4 +506,56 @@ func TestBatchedAlone(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestBatchedRetire checks that the shared connection is replaced after
+// the redigo pool's MaxConnLifetime, and after its IdleTimeout, without a
+// call failing.
+func TestBatchedRetire(t *testing.T) {
+	t.Parallel()
+	srv := redistest.Start(t)
+	t.Run("MaxConnLifetime", func(t *testing.T) {
+		t.Parallel()
+		b, cnt := newBatchedWith(t, srv.Addr(), true, func(p *redigolib.Pool) { p.MaxConnLifetime = 200 * time.Millisecond })
+		dials := cnt.dials.Load()
+		end := time.Now().Add(time.Second)
+		errs := make(chan error, 20)
+		var wg sync.WaitGroup
+		for g := range 20 {
+			wg.Go(func() {
+				for i := 0; time.Now().Before(end); i++ {
+					arg := fmt.Sprintf("%d/%d", g, i)
+					if v, err := echo(b, g%2 == 0, arg, 10*time.Second); string(asBytes(v)) != arg || err != nil {
+						errs <- fmt.Errorf("echo(%q) = %#v, %v; want %q, nil", arg, v, err, arg)
+						return
+					}
+				}
+			})
+		}
+		wg.Wait()
+		close(errs)
+		for err := range errs {
+			t.Error(err)
+		}
+		// A dial for the first lifetime's end, then for the next ones.
+		if n := cnt.dials.Load() - dials; n < 2 {
+			t.Errorf("%d dials in 1s of calls with a lifetime of 200ms, want at least 2", n)
+		}
+	})
+	t.Run("IdleTimeout", func(t *testing.T) {
+		t.Parallel()
+		b, cnt := newBatchedWith(t, srv.Addr(), true, func(p *redigolib.Pool) { p.IdleTimeout = 200 * time.Millisecond })
+		if v, err := echo(b, false, "before", 5*time.Second); string(asBytes(v)) != "before" || err != nil {
+			t.Fatalf("echo(before) = %#v, %v; want \"before\", nil", v, err)
+		}
+		dials := cnt.dials.Load()
+		time.Sleep(400 * time.Millisecond)
+		if v, err := echo(b, true, "after", 5*time.Second); string(asBytes(v)) != "after" || err != nil {
+			t.Errorf("echo(after) past the idle timeout = %#v, %v; want \"after\", nil", v, err)
+		}
+		waitShared(t, b)
+		if cnt.dials.Load() == dials {
+			t.Error("no connection dialled after the shared one was idle past IdleTimeout")
+		}
+	})
 }

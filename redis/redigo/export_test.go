@@ -7,7 +7,6 @@ func ShareAlways(b *BatchedPool) { b.alwaysShared = true }
 
 // SharedUp reports whether b's shared connection is up.
 func SharedUp(b *BatchedPool) bool {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.mux != nil && !b.mux.broken.Load()
+	m := b.current.Load()
+	return m != nil && !m.broken.Load()
 }

@@ -39,26 +39,31 @@ var errMuxClosed = errors.New("redigo: batched pool closed")
 // queued or in flight fails with that error and the mux is broken for
 // good; the pool dials a new one. Both goroutines end then, and on close.
 type mux struct {
-	conn    redigolib.Conn
-	wake    chan struct{} // one token: the queue is no longer empty
-	written chan *muxCall // calls written (or being written), in order: the writer's to the reader
-	quit    chan struct{} // closed when the mux breaks or closes
-	broken  atomic.Bool   // quit is closed
+	conn     redigolib.Conn
+	created  time.Time
+	lastUsed atomic.Int64  // UnixNano of the last call given the mux; kept by the pool
+	wake     chan struct{} // one token: the queue is no longer empty
+	written  chan *muxCall // calls written (or being written), in order: the writer's to the reader
+	quit     chan struct{} // closed when the mux breaks or closes
+	broken   atomic.Bool   // quit is closed
 
-	mu    sync.Mutex
-	queue []*muxCall // queued, not yet taken by the writer
-	spare []*muxCall // the writer's last batch, emptied, to be the next queue
-	err   error      // why the mux broke; nil while it works
+	mu      sync.Mutex
+	queue   []*muxCall // queued, not yet taken by the writer
+	spare   []*muxCall // the writer's last batch, emptied, to be the next queue
+	err     error      // why the mux broke; nil while it works
+	retired bool       // takes no more calls; closes once those in flight ended
 }
 
 // newMux starts the goroutines of a mux over conn; wg counts them.
 func newMux(conn redigolib.Conn, wg *sync.WaitGroup) *mux {
 	m := &mux{
 		conn:    conn,
+		created: time.Now(),
 		wake:    make(chan struct{}, 1),
 		written: make(chan *muxCall, maxInFlight),
 		quit:    make(chan struct{}),
 	}
+	m.lastUsed.Store(m.created.UnixNano())
 	wg.Add(2)
 	go func() {
 		defer wg.Done()
@@ -71,12 +76,17 @@ func newMux(conn redigolib.Conn, wg *sync.WaitGroup) *mux {
 	return m
 }
 
+var errMuxRetired = errors.New("redigo: shared connection retired")
+
 // enqueue queues c for the writer. It fails, and c is not queued, once the
-// mux is broken.
+// mux is broken or retired.
 func (m *mux) enqueue(c *muxCall) error {
 	m.mu.Lock()
-	if m.err != nil {
+	if m.err != nil || m.retired {
 		err := m.err
+		if err == nil {
+			err = errMuxRetired
+		}
 		m.mu.Unlock()
 		return err
 	}
@@ -90,6 +100,18 @@ func (m *mux) enqueue(c *muxCall) error {
 		}
 	}
 	return nil
+}
+
+// retire makes m take no more calls. The writer writes those queued, then
+// ends; the reader reads their replies, then closes the connection.
+func (m *mux) retire() {
+	m.mu.Lock()
+	m.retired = true
+	m.mu.Unlock()
+	select {
+	case m.wake <- struct{}{}:
+	default:
+	}
 }
 
 // fail breaks the mux with err (the first error wins): it closes the
@@ -121,8 +143,9 @@ func (m *mux) failure() error {
 	return m.err
 }
 
-// write is the writer goroutine. It ends when the mux breaks, closing
-// written so that the reader ends once it has failed the calls in it.
+// write is the writer goroutine. It ends when the mux breaks, or once it
+// has written the last calls of a retired mux, closing written so that the
+// reader ends once it has read (or failed) the calls in it.
 func (m *mux) write() {
 	defer close(m.written)
 	for {
@@ -150,7 +173,11 @@ func (m *mux) write() {
 		if m.err == nil {
 			m.spare = batch[:0]
 		}
+		done := m.retired && len(m.queue) == 0
 		m.mu.Unlock()
+		if done {
+			return
+		}
 	}
 }
 
@@ -213,8 +240,8 @@ func (m *mux) failBatch(calls []*muxCall) {
 }
 
 // read is the reader goroutine: it reads one reply per written call, in
-// order, until written is closed. Once the mux is broken, it fails the
-// calls instead.
+// order, until written is closed, then closes the connection. Once the mux
+// is broken, it fails the calls instead.
 func (m *mux) read() {
 	timed, _ := m.conn.(redigolib.ConnWithTimeout)
 	for c := range m.written {
@@ -238,6 +265,9 @@ func (m *mux) read() {
 		}
 		c.finish(v, err)
 	}
+	// The writer ended: the mux broke, or it was retired and every reply
+	// has been read.
+	m.fail(errMuxRetired)
 }
 
 // close breaks the mux with errMuxClosed.
