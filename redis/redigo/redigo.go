@@ -1,4 +1,11 @@
 // Package redigo makes a [redis.Pool] from a github.com/gomodule/redigo pool.
+//
+// [NewPool] takes a connection of the redigo pool for each command (or
+// each round of a Redsync over several nodes, pipelined to every node).
+// [NewBatchedPool] does the same for a call alone, and lets calls that
+// run at the same time share one connection per node and its writes: many
+// goroutines locking at once then cost the servers and the client far
+// less (see benchmarks/README.md).
 package redigo
 
 import (
