@@ -34,11 +34,71 @@ func selfPath() (string, error) {
 // processes) and stops it with the rest. It fails when /proc cannot be
 // read, since redsync would then not see them.
 func adoptOrphans() error {
+	if err := procShowsAll(); err != nil {
+		return err
+	}
 	if err := unix.Prctl(unix.PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0); err != nil {
 		return err
 	}
 	_, err := processes()
 	return err
+}
+
+// procShowsAll returns an error when /proc may not show redsync every
+// process of its PID namespace: a /proc of another namespace (a container,
+// or unshare --pid without --mount-proc, where no process seems to be
+// redsync's child), or one mounted with hidepid while redsync is not root
+// (a setuid program of the job would be hidden). Either way redsync could
+// take the job for gone while part of it runs.
+func procShowsAll() error {
+	self, err := os.Readlink("/proc/self")
+	if err != nil {
+		return fmt.Errorf("reading /proc/self: %w", err)
+	}
+	if self != strconv.Itoa(os.Getpid()) {
+		return fmt.Errorf("/proc belongs to another PID namespace (/proc/self is %s, redsync's PID is %d): mount the namespace's own /proc (for example unshare --pid --fork --mount-proc)",
+			self, os.Getpid())
+	}
+	if os.Geteuid() == 0 {
+		return nil // root sees every process whatever hidepid says
+	}
+	info, err := os.ReadFile("/proc/self/mountinfo")
+	if err != nil {
+		return fmt.Errorf("reading /proc/self/mountinfo: %w", err)
+	}
+	if opt := hidepid(info); opt != "" {
+		return fmt.Errorf("/proc is mounted with hidepid=%s, which hides the processes of other users that the job may start (set-user-ID programs): run redsync as root, or mount /proc without hidepid", opt)
+	}
+	return nil
+}
+
+// hidepid returns the hidepid option of the proc file system mounted on
+// /proc, as mountinfo lists it; "" when it hides nothing.
+func hidepid(mountinfo []byte) string {
+	last := "" // of the last proc mounted on /proc: the one in use
+	for line := range bytes.Lines(mountinfo) {
+		// "ID PARENT MAJ:MIN ROOT MOUNTPOINT OPTIONS [OPTIONAL...] - TYPE SOURCE SUPEROPTIONS"
+		fields := bytes.Fields(line)
+		sep := bytes.Index(line, []byte(" - "))
+		if len(fields) < 5 || string(fields[4]) != "/proc" || sep < 0 {
+			continue
+		}
+		tail := bytes.Fields(line[sep+3:])
+		if len(tail) < 3 || string(tail[0]) != "proc" {
+			continue
+		}
+		opt := ""
+		for o := range bytes.SplitSeq(tail[2], []byte(",")) {
+			if v, ok := bytes.CutPrefix(o, []byte("hidepid=")); ok {
+				opt = string(v)
+			}
+		}
+		if opt == "0" || opt == "off" {
+			opt = ""
+		}
+		last = opt
+	}
+	return last
 }
 
 // awaitExit waits until process pid, a child of redsync, has exited, and
