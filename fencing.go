@@ -55,21 +55,9 @@ var (
 	//go:embed lua/fence_advance.lua
 	fenceAdvanceSrc string
 
-	// fencedAcquireScript and fencedGuardedAcquireScript replace
-	// acquireScript and guardedAcquireScript when fencing is on; their last
-	// key is the fencing counter.
-	fencedAcquireScript        = redis.NewScript(2, fencedSource(acquireSrc), "")
-	fencedGuardedAcquireScript = redis.NewScript(3, fencedSource(guardedAcquireSrc), "")
-
-	fenceAdvanceScript = redis.NewScript(2, fenceAdvanceSrc, "")
+	fenceAdvanceScript      = redis.NewScript(2, fenceAdvanceSrc, "")
+	multiFenceAdvanceScript = redis.NewScript(-1, fenceAdvanceSrc, "") // the key count first
 )
-
-// fencedSource returns the fenced variant of an acquire script: the script
-// as a local function, called by fence_acquire.lua, which adds the counter
-// to its reply. The locking logic thus stays that of the unfenced script.
-func fencedSource(acquire string) string {
-	return "local function acquire()\n" + acquire + "\nend\n" + fenceAcquireTail
-}
 
 // fenceCounterPrefix starts the name of every fencing counter key; a
 // cluster hash tag and the lock name follow it.
@@ -121,22 +109,36 @@ const fenceCounterPrefix = "redsync:fence:"
 // argument and the limits. The default is off, as in redsync v4.
 func WithFencing() Option {
 	return setting(func(c *config) {
-		// NewMutex sets the name before it applies the options, and the
-		// hints after.
-		c.fence.on, c.fence.counter = true, fenceCounter(c.name)
+		c.fence.on = true
 	})
 }
 
 // fencing is the configuration of WithFencing.
 type fencing struct {
-	on      bool
-	counter any         // the counter key, boxed once for the scripts
-	hints   *fenceHints // the Redsync's: the highest counter seen per name
+	on bool
+	// counters are the counter keys of the lock's names, boxed once for
+	// the scripts (set by NewMutex and NewMultiMutex).
+	counters []any
+	hints    *fenceHints // the Redsync's: the highest counter seen per name
 }
 
-// fenceSeen records that the lock's fencing counter has reached n.
+// fenceSeen records that the lock's fencing counters have reached n.
 func (m *Mutex) fenceSeen(n uint64) {
-	m.fence.hints.see(m.name, n)
+	for _, name := range m.lockNames() {
+		m.fence.hints.see(name, n)
+	}
+}
+
+// fenceProposal returns the token that a fenced try proposes: one more
+// than the highest counter the mutexes of this Redsync have seen for the
+// lock's names. A counter at the top of uint64 makes it propose 0, which
+// no counter is below.
+func (m *Mutex) fenceProposal() uint64 {
+	var highest uint64
+	for _, name := range m.lockNames() {
+		highest = max(highest, m.fence.hints.get(name))
+	}
+	return highest + 1
 }
 
 // fenceHintSlots is how many lock names a Redsync remembers the fencing
@@ -219,20 +221,6 @@ func (m *Mutex) FencingToken() uint64 {
 	return m.acq.calls.token
 }
 
-// fencedAcquireCall returns the call of the fenced acquire script for
-// value (the restart guard's variant when the guard is on) and the token it
-// proposes: one more than the highest counter the mutexes of this Redsync
-// have seen for the name. A counter at the top of uint64 makes it propose
-// 0, which no counter is below.
-func (m *Mutex) fencedAcquireCall(value any) (redis.ScriptCall, uint64) {
-	proposed := m.fence.hints.get(m.name) + 1
-	arg := strconv.FormatUint(proposed, 10)
-	if m.guard.on {
-		return redis.NewScriptCall(fencedGuardedAcquireScript, m.keyArg, m.guard.marker, m.fence.counter, value, m.ttlArg, m.guard.ttlArg, arg), proposed
-	}
-	return redis.NewScriptCall(fencedAcquireScript, m.keyArg, m.fence.counter, value, m.ttlArg, arg), proposed
-}
-
 // fencedAcquireRound is the acquire round of a fenced try: the fenced
 // acquire script on every node. It returns the outcomes and the highest
 // counter that any node returned (0 when none did).
@@ -244,7 +232,7 @@ func (m *Mutex) fencedAcquireCall(value any) (redis.ScriptCall, uint64) {
 // results for the observer.
 func (m *Mutex) fencedAcquireRound(ctx context.Context, calls *lockCalls, tr *nodeTrace) (tally, uint64) {
 	var highest atomic.Uint64
-	t := m.nodes.broadcast(ctx, m.nodeTimeout(), m.failFast, nodeOp{trace: tr, fn: func(ctx context.Context, node int) (int64, error) {
+	t := m.nodes.broadcast(ctx, m.nodeTimeout(), m.failFast, nodeOp{trace: tr, settled: calls.settled, fn: func(ctx context.Context, node int) (int64, error) {
 		reply, err := evalScript(ctx, m.nodes.pools[node], m.nodes.runners[node], &calls.acquire)
 		if err != nil {
 			return 0, err
@@ -284,10 +272,14 @@ func (m *Mutex) advanceFence(ctx context.Context, calls *lockCalls, highest uint
 		return nil
 	}
 	if highest == math.MaxUint64 {
-		return fmt.Errorf("%w: fencing counter %s is exhausted (%d)", ErrFailed, m.fence.counter, highest)
+		return fmt.Errorf("%w: fencing counter of %s is exhausted (%d)", ErrFailed, m.name, highest)
 	}
 	token := highest + 1
-	call := redis.NewScriptCall(fenceAdvanceScript, m.keyArg, m.fence.counter, calls.value, strconv.FormatUint(token, 10))
+	script := fenceAdvanceScript
+	if m.names != nil {
+		script = multiFenceAdvanceScript
+	}
+	call := m.lockCall(script, m.fence.counters, calls.value, strconv.FormatUint(token, 10))
 	// A confirmation after the validity is worthless: bound the round by
 	// what is left of it.
 	timeout := min(m.nodeTimeout(), m.validityLeft(start))

@@ -21,8 +21,11 @@ import (
 // a repeated name, and, when a node's pool is a Redis Cluster client (see
 // [redis.Clustered]), names that do not share a hash slot (give them a
 // common hash tag, as in "{order:42}:stock" and "{order:42}:payment").
-// [WithFencing] and [WithRestartGuard] are not available for several names
-// yet, and are refused the same way.
+//
+// With [WithFencing], an acquisition of the set gets one token, greater
+// than the tokens of every earlier holder of any of its names (each name
+// keeps its counter; the set's token raises all of them). With
+// [WithRestartGuard], a node votes for the set as for one name.
 //
 // A Lock that has to wait for a multi-key lock polls, with the retry delay
 // (see [WithRetryDelay]); it takes no part in release notification and
@@ -41,14 +44,20 @@ func (r *Redsync) NewMultiMutex(names []string, options ...Option) *Mutex {
 		m.configErr = err
 	}
 	if m.configErr == nil {
-		m.configErr = m.checkMulti()
+		m.configErr = checkSlots(r.nodes.pools, names)
 	}
 	if m.configErr == nil {
-		m.keyArgs = make([]any, 1+len(names))
-		m.keyArgs[0] = len(names)
+		m.keyArgs = make([]any, len(names))
+		m.fence.counters = nil
 		for i, name := range names {
-			m.keyArgs[1+i] = name
+			m.keyArgs[i] = name
+			if m.fence.on {
+				m.fence.counters = append(m.fence.counters, fenceCounter(name))
+			}
 		}
+		// The restart guard's marker hashes to the names' slot (they
+		// share one on a cluster).
+		m.guard.marker = guardMarker(names[0])
 		if m.acq.state == acqGiven {
 			m.acq.calls = m.makeCalls(m.acq.value)
 		}
@@ -73,34 +82,23 @@ func checkNames(names []string) error {
 	return nil
 }
 
-// checkMulti returns the configuration problem of a multi-key Mutex whose
-// names and options are otherwise valid, or nil.
-func (m *Mutex) checkMulti() error {
-	switch {
-	case m.fence.on:
-		return newConfigError("WithFencing is not available for a Mutex of several names")
-	case m.guard.on:
-		return newConfigError("WithRestartGuard is not available for a Mutex of several names")
-	}
-	for i, p := range m.nodes.pools {
+// checkSlots returns an error when one of pools is a Redis Cluster client
+// and names are not all in one hash slot: a script on several keys would
+// get CROSSSLOT there.
+func checkSlots(pools []redis.Pool, names []string) error {
+	for i, p := range pools {
 		if c, ok := p.(redis.Clustered); !ok || !c.Clustered() {
 			continue
 		}
-		slot := keySlot(m.names[0])
-		for _, name := range m.names[1:] {
+		slot := keySlot(names[0])
+		for _, name := range names[1:] {
 			if s := keySlot(name); s != slot {
-				return newConfigError("pool #%d is a Redis Cluster client, and names %q (slot %d) and %q (slot %d) are in different hash slots: give the names a common hash tag, such as {%s}",
-					i, m.names[0], slot, name, s, m.names[0])
+				return newConfigError("pool #%d is a Redis Cluster client, and names %q (slot %d) and %q (slot %d) are in different hash slots: give the names a common hash tag, as in {order:42}:stock and {order:42}:payment",
+					i, names[0], slot, name, s)
 			}
 		}
 	}
 	return nil
-}
-
-// multiCall returns a call of script (a multi-key script, which takes the
-// key count first) on the names of m, with args.
-func (m *Mutex) multiCall(script *redis.Script, args ...any) redis.ScriptCall {
-	return redis.NewScriptCall(script, slices.Concat(m.keyArgs, args)...)
 }
 
 // multiHolds is Valid's check of one node for a multi-key Mutex: done when

@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"github.com/go-redlock/redsync"
+	"github.com/go-redlock/redsync/internal/redistest"
+	"github.com/go-redlock/redsync/redis"
 )
 
 // TestIntegrationMultiMutex: a multi-key Mutex takes every name on every
@@ -160,5 +162,100 @@ func TestIntegrationMultiMutexLifetime(t *testing.T) {
 	}
 	if ok, err := m.Unlock(); ok || !errors.Is(err, redsync.ErrLockAlreadyExpired) {
 		t.Errorf("Unlock() after the loss = %v, %v, want false, ErrLockAlreadyExpired", ok, err)
+	}
+}
+
+// TestIntegrationMultiMutexFencing: a set's token is greater than the
+// tokens of every earlier holder of any of its names, single or set, and
+// later holders of any of its names get greater tokens still; the nodes'
+// counters carry the order, not the Redsync's hints.
+func TestIntegrationMultiMutexFencing(t *testing.T) {
+	for _, d := range drivers {
+		t.Run(d.name, func(t *testing.T) {
+			servers := redistest.StartN(t, 3)
+			newRedsync := func() *redsync.Redsync {
+				pools := make([]redis.Pool, len(servers))
+				for i, srv := range servers {
+					pools[i] = d.newPool(t, srv.Addr())
+				}
+				return redsync.New(pools...)
+			}
+			one, other := newRedsync(), newRedsync()
+			last := map[string]uint64{} // per name, the token of its last holder
+			steps := []struct {
+				rs    *redsync.Redsync
+				names []string
+			}{
+				{one, []string{"f-a"}},
+				{other, []string{"f-a", "f-b"}},
+				{one, []string{"f-b"}},
+				{other, []string{"f-c"}},
+				{one, []string{"f-b", "f-c"}},
+				{other, []string{"f-a", "f-b", "f-c"}},
+				{one, []string{"f-c"}},
+				{one, []string{"f-a", "f-c"}},
+			}
+			for i, st := range steps {
+				m := st.rs.NewMultiMutex(st.names, redsync.WithFencing(), roomy)
+				if err := m.Lock(); err != nil {
+					t.Fatalf("step %d %v: Lock() = %v, want nil", i, st.names, err)
+				}
+				token := m.FencingToken()
+				for _, name := range st.names {
+					if token <= last[name] {
+						t.Errorf("step %d %v: token %d, want more than %d (the token of the last holder of %s)", i, st.names, token, last[name], name)
+					}
+					last[name] = token
+				}
+				if ok, err := m.Unlock(); !ok || err != nil {
+					t.Fatalf("step %d: Unlock() = %v, %v, want true, nil", i, ok, err)
+				}
+			}
+			// Every name's counter is at the last token that covered it.
+			for i, srv := range servers {
+				if keys, err := srv.Keys("redsync:fence:*"); err != nil || len(keys) != 3 {
+					t.Errorf("node %d: fencing counters = %q, %v, want one per name", i, keys, err)
+				}
+			}
+		})
+	}
+}
+
+// TestIntegrationMultiMutexRestartGuard: with the restart guard, a set is
+// refused by nodes too young to vote, and granted once they are old
+// enough.
+func TestIntegrationMultiMutexRestartGuard(t *testing.T) {
+	servers := redistest.StartN(t, 3)
+	pools := make([]redis.Pool, len(servers))
+	for i, srv := range servers {
+		pools[i] = newGoredisPool(t, srv.Addr())
+	}
+	rs := redsync.New(pools...)
+	const span = 1500 * time.Millisecond
+	m := rs.NewMultiMutex([]string{"g-a", "g-b"}, redsync.WithExpiry(time.Second), redsync.WithTimeoutFactor(0.2), redsync.WithRestartGuard(span))
+	started := time.Now()
+	err := m.TryLock()
+	if time.Since(started) < span-100*time.Millisecond { // the nodes are younger than the span
+		if !errors.Is(err, redsync.ErrNodeRestarted) {
+			t.Fatalf("TryLock() on nodes started just now = %v, want ErrNodeRestarted", err)
+		}
+	}
+	deadline := time.Now().Add(span + callSlack)
+	for err != nil {
+		if time.Now().After(deadline) {
+			t.Fatalf("TryLock() = %v, want nil once the nodes are older than %v", err, span)
+		}
+		time.Sleep(50 * time.Millisecond)
+		err = m.TryLock()
+	}
+	for i, srv := range servers {
+		for _, name := range []string{"g-a", "g-b"} {
+			if rep := srv.MustDo(t, "GET", name); rep.Str != m.Value() {
+				t.Errorf("node %d: %s = %q, want the value", i, name, rep.Str)
+			}
+		}
+	}
+	if ok, err := m.Unlock(); !ok || err != nil {
+		t.Errorf("Unlock() = %v, %v, want true, nil", ok, err)
 	}
 }

@@ -127,7 +127,7 @@ func TestReviewShuffledNilPoolIndex(t *testing.T) {
 		t.Errorf("commands sent = %d, want 0", c.calls())
 	}
 	if len(wrong) > 0 {
-		t.Skip("finding: with WithShufflePools the ErrInvalidConfig for a nil pool names its shuffled index, not its index in New's list; e.g. " + wrong[0])
+		t.Errorf("with WithShufflePools the error for a nil pool names its shuffled index, not its index in New's list: %q", wrong[0])
 	}
 }
 
@@ -152,7 +152,7 @@ func TestReviewShuffledClusterSlotIndex(t *testing.T) {
 		t.Errorf("commands sent = %d, want 0", c.calls())
 	}
 	if len(wrong) > 0 {
-		t.Skip("finding: with WithShufflePools NewMultiMutex's cluster-slot ErrInvalidConfig names the clustered pool's shuffled index; e.g. " + wrong[0])
+		t.Errorf("with WithShufflePools the cluster-slot error names the clustered pool's shuffled index: %q", wrong[0])
 	}
 }
 
@@ -173,8 +173,7 @@ func TestReviewMultiBadInputSendsNothing(t *testing.T) {
 		{"one empty name", []string{""}, nil, false},
 		{"empty second name", []string{"a", ""}, []Option{WithValue("v")}, false},
 		{"repeated name", []string{"a", "b", "a"}, []Option{WithValue("v"), WithSetNXOnExtend()}, false},
-		{"fencing", []string{"a", "b"}, []Option{WithFencing(), WithValue("v")}, false},
-		{"restart guard", []string{"a", "b"}, []Option{WithRestartGuard(time.Hour), WithAutoExtend(0), WithValue("v")}, false},
+		{"restart guard too short", []string{"a", "b"}, []Option{WithRestartGuard(time.Millisecond), WithAutoExtend(0), WithValue("v")}, false},
 		{"fencing and setnx", []string{"a", "b"}, []Option{WithFencing(), WithSetNXOnExtend()}, false},
 		{"slots", slotClash, []Option{WithValue("v"), WithShufflePools(true), WithSetNXOnExtend()}, true},
 		{"slots, tag empty", []string{"{}x", "{}y"}, []Option{WithValue("v")}, true},
@@ -534,12 +533,12 @@ func TestReviewMultiHolderHandsNothing(t *testing.T) {
 }
 
 // TestReviewMultiFailFastUndoOvertaken: with WithFailFast, a failed try
-// returns once a quorum refused it, and its undo is sent at once to every
-// node. On a node where the try's own acquire is still in flight, the undo
-// can run first (it finds nothing) and the late acquire then sets every
-// name: the failed try leaves keys of ours behind, until their expiry.
-// (The same holds for one name; the hand-off round waits for such nodes
-// through lockCalls.settled, a failed try does not.)
+// returns once a quorum refused it. On a node where the try's own acquire
+// is still in flight, the undo must not run first (it would find nothing,
+// and the late acquire would then set every name until the expiry): the
+// undo waits until every node ended the acquire (lockCalls.settled), at
+// most the per-node timeout. (Found by review; the same held for one
+// name.)
 func TestReviewMultiFailFastUndoOvertaken(t *testing.T) {
 	for _, tc := range []struct {
 		name  string
@@ -559,9 +558,6 @@ func TestReviewMultiFailFastUndoOvertaken(t *testing.T) {
 				t.Fatalf("Lock() = %v, want *ErrTaken", err)
 			}
 			close(hold)
-			eventually(t, "node 2 served the late acquire", func() bool {
-				return slices.Contains(c.nodes[2].servedCommands(), "acquire")
-			})
 			var left []string
 			for _, name := range tc.names {
 				if v, ok := c.nodes[2].value(name); ok {
@@ -569,7 +565,7 @@ func TestReviewMultiFailFastUndoOvertaken(t *testing.T) {
 				}
 			}
 			if len(left) > 0 {
-				t.Skipf("finding: a failed WithFailFast try leaves keys of ours behind on a slow node (undo overtook the acquire): node 2 holds %v, served %v", left, c.nodes[2].servedCommands())
+				t.Errorf("a failed WithFailFast try left keys of ours on the slow node 2: %v (served %v)", left, c.nodes[2].servedCommands())
 			}
 		})
 	}

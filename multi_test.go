@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"strings"
 	"testing"
+	"time"
 )
 
 // multiMutex is fakeCluster.mutex for NewMultiMutex.
@@ -30,8 +31,8 @@ func TestMultiMutexBadInput(t *testing.T) {
 		{"no names", nil, nil, "no names"},
 		{"empty name", []string{"a", ""}, nil, "name #1 is empty"},
 		{"repeated name", []string{"a", "b", "a"}, nil, `name "a" is given twice (#0 and #2)`},
-		{"fencing", []string{"a", "b"}, []Option{WithFencing()}, "WithFencing is not available"},
-		{"restart guard", []string{"a", "b"}, []Option{WithRestartGuard(DefaultExpiry)}, "WithRestartGuard is not available"},
+		{"fencing with SetNX", []string{"a", "b"}, []Option{WithFencing(), WithSetNXOnExtend()}, "cannot be combined"},
+		{"short restart guard", []string{"a", "b"}, []Option{WithRestartGuard(time.Millisecond)}, "restart guard maxTTL"},
 		{"bad option", []string{"a", "b"}, []Option{WithTries(0)}, "tries is 0"},
 	}
 	for _, tt := range tests {

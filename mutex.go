@@ -6,6 +6,7 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
+	"strconv"
 	"sync"
 	"time"
 
@@ -231,21 +232,31 @@ func (m *Mutex) acquire(ctx context.Context, calls *lockCalls, rec *acquireRecor
 		t       tally
 		highest uint64 // WithFencing: the highest fencing counter read
 	)
+	if m.failFast {
+		// The round may return before a slow node ran the script: the
+		// undo of a failed try must not overtake it there, or the late
+		// script would set keys that nobody undoes (see awaitSettled).
+		calls.settled = make(chan struct{})
+	}
 	if m.fence.on {
 		t, highest = m.fencedAcquireRound(ctx, calls, tr)
 	} else {
-		t = m.nodes.broadcast(ctx, m.nodeTimeout(), m.failFast, nodeOp{call: &calls.acquire, setNX: calls.setNX, trace: tr})
+		t = m.nodes.broadcast(ctx, m.nodeTimeout(), m.failFast, nodeOp{call: &calls.acquire, setNX: calls.setNX, trace: tr, settled: calls.settled})
 	}
 	if m.guard.on {
 		t.needs("WithRestartGuard needs TIME, LASTSAVE and INFO in scripts")
 	}
 	validity := m.validityLeft(start)
 	if t.done >= m.nodes.quorum && validity > 0 {
-		if !m.fence.on {
-			return start.Add(m.validFor()), false, false, nil
-		}
 		// The fencing round (fencing.go) counts in the same validity.
-		if err = m.advanceFence(ctx, calls, highest, start); err == nil {
+		if m.fence.on {
+			err = m.advanceFence(ctx, calls, highest, start)
+		}
+		if err == nil {
+			// Unlock does not wait for a slow node's acquire: with
+			// WithFailFast it returns at a quorum too, and a node serves
+			// one client's commands in the order they came.
+			calls.settled = nil
 			return start.Add(m.validFor()), false, false, nil
 		}
 	}
@@ -254,6 +265,7 @@ func (m *Mutex) acquire(ctx context.Context, calls *lockCalls, rec *acquireRecor
 	// Only a try that every node answered without taking the key for us
 	// left nothing to undo.
 	if !t.nothingTaken() {
+		calls.awaitSettled(m.nodeTimeout())
 		m.nodes.fanoutScript(context.WithoutCancel(ctx), m.nodeTimeout(), m.failFast, &calls.release)
 	}
 
@@ -417,7 +429,24 @@ func (m *Mutex) unlock(ctx context.Context, tr *nodeTrace) (bool, error) {
 // release deletes the lock of calls on every node and reports the result
 // as Unlock does.
 func (m *Mutex) release(ctx context.Context, calls *lockCalls, tr *nodeTrace) (bool, error) {
-	return m.releaseResult(m.nodes.broadcast(ctx, m.nodeTimeout(), m.failFast, nodeOp{call: &calls.release, trace: tr}))
+	return m.releaseResult(m.nodes.broadcast(ctx, m.nodeTimeout(), m.failFast, nodeOp{call: &calls.release, trace: tr, patience: m.patience()}))
+}
+
+// patience is how long Extend and Unlock may wait for the nodes whose
+// answers decide the outcome, past the per-node timeout: until the
+// validity of the acquisition ends, when this Mutex knows it (not for
+// WithValue's). A node that waits for a connection of a busy shared pool
+// then still counts, as in redsync v4, where the pool's own timeout was
+// the only bound; once a quorum decided the outcome, the call returns at
+// the per-node timeout as before (see nodeOp.patience).
+func (m *Mutex) patience() time.Duration {
+	m.mu.Lock()
+	until := m.acq.until
+	m.mu.Unlock()
+	if until.IsZero() {
+		return 0
+	}
+	return max(until.Sub(m.now()), 0)
 }
 
 // Extend resets the lock's expiry on the nodes and reports whether it did
@@ -462,7 +491,7 @@ func (m *Mutex) extend(ctx context.Context, tr *nodeTrace) (bool, error) {
 	calls.awaitSettled(m.nodeTimeout())
 	var extend redis.ScriptCall
 	if m.names != nil {
-		extend = m.multiCall(multiExtendScript, calls.value, m.ttlArg, setNX)
+		extend = m.lockCall(multiExtendScript, nil, calls.value, m.ttlArg, setNX)
 	} else {
 		extend = redis.NewScriptCall(extendScript, m.keyArg, calls.value, m.ttlArg, setNX)
 	}
@@ -471,7 +500,13 @@ func (m *Mutex) extend(ctx context.Context, tr *nodeTrace) (bool, error) {
 	// the key again: the round waits for every node (within the per-node
 	// timeout), even with WithFailFast, so that an Unlock that follows
 	// cannot be overtaken by it.
-	t := m.nodes.broadcast(ctx, m.nodeTimeout(), m.failFast && !m.setNXOnExtend, nodeOp{call: &extend, trace: tr})
+	op := nodeOp{call: &extend, trace: tr}
+	if !m.setNXOnExtend {
+		// Not with SetNX: a round that returned at a quorum would leave
+		// slower nodes' SETs in flight, which Unlock could not wait for.
+		op.patience = m.patience()
+	}
+	t := m.nodes.broadcast(ctx, m.nodeTimeout(), m.failFast && !m.setNXOnExtend, op)
 	validity := m.validityLeft(start)
 	if t.done >= m.nodes.quorum && validity > 0 {
 		return m.extended(ctx, calls, start)
@@ -573,12 +608,8 @@ func (m *Mutex) ValidContext(ctx context.Context) (bool, error) {
 func (m *Mutex) makeCalls(value string) *lockCalls {
 	c := &lockCalls{value: value}
 	switch {
-	case m.fence.on:
-		c.acquire, c.proposed = m.fencedAcquireCall(c.value)
-	case m.guard.on:
-		c.acquire = m.guard.acquireCall(m.keyArg, c.value, m.ttlArg)
-	case m.names != nil:
-		c.acquire = m.multiCall(multiAcquireScript, c.value, m.ttlArg)
+	case m.fence.on || m.guard.on || m.names != nil:
+		c.acquire, c.proposed = m.acquireCall(c.value)
 	default:
 		c.acquire = redis.NewScriptCall(acquireScript, m.keyArg, c.value, m.ttlArg)
 		if m.nodes.pipeliners != nil {
@@ -591,15 +622,63 @@ func (m *Mutex) makeCalls(value string) *lockCalls {
 	// key is indeed free.
 	switch {
 	case m.names != nil && m.noNotify:
-		c.release = m.multiCall(multiReleaseScript, c.value, "0")
+		c.release = m.lockCall(multiReleaseScript, nil, c.value, "0")
 	case m.names != nil:
-		c.release = m.multiCall(multiReleaseScript, c.value, "1")
+		c.release = m.lockCall(multiReleaseScript, nil, c.value, "1")
 	case m.noNotify:
 		c.release = redis.NewScriptCall(releaseScript, m.keyArg, c.value)
 	default:
 		c.release = redis.NewScriptCall(releaseNotifyScript, m.keyArg, c.value)
 	}
 	return c
+}
+
+// acquireCall returns the call of the acquire script for value, with the
+// restart guard and fencing as configured (see acquireSource), and the
+// token it proposes (0 without fencing).
+func (m *Mutex) acquireCall(value any) (redis.ScriptCall, uint64) {
+	var extra []any
+	args := []any{value, m.ttlArg}
+	if m.guard.on {
+		extra = append(extra, m.guard.marker)
+		args = append(args, m.guard.ttlArg)
+	}
+	var proposed uint64
+	if m.fence.on {
+		extra = append(extra, m.fence.counters...)
+		proposed = m.fenceProposal()
+		args = append(args, strconv.FormatUint(proposed, 10))
+	}
+	script := acquireScripts[b2i(m.names != nil)][b2i(m.guard.on)][b2i(m.fence.on)]
+	return m.lockCall(script, extra, args...), proposed
+}
+
+func b2i(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
+}
+
+// lockCall returns a call of script on the lock keys followed by the keys
+// extra, with args. A script whose KeyCount is negative (those of several
+// names) gets the key count first.
+func (m *Mutex) lockCall(script *redis.Script, extra []any, args ...any) redis.ScriptCall {
+	all := make([]any, 0, 1+len(m.keyArgs)+len(extra)+len(args))
+	if script.KeyCount < 0 {
+		all = append(all, len(m.keyArgs)+len(extra))
+	}
+	all = append(append(append(all, m.keyArgs...), extra...), args...)
+	return redis.NewScriptCall(script, all...)
+}
+
+// lockNames returns the names of the lock: its name, or the names of a
+// Mutex of NewMultiMutex.
+func (m *Mutex) lockNames() []string {
+	if m.names != nil {
+		return m.names
+	}
+	return []string{m.name}
 }
 
 // newValue returns a value for a new try from the value generator, or an

@@ -278,3 +278,42 @@ func TestPipelinedFailFast(t *testing.T) {
 		t.Errorf("without failFast: returned after %v with %d replies, want all 5 after the timeout of %v", took, tl.replied, timeout)
 	}
 }
+
+// TestPipelinedPatience: over pipelining pools, nodes whose pool has no
+// connection to spare (served by a goroutine) still count for Extend and
+// Unlock when they answer after the per-node timeout but within the
+// validity (see Mutex.patience).
+func TestPipelinedPatience(t *testing.T) {
+	c, nodes, pools := pipeNodes(3)
+	m := New(pools...).NewMutex("k", WithExpiry(10*time.Second), WithTimeoutFactor(0.01))
+	m.now = c.clock.Now
+	if err := m.Lock(); err != nil {
+		t.Fatalf("Lock() = %v", err)
+	}
+	for _, call := range []struct {
+		name string
+		run  func() (bool, error)
+	}{{"Extend", m.Extend}, {"Unlock", m.Unlock}} {
+		hold := make(chan struct{})
+		for _, n := range nodes[:2] {
+			n.mu.Lock()
+			n.noIdle, n.block = true, hold
+			n.mu.Unlock()
+		}
+		// Well past the per-node timeout of 100 ms, well within the
+		// validity of about 10 s.
+		timer := time.AfterFunc(300*time.Millisecond, func() { close(hold) })
+		if ok, err := call.run(); !ok || err != nil {
+			t.Errorf("%s() with 2 of 3 nodes waiting 300ms for a connection = %v, %v, want true, nil", call.name, ok, err)
+		}
+		timer.Stop()
+		for _, n := range nodes[:2] {
+			n.mu.Lock()
+			n.block = nil
+			n.mu.Unlock()
+		}
+	}
+	if got := c.keys("k"); got != 0 {
+		t.Errorf("%d nodes still hold the key", got)
+	}
+}

@@ -149,6 +149,9 @@ type nodeOp struct {
 	// ended (with a reply, an error or its timeout), also when broadcast
 	// returned before (failFast).
 	settled chan struct{}
+	// patience, when longer than the round's timeout, is how long the
+	// round may go on while its outcome is not decided (see broadcast).
+	patience time.Duration
 	// setNX, when not nil, is the SET NX PX command that does call's work
 	// when the key is free (the plain acquire script): a pipelined round
 	// sends it, and call only to the nodes where it did not set the key.
@@ -206,16 +209,23 @@ func (r *round) release() {
 // deadlines unless its ContextTimeoutEnabled option is set. Nodes that did
 // not answer in time count as failed; their goroutines finish in the
 // background and the last one recycles the round.
+//
+// With op.patience longer than timeout, the round goes on after timeout
+// as long as the outcome for a quorum is not decided, up to op.patience:
+// a node whose pool has no connection to spare (a busy shared pool) still
+// counts when it answers within the patience, and a round that a quorum
+// already decided does not wait for the rest (see Mutex.patience).
 func (n *nodes) broadcast(ctx context.Context, timeout time.Duration, failFast bool, op nodeOp) tally {
+	limit := max(timeout, op.patience)
 	if n.inline {
-		return n.runInline(ctx, timeout, op)
+		return n.runInline(ctx, limit, op)
 	}
 	if n.pipeliners != nil && op.call != nil {
 		return n.broadcastPipelined(ctx, timeout, failFast, op)
 	}
 	count := len(n.pools)
 	t := tally{nodes: count}
-	ctx, cancel := context.WithTimeout(ctx, timeout)
+	ctx, cancel := context.WithTimeout(ctx, limit)
 	r, _ := n.rounds.Get().(*round)
 	if r == nil || cap(r.results) != count {
 		r = &round{results: make(chan nodeResult, count)}
@@ -231,11 +241,27 @@ func (n *nodes) broadcast(ctx context.Context, timeout time.Duration, failFast b
 	for node := range count {
 		go r.serve(node)
 	}
+	var patient <-chan time.Time
+	if limit > timeout {
+		stage := time.NewTimer(timeout)
+		defer stage.Stop()
+		patient = stage.C
+	}
 
 	var answered nodeSet
 	answered.init(count)
+	// unanswered counts the nodes that did not answer as failed with err.
+	unanswered := func(err error) {
+		for node := range count {
+			if !answered.has(node) {
+				res := nodeResult{node: node, err: err}
+				t.add(res)
+				op.trace.add(res, start)
+			}
+		}
+	}
 collect:
-	for range count {
+	for t.replied < count {
 		select {
 		case res := <-r.results:
 			answered.add(res.node)
@@ -244,18 +270,20 @@ collect:
 			if failFast && t.decided(n.quorum) {
 				break collect
 			}
+		case <-patient:
+			// Past the per-node timeout, the round waits only for an
+			// outcome that is not decided yet.
+			patient, failFast = nil, true
+			if t.decided(n.quorum) {
+				unanswered(fmt.Errorf("no reply within the per-node timeout of %v: %w", timeout, context.DeadlineExceeded))
+				break collect
+			}
 		case <-ctx.Done():
 			err := ctx.Err()
 			if errors.Is(err, context.DeadlineExceeded) && context.Cause(ctx) == err {
-				err = fmt.Errorf("no reply within the per-node timeout of %v: %w", timeout, err)
+				err = fmt.Errorf("no reply within the per-node timeout of %v: %w", limit, err)
 			}
-			for node := range count {
-				if !answered.has(node) {
-					res := nodeResult{node: node, err: err}
-					t.add(res)
-					op.trace.add(res, start)
-				}
-			}
+			unanswered(err)
 			break collect
 		}
 	}
@@ -320,13 +348,23 @@ func lateError(ctx context.Context, deadline time.Time, timeout time.Duration, e
 func (n *nodes) broadcastPipelined(ctx context.Context, timeout time.Duration, failFast bool, op nodeOp) tally {
 	count := len(n.pools)
 	t := tally{nodes: count}
-	ctx, cancel := context.WithTimeout(ctx, timeout)
-	deadline, _ := ctx.Deadline()
+	// With patience (see broadcast), the nodes served by a goroutine,
+	// which wait for a connection of their pool, may take until limit;
+	// the replies pipelined on a connection already taken are read by the
+	// per-node timeout.
+	limit := max(timeout, op.patience)
+	ctx, cancel := context.WithTimeout(ctx, limit)
+	spillDeadline, _ := ctx.Deadline()
+	deadline := spillDeadline
+	if d := time.Now().Add(timeout); d.Before(deadline) {
+		deadline = d
+	}
 	var start time.Time
 	if op.trace != nil {
 		start = time.Now()
 	}
 	late := func(err error) error { return lateError(ctx, deadline, timeout, err) }
+	lateSpill := func(err error) error { return lateError(ctx, spillDeadline, limit, err) }
 	add := func(res nodeResult) {
 		t.add(res)
 		op.trace.add(res, start)
@@ -431,19 +469,40 @@ func (n *nodes) broadcastPipelined(ctx context.Context, timeout time.Duration, f
 	}
 	var answered nodeSet
 	answered.init(count)
+	var patient <-chan time.Time
+	if limit > timeout && len(spilled) > 0 {
+		stage := time.NewTimer(time.Until(deadline))
+		defer stage.Stop()
+		patient = stage.C
+	}
 	for waiting := len(spilled); waiting > 0; {
 		select {
 		case res := <-spill:
 			answered.add(res.node)
-			res.err = late(res.err)
+			res.err = lateSpill(res.err)
 			add(res)
 			waiting--
+		case <-patient:
+			// Past the per-node timeout, wait only for an outcome that is
+			// not decided yet.
+			patient = nil
+			if !t.decided(n.quorum) {
+				continue
+			}
+			for _, node := range spilled {
+				if !answered.has(node) {
+					add(nodeResult{node: node, err: late(context.DeadlineExceeded)})
+				}
+			}
+			// Their commands go on in the background, as broadcast's.
+			n.drainPipelined(ctx, cancel, deadline, nil, spill, waiting, op.settled)
+			return t
 		case <-ctx.Done():
 			// The goroutines end by the same deadline; their results are
 			// no longer waited for.
 			for _, node := range spilled {
 				if !answered.has(node) {
-					add(nodeResult{node: node, err: late(ctx.Err())})
+					add(nodeResult{node: node, err: lateSpill(ctx.Err())})
 				}
 			}
 			waiting = 0

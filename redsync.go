@@ -61,12 +61,18 @@ func (r *Redsync) NewMutex(name string, options ...Option) *Mutex {
 	}
 	m.building = nil
 	m.fence.hints = &r.fences
-	if m.shuffle {
-		m.nodes = m.nodes.shuffled()
-	}
 	m.configErr = m.validate()
 	if m.configErr == nil {
+		if m.shuffle {
+			// After validate, whose errors name pools by their index in
+			// New's list.
+			m.nodes = m.nodes.shuffled()
+		}
 		m.keyArg = m.name
+		m.keyArgs = []any{m.name}
+		if m.fence.on {
+			m.fence.counters = []any{fenceCounter(m.name)}
+		}
 		m.ttlArg = strconv.FormatInt(m.expiry.Milliseconds(), 10)
 		if m.initValue != "" {
 			m.acq = acquisition{state: acqGiven, value: m.initValue, calls: m.makeCalls(m.initValue)}

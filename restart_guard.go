@@ -6,16 +6,10 @@ import (
 	"strings"
 	"sync"
 	"time"
-
-	"github.com/go-redlock/redsync/redis"
 )
 
-//go:embed lua/guarded_acquire.lua
-var guardedAcquireSrc string
-
-// guardedAcquireScript replaces acquireScript when the restart guard is on.
-// Its second key is the guard's marker.
-var guardedAcquireScript = redis.NewScript(2, guardedAcquireSrc, "")
+//go:embed lua/guard_check.lua
+var guardCheckSrc string
 
 // guardMarkerPrefix starts the name of every marker key of the restart
 // guard; a cluster hash tag follows it.
@@ -85,11 +79,6 @@ func (g *restartGuard) check(expiry time.Duration) error {
 		return newConfigError("restart guard maxTTL is %v; it must be at least the expiry (%v), and cover the longest expiry of any lock on these nodes", g.maxTTL, expiry)
 	}
 	return nil
-}
-
-// acquireCall returns the call of the guarded acquire script for value.
-func (g *restartGuard) acquireCall(key, value, ttl any) redis.ScriptCall {
-	return redis.NewScriptCall(guardedAcquireScript, key, g.marker, value, ttl, g.ttlArg)
 }
 
 // isRestartedReply reports whether msg is the guarded acquire script's

@@ -2,6 +2,8 @@ package redsync
 
 import (
 	_ "embed"
+	"fmt"
+	"strings"
 
 	"github.com/go-redlock/redsync/redis"
 )
@@ -26,7 +28,6 @@ var (
 	//go:embed lua/multi_extend.lua
 	multiExtendSrc string
 
-	acquireScript = redis.NewScript(1, acquireSrc, "")
 	releaseScript = redis.NewScript(1, releaseSrc, "")
 	extendScript  = redis.NewScript(1, extendSrc, "")
 
@@ -35,9 +36,29 @@ var (
 
 	// The scripts of a Mutex of NewMultiMutex (multi.go) take the key
 	// count as their first argument.
-	multiAcquireScript = redis.NewScript(-1, multiAcquireSrc, "")
 	multiReleaseScript = redis.NewScript(-1, multiReleaseSrc, "")
 	multiExtendScript  = redis.NewScript(-1, multiExtendSrc, "")
+
+	// acquireScripts are the acquire scripts, by [multi][guard][fence]:
+	// for several names or one, with the restart guard's check or
+	// without, fenced or not (see acquireSource). [0][0][0] is
+	// acquireScript.
+	acquireScripts = func() (s [2][2][2]*redis.Script) {
+		for i := range 8 {
+			multi, guard, fence := i&4 != 0, i&2 != 0, i&1 != 0
+			keys := -1 // multi: the key count comes first
+			if !multi {
+				keys = 1 + i&2>>1 + i&1
+			}
+			s[i>>2][i>>1&1][i&1] = redis.NewScript(keys, acquireSource(multi, guard, fence), "")
+		}
+		return s
+	}()
+	acquireScript              = acquireScripts[0][0][0]
+	guardedAcquireScript       = acquireScripts[0][1][0]
+	fencedAcquireScript        = acquireScripts[0][0][1]
+	fencedGuardedAcquireScript = acquireScripts[0][1][1]
+	multiAcquireScript         = acquireScripts[1][0][0]
 )
 
 // Replies of the scripts.
@@ -60,4 +81,47 @@ const (
 // owner holds the key.
 func isTaken(reply int64) bool {
 	return reply == replyTaken || reply >= replyTakenBy
+}
+
+// acquireSource composes the source of an acquire script from the parts in
+// lua/: multi_acquire.lua for several names (multi) or acquire.lua for
+// one, after guard_check.lua with the restart guard (guard), and, with
+// fencing (fence), as the function that fence_acquire.lua calls. The keys
+// are the lock keys, then the guard's marker, then one fencing counter
+// per lock key; the arguments the value and the TTL, then the guard's
+// span, then the proposed token. Without guard and fence, the source of
+// one name is acquire.lua itself.
+func acquireSource(multi, guard, fence bool) string {
+	var g, f int
+	if guard {
+		g = 1
+	}
+	if fence {
+		f = 1
+	}
+	var b strings.Builder
+	switch {
+	case multi:
+		fmt.Fprintf(&b, "local n = (#KEYS - %d) / %d\n", g, 1+f)
+	case guard || fence:
+		b.WriteString("local n = 1\n")
+	}
+	if guard {
+		b.WriteString("local markerKey, guardSpan = KEYS[n + 1], ARGV[3]\n")
+	}
+	if fence {
+		fmt.Fprintf(&b, "local firstCounter = n + %d\nlocal function acquire()\n", 1+g)
+	}
+	if guard {
+		b.WriteString(guardCheckSrc)
+	}
+	if multi {
+		b.WriteString(multiAcquireSrc)
+	} else {
+		b.WriteString(acquireSrc)
+	}
+	if fence {
+		b.WriteString("\nend\n" + fenceAcquireTail)
+	}
+	return b.String()
 }

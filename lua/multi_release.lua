@@ -4,11 +4,14 @@
 -- KEYS the lock keys; ARGV[1] the owner's value; ARGV[2] "1" to announce
 -- the releases (release notification), "0" not to.
 -- Returns 1 when a key was deleted, 0 when none was ours and another owner
--- holds one of them, -1 when none exists (the lock expired).
+-- holds one of them (or it holds a value of another type), -1 when none
+-- exists (the lock expired).
 local deleted, taken = false, false
 local id = redis.sha1hex(ARGV[1])
 for i = 1, #KEYS do
-	local current = redis.call('GET', KEYS[i])
+	-- pcall: a name that holds a value of another type is not ours, and
+	-- must not keep the names after it from being released.
+	local current = redis.pcall('GET', KEYS[i])
 	if current == ARGV[1] then
 		redis.call('DEL', KEYS[i])
 		deleted = true
