@@ -50,6 +50,7 @@ import (
 	"fmt"
 	"os"
 	"runtime"
+	"runtime/pprof"
 	"slices"
 	"strconv"
 	"strings"
@@ -84,6 +85,7 @@ type config struct {
 	nodes      int
 	rounds     int
 	verbose    bool
+	cpuprofile string
 }
 
 // locker locks and unlocks the key of one goroutine.
@@ -121,6 +123,7 @@ func main() {
 	flag.IntVar(&cfg.rounds, "rounds", 21, "run the libraries this many `times`, interleaved")
 	flag.BoolVar(&cfg.verbose, "v", false, "print every round's results")
 	libs := flag.String("libs", "redlock-batched,redlock-redigo,redsyncv4", "comma-separated `libraries`: "+libraryNames())
+	cpuprofile := flag.String("cpuprofile", "", "write a CPU profile of the rounds to `file`")
 	refs := flag.String("refs", "redsyncv4,redislock,rueidislock", "comma-separated reference `libraries` of the ratios")
 	flag.Parse()
 	if cfg.workload != "par" {
@@ -131,6 +134,7 @@ func main() {
 		fmt.Fprintln(os.Stderr, "lockbench: -goroutines, -nodes, -duration and -rounds must be positive")
 		os.Exit(2)
 	}
+	cfg.cpuprofile = *cpuprofile
 	if err := run(cfg, split(*libs), split(*refs)); err != nil {
 		fmt.Fprintln(os.Stderr, "lockbench:", err)
 		os.Exit(1)
@@ -215,6 +219,17 @@ func run(cfg config, names, refNames []string) error {
 	fmt.Println()
 	fmt.Println("| round | library | Lock+Unlock/s | Redis CPU s per 10k | client CPU s per 10k | failed calls |")
 	fmt.Println("|---|---|---|---|---|---|")
+	if cfg.cpuprofile != "" {
+		f, err := os.Create(cfg.cpuprofile)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return err
+		}
+		defer pprof.StopCPUProfile()
+	}
 	results := make([][]result, cfg.rounds) // results[round][library]
 	for r := range cfg.rounds {
 		results[r] = make([]result, len(libs))
