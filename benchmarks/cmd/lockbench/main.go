@@ -216,9 +216,11 @@ func run(cfg config, names, refNames []string) error {
 		defer st.close()
 		setups[i] = st
 	}
-	fmt.Println()
-	fmt.Println("| round | library | Lock+Unlock/s | Redis CPU s per 10k | client CPU s per 10k | failed calls |")
-	fmt.Println("|---|---|---|---|---|---|")
+	if cfg.verbose {
+		fmt.Println()
+		fmt.Println("| round | library | Lock+Unlock/s | Redis CPU s per 10k | client CPU s per 10k | failed calls |")
+		fmt.Println("|---|---|---|---|---|---|")
+	}
 	if cfg.cpuprofile != "" {
 		f, err := os.Create(cfg.cpuprofile)
 		if err != nil {
