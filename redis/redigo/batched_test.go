@@ -24,10 +24,15 @@ import (
 // echoScript returns its first argument.
 var echoScript = redis.NewScript(0, "return ARGV[1]", "")
 
-// counters counts what the redigo pool of a test dialled and wrote.
+// counters counts what the redigo pool of a test dialled and wrote, and
+// can hold its writes.
 type counters struct {
 	dials  atomic.Int64
 	writes atomic.Int64 // Write calls on every connection dialled
+	// gate, when set, holds every Write until it is closed; each Write
+	// held sends on held first.
+	gate atomic.Pointer[chan struct{}]
+	held chan struct{}
 }
 
 // countingConn counts its writes.
@@ -38,6 +43,10 @@ type countingConn struct {
 
 func (c countingConn) Write(b []byte) (int, error) {
 	c.c.writes.Add(1)
+	if g := c.c.gate.Load(); g != nil {
+		c.c.held <- struct{}{}
+		<-*g
+	}
 	return c.Conn.Write(b)
 }
 
@@ -52,7 +61,7 @@ func newBatched(t *testing.T, addr string, shareAlways bool) (*redigo.BatchedPoo
 // newBatchedWith is newBatched with the redigo pool's options set by set.
 func newBatchedWith(t *testing.T, addr string, shareAlways bool, set func(*redigolib.Pool)) (*redigo.BatchedPool, *counters) {
 	t.Helper()
-	var cnt counters
+	cnt := &counters{held: make(chan struct{}, 100)}
 	p := &redigolib.Pool{
 		MaxIdle:     4,
 		IdleTimeout: time.Minute,
@@ -65,7 +74,7 @@ func newBatchedWith(t *testing.T, addr string, shareAlways bool, set func(*redig
 					if err != nil {
 						return nil, err
 					}
-					return countingConn{Conn: c, c: &cnt}, nil
+					return countingConn{Conn: c, c: cnt}, nil
 				}))
 		},
 	}
@@ -87,7 +96,7 @@ func newBatchedWith(t *testing.T, addr string, shareAlways bool, set func(*redig
 		redigo.ShareAlways(b)
 		waitShared(t, b)
 	}
-	return b, &cnt
+	return b, cnt
 }
 
 // waitShared runs scripts on b until its shared connection is up.
@@ -558,4 +567,58 @@ func TestBatchedRetire(t *testing.T) {
 			t.Error("no connection dialled after the shared one was idle past IdleTimeout")
 		}
 	})
+}
+
+// TestBatchedNotWritten checks that a command whose caller stopped
+// waiting before the writer got to it is never sent.
+func TestBatchedNotWritten(t *testing.T) {
+	t.Parallel()
+	srv := redistest.Start(t)
+	for _, path := range paths {
+		t.Run(path.name, func(t *testing.T) {
+			b, cnt := newBatched(t, srv.Addr(), true)
+			key := "notwritten:" + path.name
+			incr := redis.NewScript(1, "return redis.call('INCR', KEYS[1])", "")
+			run := func(timeout time.Duration) (any, error) {
+				ctx, cancel := context.WithTimeout(context.Background(), timeout)
+				defer cancel()
+				call := redis.NewScriptCall(incr, key)
+				if !path.pipelined {
+					return b.RunScript(ctx, &call)
+				}
+				p, ok, err := b.SendScript(ctx, &call)
+				if !ok || err != nil {
+					return nil, fmt.Errorf("SendScript() = %v, %v; want true, nil", ok, err)
+				}
+				deadline, _ := ctx.Deadline()
+				return p.Receive(deadline)
+			}
+			// Load the script first: the held write must be the EVALSHA.
+			if v, err := run(5 * time.Second); v != int64(1) || err != nil {
+				t.Fatalf("INCR script = %#v, %v; want 1, nil", v, err)
+			}
+			gate := make(chan struct{})
+			cnt.gate.Store(&gate)
+			first := make(chan any, 1)
+			go func() {
+				v, err := run(10 * time.Second)
+				if err != nil {
+					v = err
+				}
+				first <- v
+			}()
+			<-cnt.held // the writer is held, writing the first command
+			cnt.gate.Store(nil)
+			if v, err := run(100 * time.Millisecond); err == nil {
+				t.Errorf("a command queued behind a held write = %#v, nil; want an error after 100ms", v)
+			}
+			close(gate)
+			if v := <-first; v != int64(2) {
+				t.Errorf("the held command = %#v, want 2", v)
+			}
+			if v, err := run(5 * time.Second); v != int64(3) || err != nil {
+				t.Errorf("the next command = %#v, %v; want 3 (the abandoned one never ran), nil", v, err)
+			}
+		})
+	}
 }
