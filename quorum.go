@@ -475,6 +475,9 @@ func (n *nodes) broadcastPipelined(ctx context.Context, timeout time.Duration, f
 		defer stage.Stop()
 		patient = stage.C
 	}
+	// pastTimeout: past the per-node timeout, wait only for an outcome
+	// that is not decided yet.
+	pastTimeout := false
 	for waiting := len(spilled); waiting > 0; {
 		select {
 		case res := <-spill:
@@ -483,20 +486,7 @@ func (n *nodes) broadcastPipelined(ctx context.Context, timeout time.Duration, f
 			add(res)
 			waiting--
 		case <-patient:
-			// Past the per-node timeout, wait only for an outcome that is
-			// not decided yet.
-			patient = nil
-			if !t.decided(n.quorum) {
-				continue
-			}
-			for _, node := range spilled {
-				if !answered.has(node) {
-					add(nodeResult{node: node, err: late(context.DeadlineExceeded)})
-				}
-			}
-			// Their commands go on in the background, as broadcast's.
-			n.drainPipelined(ctx, cancel, deadline, nil, spill, waiting, op.settled)
-			return t
+			patient, pastTimeout = nil, true
 		case <-ctx.Done():
 			// The goroutines end by the same deadline; their results are
 			// no longer waited for.
@@ -506,6 +496,16 @@ func (n *nodes) broadcastPipelined(ctx context.Context, timeout time.Duration, f
 				}
 			}
 			waiting = 0
+		}
+		if (failFast || pastTimeout) && waiting > 0 && t.decided(n.quorum) {
+			for _, node := range spilled {
+				if !answered.has(node) && pastTimeout {
+					add(nodeResult{node: node, err: late(context.DeadlineExceeded)})
+				}
+			}
+			// Their commands go on in the background, as broadcast's.
+			n.drainPipelined(ctx, cancel, deadline, nil, spill, waiting, op.settled)
+			return t
 		}
 	}
 	cancel()
