@@ -4,7 +4,7 @@
 
 STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.7.0
 
-.PHONY: test bench bench-handoff lint demo chaos
+.PHONY: test bench bench-handoff bench-par lint demo chaos
 
 # Vet and race-test every module, the short fault-injection table included;
 # compile and test the benchmark module (see CONTRIBUTING.md).
@@ -20,6 +20,14 @@ bench:
 bench-handoff:
 	bash scripts/ensure-redis.sh && cd benchmarks && go run ./cmd/handoff -libs redlock,redlock-redigo,redsyncv4,rueidislock -rounds 5 -duration 3s
 
+# Throughput of concurrent Lock+Unlock on different keys (64 goroutines,
+# the par workload of benchmarks/cmd/lockbench), with Redis CPU per lock:
+# 5 nodes, then 1, each library in turn within each round.
+bench-par:
+	bash scripts/ensure-redis.sh && cd benchmarks && \
+	go run ./cmd/lockbench -nodes 5 -libs redlock-batched,redlock-redigo,redlock,redsyncv4,redsyncv4-redigo && \
+	go run ./cmd/lockbench -nodes 1 -libs redlock-batched,redlock-redigo,redislock,rueidislock,redsyncv4
+
 # gofmt (must list nothing), go vet and staticcheck.
 lint:
 	@out="$$(gofmt -l .)"; if [ -n "$$out" ]; then echo "gofmt needed on:"; echo "$$out"; exit 1; fi
@@ -31,7 +39,8 @@ demo:
 	bash scripts/ensure-redis.sh && go run ./examples/quickstart
 
 # Long fault-injection tests (kills, pauses and restarts of redis servers):
-# every row of the fault table and its fencing and local hand-off variants,
+# every row of the fault table and its fencing, local hand-off and multi-key
+# (TestChaosMulti) variants,
 # at least 10,000 acquisitions per row: well over an hour on 2 cores (the
 # rows of TestChaos alone took about an hour, see docs/RELIABILITY.md). Built
 # without -race, which would slow the workers 2-3x; make test runs a few of
