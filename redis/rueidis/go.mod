@@ -1,15 +1,15 @@
 module github.com/go-redlock/redsync/redis/rueidis
 
-go 1.26.0
+go 1.25.0
 
 require (
 	github.com/go-redlock/redsync v0.0.0
-	github.com/redis/rueidis v1.0.79
+	github.com/redis/rueidis v1.0.59
 )
 
 require (
 	go.uber.org/goleak v1.3.0 // indirect
-	golang.org/x/sys v0.48.0 // indirect
+	golang.org/x/sys v0.31.0 // indirect
 )
 
 replace github.com/go-redlock/redsync => ../..

@@ -1,6 +1,6 @@
 module github.com/go-redlock/redsync/redis/valkeygo
 
-go 1.26.0
+go 1.25.0
 
 replace github.com/go-redlock/redsync => ../..
 
@@ -12,5 +12,5 @@ require (
 
 require (
 	go.uber.org/goleak v1.3.0 // indirect
-	golang.org/x/sys v0.50.0 // indirect
+	golang.org/x/sys v0.39.0 // indirect
 )

@@ -1,6 +1,6 @@
 module github.com/go-redlock/redsync/redis/goredis/mocktest
 
-go 1.26.0
+go 1.25.0
 
 replace github.com/go-redlock/redsync => ../../..
 
@@ -16,9 +16,7 @@ require (
 	github.com/cespare/xxhash/v2 v2.3.0 // indirect
 	github.com/dgryski/go-rendezvous v0.0.0-20200823014737-9f7001d12a5f // indirect
 	github.com/go-redis/redis/v8 v8.11.5 // indirect
-	github.com/redis/go-redis/v9 v9.23.0 // indirect
-	go.uber.org/atomic v1.12.0 // indirect
-	golang.org/x/sys v0.48.0 // indirect
+	github.com/redis/go-redis/v9 v9.16.0 // indirect
 )
 
 replace github.com/go-redlock/redsync/redis/goredis/v8 => ../v8
