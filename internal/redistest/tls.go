@@ -17,12 +17,15 @@ import (
 	"time"
 )
 
-// TLSFiles is a self-signed server certificate for 127.0.0.1, made by
-// [WriteTLSFiles]: the PEM files of the certificate and of its key, and a
-// pool of roots that trusts the certificate, for a client's tls.Config.
+// TLSFiles are the PEM files of a server certificate for 127.0.0.1 and of
+// its key, the file of the certificate of the CA that signed it, which
+// [StartTLS] also trusts for client certificates (the server certificate
+// itself when empty), and a pool of roots that trusts the server's
+// certificate, for a client's tls.Config. [WriteTLSFiles] makes a
+// self-signed one; a test with a CA of its own fills one in.
 type TLSFiles struct {
-	CertFile, KeyFile string
-	Roots             *x509.CertPool
+	CertFile, KeyFile, CAFile string
+	Roots                     *x509.CertPool
 }
 
 // WriteTLSFiles makes a self-signed ECDSA P-256 certificate for 127.0.0.1,
@@ -63,6 +66,7 @@ func WriteTLSFiles(t testing.TB) TLSFiles {
 		KeyFile:  filepath.Join(dir, "server.key"),
 		Roots:    x509.NewCertPool(),
 	}
+	files.CAFile = files.CertFile
 	if err := os.WriteFile(files.CertFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o600); err != nil {
 		t.Fatal(err)
 	}
@@ -74,16 +78,21 @@ func WriteTLSFiles(t testing.TB) TLSFiles {
 }
 
 // StartTLS starts a redis-server that accepts TLS connections with the
-// certificate of files (client certificates not required) on a port of
-// its own, besides plain connections on its Addr, and returns it and the
-// address of its TLS port. extra are further redis-server arguments, after
-// the TLS ones. Like [Start], it calls t.Fatal when it fails, and the
-// server is closed when t ends.
+// certificate of files on a port of its own, besides plain connections on
+// its Addr, and returns it and the address of its TLS port. Clients need
+// no certificate unless extra says otherwise: extra are further
+// redis-server arguments, after the TLS ones, which they override (for
+// instance "--tls-auth-clients", "optional"). Like [Start], it calls
+// t.Fatal when it fails, and the server is closed when t ends.
 func StartTLS(t testing.TB, files TLSFiles, extra ...string) (srv *Server, tlsAddr string) {
 	t.Helper()
 	var errs []error
 	// Another process may take the TLS port before the server binds it;
 	// Launch retries only its own port.
+	ca := files.CAFile
+	if ca == "" {
+		ca = files.CertFile
+	}
 	for range launchAttempts {
 		port, err := freePort()
 		if err != nil {
@@ -91,7 +100,7 @@ func StartTLS(t testing.TB, files TLSFiles, extra ...string) (srv *Server, tlsAd
 		}
 		args := append([]string{"--tls-port", strconv.Itoa(port),
 			"--tls-cert-file", files.CertFile, "--tls-key-file", files.KeyFile,
-			"--tls-ca-cert-file", files.CertFile, "--tls-auth-clients", "no"}, extra...)
+			"--tls-ca-cert-file", ca, "--tls-auth-clients", "no"}, extra...)
 		srv, err := Launch(args...)
 		if err != nil {
 			errs = append(errs, err)

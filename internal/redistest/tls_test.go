@@ -37,12 +37,21 @@ func TestStartTLS(t *testing.T) {
 		}
 		return r.ReadString('\n')
 	}
-	if got, err := ping(&tls.Config{RootCAs: files.Roots, MinVersion: tls.VersionTLS12}); got != "+PONG\r\n" || err != nil {
+	trusting := &tls.Config{RootCAs: files.Roots, MinVersion: tls.VersionTLS12}
+	if got, err := ping(trusting); got != "+PONG\r\n" || err != nil {
 		t.Errorf("AUTH and PING over TLS = %q, %v; want +PONG", got, err)
 	}
 	_, err := ping(&tls.Config{MinVersion: tls.VersionTLS12})
 	var unknown x509.UnknownAuthorityError
 	if !errors.As(err, &unknown) {
 		t.Errorf("PING over TLS without the roots = %v, want an x509.UnknownAuthorityError", err)
+	}
+
+	// extra overrides the TLS arguments: with client certificates
+	// required, a client without one is turned away.
+	_, strict := StartTLS(t, files, "--tls-auth-clients", "yes")
+	addr = strict
+	if got, err := ping(trusting); err == nil {
+		t.Errorf("PING over TLS without a client certificate, --tls-auth-clients yes = %q, nil; want an error", got)
 	}
 }
