@@ -208,11 +208,12 @@ func (m *mux) writeBatch(batch []*muxCall) bool {
 				}
 				unflushed = 0
 			}
-			select {
-			case m.written <- c:
-			case <-m.quit:
+			switch m.awaitRoom(c) {
+			case roomStopped:
 				m.failBatch(batch[i:])
 				return false
+			case roomExpired:
+				continue // c's deadline passed: it is not sent
 			}
 		}
 		if err := m.conn.Send(cmd, args...); err != nil {
@@ -230,6 +231,47 @@ func (m *mux) writeBatch(batch []*muxCall) bool {
 	}
 	return true
 }
+
+// awaitRoom hands c to the reader once there is room (roomHanded). It
+// gives up when the mux stops (roomStopped: c is left as it is), and when
+// c's caller stopped waiting, or its deadline passed, first (roomExpired):
+// c is then finished with DeadlineExceeded (or recycled, when its caller
+// stopped waiting) and must not be sent, since its caller was told that
+// it failed (found by review: it used to be sent once room came).
+func (m *mux) awaitRoom(c *muxCall) roomResult {
+	// The caller may stop waiting before c's deadline (a PendingReply's
+	// Receive has a deadline of its own). So c is handed over only right
+	// after its state was looked at, every millisecond until there is
+	// room, never by a select that may pick the send after the caller
+	// gave up. This runs only with maxInFlight replies outstanding.
+	tick := time.NewTicker(time.Millisecond)
+	defer tick.Stop()
+	for {
+		if c.state.Load() == callAbandoned || !c.deadline.IsZero() && !time.Now().Before(c.deadline) {
+			c.finish(nil, context.DeadlineExceeded) // recycles c when abandoned
+			return roomExpired
+		}
+		select {
+		case m.written <- c:
+			return roomHanded
+		default:
+		}
+		select {
+		case <-m.quit:
+			return roomStopped
+		case <-tick.C:
+		}
+	}
+}
+
+// roomResult is how awaitRoom ended.
+type roomResult int
+
+const (
+	roomHanded roomResult = iota
+	roomStopped
+	roomExpired
+)
 
 // failBatch fails the calls of a batch that were not handed to the reader.
 func (m *mux) failBatch(calls []*muxCall) {
