@@ -4,12 +4,17 @@
 
 STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.7.0
 
-.PHONY: test bench bench-handoff bench-par lint demo chaos
+.PHONY: test minversions bench bench-handoff bench-par lint demo chaos
 
 # Vet and race-test every module, the short fault-injection table included;
 # compile and test the benchmark module (see CONTRIBUTING.md).
 test:
 	bash scripts/test.sh
+
+# Vet and test every module at the oldest Go and driver versions its
+# go.mod states (scripts/minversions.sh; not part of make test yet).
+minversions:
+	bash scripts/minversions.sh
 
 # Run the benchmarks and print the comparison table.
 bench:
