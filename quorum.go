@@ -169,6 +169,20 @@ type round struct {
 	op      nodeOp
 	results chan nodeResult
 	refs    atomic.Int32
+	// stage times the per-node timeout of a round with patience (see
+	// broadcast); kept with the round, so that a recycled round needs no
+	// new timer.
+	stage *time.Timer
+}
+
+// startStage starts the round's stage timer to fire after d.
+func (r *round) startStage(d time.Duration) <-chan time.Time {
+	if r.stage == nil {
+		r.stage = time.NewTimer(d)
+	} else {
+		r.stage.Reset(d)
+	}
+	return r.stage.C
 }
 
 func (r *round) serve(node int) {
@@ -195,7 +209,7 @@ func (r *round) release() {
 	}
 	settled := r.op.settled
 	pool := r.n.rounds
-	*r = round{results: r.results}
+	*r = round{results: r.results, stage: r.stage}
 	pool.Put(r)
 	if settled != nil {
 		close(settled)
@@ -241,11 +255,20 @@ func (n *nodes) broadcast(ctx context.Context, timeout time.Duration, failFast b
 	for node := range count {
 		go r.serve(node)
 	}
-	var patient <-chan time.Time
-	if limit > timeout {
-		stage := time.NewTimer(timeout)
-		defer stage.Stop()
-		patient = stage.C
+	// With patience, the per-node timeout ends the round only once its
+	// outcome is decided: the stage timer starts then, for what is left
+	// of the timeout (none: the round ends at once). Until then nothing
+	// needs it, which keeps it out of the common round.
+	patient := limit > timeout
+	var (
+		began time.Time
+		stage <-chan time.Time
+	)
+	if patient {
+		began = time.Now()
+	}
+	timedOut := func() error {
+		return fmt.Errorf("no reply within the per-node timeout of %v: %w", timeout, context.DeadlineExceeded)
 	}
 
 	var answered nodeSet
@@ -270,14 +293,17 @@ collect:
 			if failFast && t.decided(n.quorum) {
 				break collect
 			}
-		case <-patient:
-			// Past the per-node timeout, the round waits only for an
-			// outcome that is not decided yet.
-			patient, failFast = nil, true
-			if t.decided(n.quorum) {
-				unanswered(fmt.Errorf("no reply within the per-node timeout of %v: %w", timeout, context.DeadlineExceeded))
-				break collect
+			if patient && stage == nil && t.replied < count && t.decided(n.quorum) {
+				left := timeout - time.Since(began)
+				if left <= 0 {
+					unanswered(timedOut())
+					break collect
+				}
+				stage = r.startStage(left)
 			}
+		case <-stage:
+			unanswered(timedOut())
+			break collect
 		case <-ctx.Done():
 			err := ctx.Err()
 			if errors.Is(err, context.DeadlineExceeded) && context.Cause(ctx) == err {
@@ -286,6 +312,9 @@ collect:
 			unanswered(err)
 			break collect
 		}
+	}
+	if r.stage != nil {
+		r.stage.Stop()
 	}
 	r.release()
 	return t
