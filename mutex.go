@@ -435,7 +435,7 @@ func (m *Mutex) release(ctx context.Context, calls *lockCalls, tr *nodeTrace) (b
 // patience is how long Extend and Unlock may wait for the nodes whose
 // answers decide the outcome, past the per-node timeout: until the
 // validity of the acquisition ends, when this Mutex knows it (not for
-// WithValue's). A node that waits for a connection of a busy shared pool
+// WithValue's, nor for automatic extension). A node that waits for a connection of a busy shared pool
 // then still counts, as in redsync v4, where the pool's own timeout was
 // the only bound; once a quorum decided the outcome, the call returns at
 // the per-node timeout as before (see nodeOp.patience).
@@ -501,9 +501,12 @@ func (m *Mutex) extend(ctx context.Context, tr *nodeTrace) (bool, error) {
 	// timeout), even with WithFailFast, so that an Unlock that follows
 	// cannot be overtaken by it.
 	op := nodeOp{call: &extend, trace: tr}
-	if !m.setNXOnExtend {
+	_, automatic := ctx.Value(extenderKey{}).(*extender)
+	if !m.setNXOnExtend && !automatic {
 		// Not with SetNX: a round that returned at a quorum would leave
 		// slower nodes' SETs in flight, which Unlock could not wait for.
+		// Not for automatic extension either, which tries again within
+		// the interval and must notice a loss soon (see lease.go).
 		op.patience = m.patience()
 	}
 	t := m.nodes.broadcast(ctx, m.nodeTimeout(), m.failFast && !m.setNXOnExtend, op)
