@@ -1,6 +1,6 @@
 module github.com/go-redlock/redsync
 
-go 1.25.0
+go 1.24.0
 
 require (
 	github.com/gomodule/redigo v1.8.8

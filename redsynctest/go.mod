@@ -1,6 +1,6 @@
 module github.com/go-redlock/redsync/redsynctest
 
-go 1.25.0
+go 1.24.0
 
 replace github.com/go-redlock/redsync => ..
 

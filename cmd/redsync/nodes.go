@@ -172,10 +172,12 @@ func connect(nodes []node) []serverInfo {
 	infos := make([]serverInfo, len(nodes))
 	var wg sync.WaitGroup
 	for i, n := range nodes {
-		wg.Go(func() {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
 			info, err := n.client.Info(ctx, "server").Result()
 			infos[i] = serverInfo{runID: infoField(info, "run_id"), err: err}
-		})
+		}()
 	}
 	wg.Wait()
 	return infos

@@ -36,7 +36,11 @@ func sameServer(labels []string, opts []*goredislib.Options) error {
 	servers := make([][]string, len(opts))
 	var wg sync.WaitGroup
 	for i, o := range opts {
-		wg.Go(func() { servers[i] = serverNames(ctx, o.Addr, local) })
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			servers[i] = serverNames(ctx, o.Addr, local)
+		}()
 	}
 	wg.Wait()
 	first := map[string]int{}

@@ -66,7 +66,11 @@ func runStatus(args []string, stdout, stderr io.Writer) int {
 			states[i] = nodeState{err: err}
 			continue
 		}
-		wg.Go(func() { states[i] = readState(n.client, name) })
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			states[i] = readState(n.client, name)
+		}()
 	}
 	wg.Wait()
 

@@ -256,7 +256,11 @@ func run(ctx context.Context, out io.Writer, cfg config) (err error) {
 			),
 		}
 		workers[i] = w
-		wg.Go(func() { c.work(ctx, w) })
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			c.work(ctx, w)
+		}()
 	}
 	wg.Wait()
 

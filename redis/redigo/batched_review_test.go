@@ -200,7 +200,9 @@ func TestReviewOwnRepliesUnderKills(t *testing.T) {
 			)
 			stop := make(chan struct{})
 			var chaosWG sync.WaitGroup
-			chaosWG.Go(func() {
+			chaosWG.Add(1)
+			go func() {
+				defer chaosWG.Done()
 				for i := 0; ; i++ {
 					select {
 					case <-stop:
@@ -213,12 +215,14 @@ func TestReviewOwnRepliesUnderKills(t *testing.T) {
 						_, _ = srv.Do("SCRIPT", "FLUSH")
 					}
 				}
-			})
+			}()
 			var ok, failed atomic.Int64
 			errs := make(chan error, goroutines)
 			var wg sync.WaitGroup
 			for g := range goroutines {
-				wg.Go(func() {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
 					for i := range calls {
 						arg := fmt.Sprintf("%d/%d", g, i)
 						timeout := time.Duration(1+rand.IntN(40)) * time.Millisecond
@@ -236,7 +240,7 @@ func TestReviewOwnRepliesUnderKills(t *testing.T) {
 							return
 						}
 					}
-				})
+				}()
 			}
 			wg.Wait()
 			close(stop)
@@ -281,7 +285,9 @@ func TestReviewOwnRepliesSlowLink(t *testing.T) {
 			errs := make(chan error, goroutines)
 			var wg sync.WaitGroup
 			for g := range goroutines {
-				wg.Go(func() {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
 					for i := range calls {
 						arg := fmt.Sprintf("%d/%d", g, i)
 						timeout := time.Duration(5+rand.IntN(40)) * time.Millisecond
@@ -308,7 +314,7 @@ func TestReviewOwnRepliesSlowLink(t *testing.T) {
 							late.Add(1)
 						}
 					}
-				})
+				}()
 			}
 			wg.Wait()
 			close(errs)
@@ -347,7 +353,9 @@ func TestReviewRetireChurn(t *testing.T) {
 			prefix := "review:retire:" + path.name + ":"
 			stop := make(chan struct{})
 			var flusher sync.WaitGroup
-			flusher.Go(func() {
+			flusher.Add(1)
+			go func() {
+				defer flusher.Done()
 				for {
 					select {
 					case <-stop:
@@ -356,7 +364,7 @@ func TestReviewRetireChurn(t *testing.T) {
 					}
 					_, _ = srv.Do("SCRIPT", "FLUSH")
 				}
-			})
+			}()
 			const (
 				goroutines = 16
 				calls      = 60
@@ -364,7 +372,9 @@ func TestReviewRetireChurn(t *testing.T) {
 			errs := make(chan error, goroutines)
 			var wg sync.WaitGroup
 			for g := range goroutines {
-				wg.Go(func() {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
 					for i := range calls {
 						arg := fmt.Sprintf("%d/%d", g, i)
 						v, err := reviewOwn(b, path.pipelined, prefix, arg, 10*time.Second)
@@ -377,7 +387,7 @@ func TestReviewRetireChurn(t *testing.T) {
 							return
 						}
 					}
-				})
+				}()
 			}
 			wg.Wait()
 			close(stop)
@@ -413,7 +423,9 @@ func TestReviewCloseMidFlight(t *testing.T) {
 			errs := make(chan error, goroutines*20)
 			var wg sync.WaitGroup
 			for g := range goroutines {
-				wg.Go(func() {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
 					for i := range 20 {
 						arg := fmt.Sprintf("%d/%d", g, i)
 						v, err := reviewOwn(b, path.pipelined, prefix, arg, 5*time.Second)
@@ -423,7 +435,7 @@ func TestReviewCloseMidFlight(t *testing.T) {
 							}
 						}
 					}
-				})
+				}()
 			}
 			time.Sleep(60 * time.Millisecond)
 			if err := b.Close(); err != nil {
@@ -465,7 +477,9 @@ func TestReviewNoScriptThenKill(t *testing.T) {
 				var wg sync.WaitGroup
 				var once sync.Once
 				for g := range n {
-					wg.Go(func() {
+					wg.Add(1)
+					go func() {
+						defer wg.Done()
 						arg := fmt.Sprintf("%d/%d", round, g)
 						v, err := reviewOwn(b, path.pipelined, prefix, arg, 5*time.Second)
 						once.Do(func() {
@@ -478,7 +492,7 @@ func TestReviewNoScriptThenKill(t *testing.T) {
 								errs <- err
 							}
 						}
-					})
+					}()
 				}
 				// Kill the connections while EVALs are held or in flight.
 				killed := make(chan struct{})

@@ -193,7 +193,9 @@ func TestBatchedConcurrentReplies(t *testing.T) {
 			errs := make(chan error, goroutines)
 			var wg sync.WaitGroup
 			for g := range goroutines {
-				wg.Go(func() {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
 					<-start
 					for i := range calls {
 						arg := fmt.Sprintf("%d/%d", g, i)
@@ -203,7 +205,7 @@ func TestBatchedConcurrentReplies(t *testing.T) {
 							return
 						}
 					}
-				})
+				}()
 			}
 			close(start)
 			wg.Wait()
@@ -291,12 +293,14 @@ func TestBatchedNoScript(t *testing.T) {
 				var wg sync.WaitGroup
 				errs := make(chan error, 50)
 				for g := range 50 {
-					wg.Go(func() {
+					wg.Add(1)
+					go func() {
+						defer wg.Done()
 						arg := fmt.Sprintf("%d/%d", round, g)
 						if v, err := echo(b, path.pipelined, arg, 10*time.Second); string(asBytes(v)) != arg || err != nil {
 							errs <- fmt.Errorf("echo(%q) after SCRIPT FLUSH = %#v, %v; want %q, nil", arg, v, err, arg)
 						}
-					})
+					}()
 				}
 				wg.Wait()
 				close(errs)
@@ -453,7 +457,9 @@ func TestBatchedRedsync(t *testing.T) {
 			errs := make(chan error, goroutines)
 			var wg sync.WaitGroup
 			for g := range goroutines {
-				wg.Go(func() {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
 					m := rs.NewMutex(fmt.Sprintf("batched:%d:%d", nodes, g), redsync.WithExpiry(20*time.Second))
 					for range rounds {
 						if err := m.Lock(); err != nil {
@@ -465,7 +471,7 @@ func TestBatchedRedsync(t *testing.T) {
 							return
 						}
 					}
-				})
+				}()
 			}
 			wg.Wait()
 			close(errs)
@@ -531,7 +537,9 @@ func TestBatchedRetire(t *testing.T) {
 		errs := make(chan error, 20)
 		var wg sync.WaitGroup
 		for g := range 20 {
-			wg.Go(func() {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
 				for i := 0; time.Now().Before(end); i++ {
 					arg := fmt.Sprintf("%d/%d", g, i)
 					if v, err := echo(b, g%2 == 0, arg, 10*time.Second); string(asBytes(v)) != arg || err != nil {
@@ -539,7 +547,7 @@ func TestBatchedRetire(t *testing.T) {
 						return
 					}
 				}
-			})
+			}()
 		}
 		wg.Wait()
 		close(errs)

@@ -1,6 +1,6 @@
 module github.com/go-redlock/redsync/redis/rueidis
 
-go 1.25.0
+go 1.24.0
 
 require (
 	github.com/go-redlock/redsync v0.0.0
