@@ -136,7 +136,9 @@ func (m *Mutex) Lock() error {
 // LockContext is Lock bounded by ctx. When ctx ends first, the error
 // matches both [ErrFailed] and ctx.Err() (context.Cause(ctx) when a cause
 // was set), and nothing is left locked: a try cut short is undone on every
-// node with a short timeout of its own.
+// node with a short timeout of its own. It also carries the error of the
+// last try that ctx did not cut short (a *[ErrTaken] when the lock was
+// held), when there was one.
 func (m *Mutex) LockContext(ctx context.Context) error {
 	return m.lock(ctx, m.tries)
 }
@@ -200,7 +202,12 @@ func (m *Mutex) lockContext(ctx context.Context, tries int, rec *acquireRecord) 
 			wait.claim(m)
 			return nil
 		}
-		last = err
+		if last == nil || !cutShort(ctx) {
+			// A try that ctx's deadline cut short tells nothing about the
+			// lock (its nodes time out with it); the error of the try
+			// before it, such as ErrTaken, is kept as the last one.
+			last = err
+		}
 		wait.tried(split)
 		if ctx.Err() != nil {
 			return &cancelError{cause: context.Cause(ctx), last: last}
@@ -218,6 +225,14 @@ func (m *Mutex) lockContext(ctx context.Context, tries int, rec *acquireRecord) 
 		}
 	}
 	return last
+}
+
+// cutShort reports whether ctx's deadline has passed: a try that
+// returns then was cut short by it, even when ctx does not say so yet (a
+// driver that keeps deadlines returns its timeout at the deadline).
+func cutShort(ctx context.Context) bool {
+	deadline, ok := ctx.Deadline()
+	return ok && !time.Now().Before(deadline)
 }
 
 // acquire makes one try: the acquire script on every node, then the

@@ -753,3 +753,31 @@ func TestShufflePools(t *testing.T) {
 		}
 	}
 }
+
+// TestLockCutShortKeepsLastError: when ctx's deadline cuts a try short,
+// LockContext's error carries the error of the try before it (here
+// ErrTaken), not the timeouts of the try that the deadline ended.
+func TestLockCutShortKeepsLastError(t *testing.T) {
+	c := newFakeCluster(3)
+	for _, n := range c.nodes {
+		n.set("k", "other")
+	}
+	hold := make(chan struct{})
+	defer close(hold)
+	m := c.mutex("k", WithTries(100), WithRetryDelayFunc(func(int) time.Duration {
+		// After the first try: every command now waits until ctx ends.
+		for _, n := range c.nodes {
+			n.mu.Lock()
+			n.block = hold
+			n.mu.Unlock()
+		}
+		return 0
+	}), WithExpiry(2*time.Second), WithTimeoutFactor(0.5))
+	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+	defer cancel()
+	err := m.LockContext(ctx)
+	var taken *ErrTaken
+	if !errors.Is(err, context.DeadlineExceeded) || !errors.As(err, &taken) {
+		t.Errorf("LockContext() = %v, want an error matching DeadlineExceeded and *ErrTaken (the try before the deadline)", err)
+	}
+}
