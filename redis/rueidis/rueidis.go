@@ -26,9 +26,10 @@ import (
 )
 
 var (
-	_ redis.Pool         = (*pool)(nil)
-	_ redis.ScriptRunner = (*pool)(nil)
-	_ redis.Conn         = (*conn)(nil)
+	_ redis.Pool           = (*pool)(nil)
+	_ redis.ScriptRunner   = (*pool)(nil)
+	_ redis.DeadlineKeeper = (*pool)(nil)
+	_ redis.Conn           = (*conn)(nil)
 )
 
 type pool struct {
@@ -48,6 +49,14 @@ func (p *pool) Get(ctx context.Context) (redis.Conn, error) {
 		ctx = context.Background()
 	}
 	return &conn{client: p.client, ctx: ctx}, nil
+}
+
+// KeepsDeadlines reports true: rueidis ends every command by its
+// context's deadline, with or without auto-pipelining (the adapter suite's
+// paused-server check holds for every client option the tests use). With
+// one node, the core then runs each command on the caller's goroutine.
+func (p *pool) KeepsDeadlines() bool {
+	return true
 }
 
 // RunScript sends EVALSHA, and EVAL when the server answers NOSCRIPT.

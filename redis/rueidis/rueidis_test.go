@@ -76,6 +76,18 @@ func TestConformance(t *testing.T) {
 	}
 }
 
+// TestKeepsDeadlines: the pool vouches for ctx deadlines, which
+// TestConformance's paused-server check holds it to, for every client
+// option.
+func TestKeepsDeadlines(t *testing.T) {
+	srv := redistest.Start(t)
+	pool := rueidis.NewPool(newClient(t, srv.Addr(), func(o *rueidislib.ClientOption) { o.DisableCache = true }))
+	k, ok := pool.(redis.DeadlineKeeper)
+	if !ok || !k.KeepsDeadlines() {
+		t.Errorf("pool is a DeadlineKeeper: %v; want one that keeps deadlines", ok)
+	}
+}
+
 func TestLock(t *testing.T) {
 	for _, opt := range clientOptions {
 		t.Run(opt.name, func(t *testing.T) {
