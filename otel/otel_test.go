@@ -315,6 +315,7 @@ func nodes(t *testing.T, n int) ([]*redistest.Server, []redis.Pool) {
 type tally struct {
 	mu       sync.Mutex
 	acquires []redsync.AcquireEvent
+	lost     chan struct{} // signalled by OnLost, when not nil
 }
 
 func (t *tally) OnAcquire(_ context.Context, e redsync.AcquireEvent) {
@@ -324,7 +325,12 @@ func (t *tally) OnAcquire(_ context.Context, e redsync.AcquireEvent) {
 }
 func (*tally) OnExtend(context.Context, redsync.ExtendEvent)   {}
 func (*tally) OnRelease(context.Context, redsync.ReleaseEvent) {}
-func (*tally) OnLost(context.Context, redsync.LostEvent)       {}
+func (t *tally) OnLost(context.Context, redsync.LostEvent) {
+	select {
+	case t.lost <- struct{}{}:
+	default: // nil, or a loss already signalled
+	}
+}
 
 // acquireEvents returns a copy of the AcquireEvents told so far.
 func (t *tally) acquireEvents() []redsync.AcquireEvent {
@@ -356,7 +362,9 @@ func nodeResults(e redsync.AcquireEvent, outcomes ...redsync.NodeOutcome) int {
 func TestObserverOnServers(t *testing.T) {
 	servers, pools := nodes(t, 3)
 	r := newRecorder(t)
-	events := &tally{}
+	// MultiObserver calls events after r.obs: once events saw a loss,
+	// the OpenTelemetry observer has recorded it.
+	events := &tally{lost: make(chan struct{}, 1)}
 	rs := redsync.New(pools...)
 	rs.SetObserver(redsync.MultiObserver(r.obs, events))
 	const timeoutFactor = 0.5 // a per-node timeout of 4 s with the default expiry
@@ -394,6 +402,13 @@ func TestObserverOnServers(t *testing.T) {
 	case <-ctx.Done():
 	case <-time.After(redsync.DefaultExpiry):
 		t.Fatalf("the lock deleted on 2 of 3 nodes was not lost within its expiry of %v", redsync.DefaultExpiry)
+	}
+	// The context ends first, then the observers hear of the loss (on
+	// the extender's goroutine): wait for them before reading metrics.
+	select {
+	case <-events.lost:
+	case <-time.After(redsync.DefaultExpiry):
+		t.Fatalf("no OnLost within %v of the context's end", redsync.DefaultExpiry)
 	}
 	lost.Unlock()
 
