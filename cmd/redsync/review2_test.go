@@ -113,15 +113,7 @@ func review2Daemon(token string) string {
 // whether the check failed, with what it found in *why.
 func review2CheckGone(t *testing.T, r *proc, codefile, token string, why *string) bool {
 	t.Helper()
-	var code int
-	var stderr string
-	if codefile != "" {
-		code, _ = strconv.Atoi(strings.TrimSpace(waitFile(t, codefile, 30*time.Second, r)))
-		stderr = readString(codefile + ".err")
-	} else {
-		code = r.wait(t)
-		stderr = r.stderr.String()
-	}
+	code, stderr := review2Exit(t, r, codefile)
 	left := review2Leftovers(token)
 	if len(left) > 0 {
 		*why = fmt.Sprintf("redsync exited with %d (the lock released) while processes of the job ran: %v; stderr:\n%s", code, left, stderr)
@@ -134,20 +126,25 @@ func review2CheckGone(t *testing.T, r *proc, codefile, token string, why *string
 	return false
 }
 
+// review2Exit waits for redsync's exit and returns its status and stderr:
+// r's own, or, when codefile is not "", those that a wrapper wrote to
+// codefile and codefile.err.
+func review2Exit(t *testing.T, r *proc, codefile string) (int, string) {
+	t.Helper()
+	if codefile == "" {
+		code := r.wait(t)
+		return code, r.stderr.String()
+	}
+	code, _ := strconv.Atoi(strings.TrimSpace(waitFile(t, codefile, 30*time.Second, r)))
+	return code, readString(codefile + ".err")
+}
+
 // review2CheckRefused checks that redsync refused to start COMMAND, with
 // exit status 70 and a message that says wantErr, and that nothing of the
 // job runs.
 func review2CheckRefused(t *testing.T, r *proc, codefile, token, wantErr string) {
 	t.Helper()
-	var code int
-	var stderr string
-	if codefile != "" {
-		code, _ = strconv.Atoi(strings.TrimSpace(waitFile(t, codefile, 30*time.Second, r)))
-		stderr = readString(codefile + ".err")
-	} else {
-		code = r.wait(t)
-		stderr = r.stderr.String()
-	}
+	code, stderr := review2Exit(t, r, codefile)
 	if left := review2Leftovers(token); len(left) > 0 {
 		t.Errorf("processes of the job run after redsync exited: %v", left)
 	}
