@@ -27,21 +27,7 @@ var reviewOwnScript = redis.NewScript(1, "local n = redis.call('INCR', KEYS[1]);
 // reviewOwn runs reviewOwnScript for arg through b (RunScript, or
 // SendScript and Receive) bounded by timeout.
 func reviewOwn(b *redigo.BatchedPool, pipelined bool, prefix, arg string, timeout time.Duration) (any, error) {
-	ctx, cancel := context.WithTimeout(context.Background(), timeout)
-	defer cancel()
-	call := redis.NewScriptCall(reviewOwnScript, prefix+arg, arg)
-	if !pipelined {
-		return b.RunScript(ctx, &call)
-	}
-	p, ok, err := b.SendScript(ctx, &call)
-	switch {
-	case err != nil:
-		return nil, err
-	case !ok:
-		return b.RunScript(ctx, &call)
-	}
-	deadline, _ := ctx.Deadline()
-	return p.Receive(deadline)
+	return runCall(b, pipelined, redis.NewScriptCall(reviewOwnScript, prefix+arg, arg), timeout)
 }
 
 // checkOwn checks that a successful reply of reviewOwn is arg's own, run

@@ -153,9 +153,15 @@ func TestBatchedLock(t *testing.T) {
 // echo runs echoScript with arg through b, RunScript or SendScript and
 // Receive, bounded by timeout.
 func echo(b *redigo.BatchedPool, pipelined bool, arg string, timeout time.Duration) (any, error) {
+	return runCall(b, pipelined, redis.NewScriptCall(echoScript, arg), timeout)
+}
+
+// runCall runs call through b, with RunScript, or with SendScript and
+// Receive when pipelined (RunScript when SendScript has no connection to
+// spare), bounded by timeout.
+func runCall(b *redigo.BatchedPool, pipelined bool, call redis.ScriptCall, timeout time.Duration) (any, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
-	call := redis.NewScriptCall(echoScript, arg)
 	if !pipelined {
 		return b.RunScript(ctx, &call)
 	}
