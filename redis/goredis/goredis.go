@@ -25,6 +25,7 @@ var (
 	_ redis.Pool           = (*pool)(nil)
 	_ redis.ScriptRunner   = (*pool)(nil)
 	_ redis.DeadlineKeeper = (*pool)(nil)
+	_ redis.Clustered      = (*pool)(nil)
 	_ redis.Conn           = (*conn)(nil)
 )
 
@@ -54,6 +55,14 @@ func contextTimeoutEnabled(client goredislib.UniversalClient) bool {
 		return c.Options().ContextTimeoutEnabled
 	}
 	return false
+}
+
+// Clustered reports whether the client is a cluster client
+// (*ClusterClient): the names of a multi-key lock must then share a hash
+// slot (see redsync.NewMultiMutex).
+func (p *pool) Clustered() bool {
+	_, ok := p.client.(*goredislib.ClusterClient)
+	return ok
 }
 
 // KeepsDeadlines reports whether the client ends its commands by their

@@ -1,6 +1,7 @@
 package goredis_test
 
 import (
+	"errors"
 	"strings"
 	"testing"
 	"time"
@@ -118,6 +119,33 @@ func TestClusterClient(t *testing.T) {
 		closeClient(t, client)
 		return goredis.NewPool(client)
 	})
+}
+
+// TestClusterMultiMutex: over a cluster client, a multi-key Mutex whose
+// names are in different hash slots is refused before anything is sent,
+// and one whose names share a hash tag locks them all.
+func TestClusterMultiMutex(t *testing.T) {
+	t.Parallel()
+	servers := redistest.StartCluster(t)
+	addrs := make([]string, len(servers))
+	for i, s := range servers {
+		addrs[i] = s.Addr()
+	}
+	client := goredislib.NewClusterClient(&goredislib.ClusterOptions{Addrs: addrs})
+	closeClient(t, client)
+	rs := redsync.New(goredis.NewPool(client))
+
+	err := rs.NewMultiMutex([]string{"order:42:stock", "order:42:payment"}).Lock()
+	if !errors.Is(err, redsync.ErrInvalidConfig) || !strings.Contains(err.Error(), "hash slot") {
+		t.Errorf("Lock() of names in different slots = %v, want ErrInvalidConfig naming hash slots", err)
+	}
+	m := rs.NewMultiMutex([]string{"{order:42}:stock", "{order:42}:payment"})
+	if err := m.Lock(); err != nil {
+		t.Fatalf("Lock() of names with a common hash tag = %v, want nil", err)
+	}
+	if ok, err := m.Unlock(); !ok || err != nil {
+		t.Errorf("Unlock() = %v, %v, want true, nil", ok, err)
+	}
 }
 
 // TestKeepsDeadlines checks that the pool reports the client's
