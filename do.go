@@ -32,12 +32,29 @@ func (r *Redsync) Do(ctx context.Context, name string, fn func(ctx context.Conte
 	if ctx == nil {
 		ctx = context.Background()
 	}
-	opts = append([]Option{setting(func(c *config) { c.autoExtendOn = true })}, opts...)
-	m := r.NewMutex(name, opts...)
-	if err := m.LockContext(ctx); err != nil {
+	m := r.NewMutex(name, doOptions(opts)...)
+	return holdWhile(ctx, m, m.LockContext, fn, true)
+}
+
+// doOptions returns the options of a Mutex of Do: opts after automatic
+// extension, which Do turns on (WithAutoExtend in opts sets its interval).
+func doOptions(opts []Option) []Option {
+	return append([]Option{setting(func(c *config) { c.autoExtendOn = true })}, opts...)
+}
+
+// holdWhile is Do once m is made: it acquires m's lock with lock, runs fn
+// with the context of runContext, and releases the lock when fn returns or
+// panics. It returns as Do does. Unless carry is set, MutexFromContext
+// finds no Mutex in fn's context: m is not handed out. [RWMutex.Do] and
+// [RWMutex.RDo] share it.
+func holdWhile(ctx context.Context, m *Mutex, lock func(context.Context) error, fn func(ctx context.Context) error, carry bool) (err error) {
+	if err := lock(ctx); err != nil {
 		return err
 	}
 	fnCtx, stop := m.runContext(ctx)
+	if !carry {
+		fnCtx = context.WithValue(fnCtx, mutexKey{}, (*Mutex)(nil))
+	}
 	defer func() {
 		lost := stop()
 		var unlockErr error

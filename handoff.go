@@ -724,9 +724,9 @@ func (lw *lockWait) startTimer(d time.Duration) {
 
 // listens reports whether a Lock of m that has to wait listens for
 // release announcements: with notification on, unless m has several names
-// (see NewMultiMutex).
+// (see NewMultiMutex) or a kind (see lockKind).
 func (m *Mutex) listens() bool {
-	return m.notify != nil && !m.noNotify && m.names == nil
+	return m.notify != nil && !m.noNotify && m.names == nil && m.kind == nil
 }
 
 // tryStarts notes the start of a try.

@@ -37,9 +37,13 @@ type Mutex struct {
 	// for the multi-key scripts (multi.go); nil for one name.
 	names   []string
 	keyArgs []any
-	ttlArg  any              // expiry in ms, formatted once for the scripts
-	now     func() time.Time // the clock; tests replace it
-	notify  *notifier        // the Redsync's release notifications, or nil
+	// kind, when not nil, describes a lock that is not a Mutex of one or
+	// several names (the writer's or a reader's side of an RWMutex): its
+	// scripts replace those of the names.
+	kind   *lockKind
+	ttlArg any              // expiry in ms, formatted once for the scripts
+	now    func() time.Time // the clock; tests replace it
+	notify *notifier        // the Redsync's release notifications, or nil
 
 	mu    sync.Mutex
 	acq   acquisition // the current acquisition (acquisition.go)
@@ -76,6 +80,39 @@ type lockCalls struct {
 	// keep the lock from the waiters of other processes (transfer.go).
 	handoffs int
 }
+
+// lockKind describes a lock that is not a Mutex of one or several names,
+// such as a side of an [RWMutex] (rwmutex.go): the scripts that acquire,
+// release and extend it on a node, with their keys and extra arguments. A
+// Mutex with a kind sends no SET NX in place of its acquire script, takes
+// no part in release notification and local hand-off (its waiting Lock
+// calls poll, with the retry delay), and has no Valid.
+type lockKind struct {
+	acquire kindScript // called with the keys, the value, the TTL, then the args
+	release kindScript // called with the keys, the value, then the args
+	// extend is called with the keys, the value, the TTL, the flag of
+	// WithSetNXOnExtend, then the args.
+	extend kindScript
+}
+
+// kindScript is one script of a lockKind, with its keys (as many as the
+// script's KeyCount) and the arguments that follow the call's own.
+type kindScript struct {
+	script *redis.Script
+	keys   []any
+	args   []any
+}
+
+// call returns the call of s with args between the keys and s.args.
+func (s *kindScript) call(args ...any) redis.ScriptCall {
+	all := make([]any, 0, len(s.keys)+len(args)+len(s.args))
+	all = append(append(append(all, s.keys...), args...), s.args...)
+	return redis.NewScriptCall(s.script, all...)
+}
+
+// errNoValid is the error of Valid on a Mutex with a kind, which is not
+// handed out (the sides of an RWMutex): no GET tells whether it holds.
+var errNoValid = errors.New("redsync: Valid is not available for this lock; use Until")
 
 // validityLeft is what is left at now of the validity of a round that
 // started at start; it is not positive when the validity is over.
@@ -505,9 +542,12 @@ func (m *Mutex) extend(ctx context.Context, tr *nodeTrace) (bool, error) {
 	}
 	calls.awaitSettled(m.nodeTimeout())
 	var extend redis.ScriptCall
-	if m.names != nil {
+	switch {
+	case m.kind != nil:
+		extend = m.kind.extend.call(calls.value, m.ttlArg, setNX)
+	case m.names != nil:
 		extend = m.lockCall(multiExtendScript, nil, calls.value, m.ttlArg, setNX)
-	} else {
+	default:
 		extend = redis.NewScriptCall(extendScript, m.keyArg, calls.value, m.ttlArg, setNX)
 	}
 	start := m.now()
@@ -589,6 +629,9 @@ func (m *Mutex) Valid() (bool, error) {
 // Deprecated: Use Until, which needs no round trip. ValidContext may report
 // true for a lock that expires while the reply travels.
 func (m *Mutex) ValidContext(ctx context.Context) (bool, error) {
+	if m.kind != nil {
+		return false, errNoValid
+	}
 	value, _, err := m.current()
 	if errors.Is(err, errUnlocked) {
 		return false, nil
@@ -625,6 +668,11 @@ func (m *Mutex) ValidContext(ctx context.Context) (bool, error) {
 // makeCalls returns the acquire and release calls for value.
 func (m *Mutex) makeCalls(value string) *lockCalls {
 	c := &lockCalls{value: value}
+	if m.kind != nil {
+		c.acquire = m.kind.acquire.call(c.value, m.ttlArg)
+		c.release = m.kind.release.call(c.value)
+		return c
+	}
 	switch {
 	case m.fence.on || m.guard.on || m.names != nil:
 		c.acquire, c.proposed = m.acquireCall(c.value)

@@ -61,7 +61,8 @@ type grant struct {
 	nodes    []NodeResult
 }
 
-// canHandOver reports whether m's Unlock may hand the lock to a waiter.
+// canHandOver reports whether m's Unlock may hand the lock to a waiter:
+// never for a Mutex with a kind, which does not listen.
 func (m *Mutex) canHandOver() bool {
 	return m.listens() && !m.fence.on && m.notify.watched.Load() > 0
 }
@@ -77,7 +78,7 @@ func (m *Mutex) claimWaiter(calls *lockCalls) (*waiter, *grant) {
 
 // canTakeOver reports whether m's waiting Lock call may be handed a lock.
 func (m *Mutex) canTakeOver() bool {
-	return m.configErr == nil && !m.fence.on && !m.guard.on && m.names == nil
+	return m.configErr == nil && !m.fence.on && !m.guard.on && m.names == nil && m.kind == nil
 }
 
 // claim takes the longest-waiting waiter for key out of the queue to hand
