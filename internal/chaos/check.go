@@ -46,6 +46,9 @@ type Overlap struct {
 	// Name is the lock name both grants held, found by [SweepNames]; ""
 	// from [Sweep].
 	Name string
+	// Open, from [SweepHolders], is how many windows were open when Later
+	// was acquired.
+	Open int
 }
 
 func (o Overlap) String() string {
@@ -56,7 +59,17 @@ func (o Overlap) String() string {
 	if o.Name != "" {
 		s = fmt.Sprintf("%s: %s (names %v and %v)", o.Name, s, o.Earlier.Names, o.Later.Names)
 	}
+	if o.Open > 0 {
+		s = fmt.Sprintf("%s; %s acquired with %d windows open, the earlier %s", s, mode(o.Later), o.Open, mode(o.Earlier))
+	}
 	return s
+}
+
+func mode(g Grant) string {
+	if g.Shared {
+		return "shared"
+	}
+	return "exclusive"
 }
 
 // Sweep finds the double grants: grants acquired while the validity window
@@ -82,6 +95,51 @@ func Sweep(grants []Grant) []Overlap {
 		if open == nil || g.WindowEnd() > open.WindowEnd() {
 			open = g
 		}
+	}
+	return overlaps
+}
+
+// SweepHolders is [Sweep] for the primitives whose holders may hold at
+// once (Grant.Shared): an exclusive grant (a writer) must be acquired
+// while no other window is open, a shared grant (a reader, a permit) while
+// no exclusive window is open and fewer than limit shared ones (limit 0:
+// any number). Since windows only open at acquisitions, that bounds every
+// instant: a writer's window never overlaps another, and at most limit
+// shared windows are open at once. Each grant acquired in breach of it is
+// one Overlap, with one of the windows it breached as Earlier. Grants
+// whose window is empty are skipped.
+func SweepHolders(grants []Grant, limit int) []Overlap {
+	sorted := slices.Clone(grants)
+	slices.SortFunc(sorted, func(a, b Grant) int { return compareInt64(a.Acquired, b.Acquired) })
+	var (
+		overlaps []Overlap
+		open     []*Grant // the windows open at the acquisition at hand
+	)
+	for i := range sorted {
+		g := &sorted[i]
+		if g.WindowEnd() <= g.Acquired {
+			continue
+		}
+		open = slices.DeleteFunc(open, func(o *Grant) bool { return o.WindowEnd() <= g.Acquired })
+		var breached *Grant
+		shared := 0
+		for _, o := range open {
+			switch {
+			case !o.Shared:
+				breached = o
+			case breached == nil && !g.Shared:
+				breached = o
+			default:
+				shared++
+			}
+		}
+		if breached == nil && g.Shared && limit > 0 && shared >= limit {
+			breached = open[0]
+		}
+		if breached != nil {
+			overlaps = append(overlaps, Overlap{Earlier: *breached, Later: *g, Open: len(open)})
+		}
+		open = append(open, g)
 	}
 	return overlaps
 }

@@ -82,6 +82,46 @@ func TestSweepNames(t *testing.T) {
 	}
 }
 
+func TestSweepHolders(t *testing.T) {
+	seq := 0
+	grant := func(shared bool, acquired, validEnd, released int64) Grant {
+		seq++
+		return Grant{Seq: seq, Shared: shared, Acquired: acquired, ValidEnd: validEnd, Released: released}
+	}
+	r := func(acquired, released int64) Grant { return grant(true, acquired, 1000, released) }
+	w := func(acquired, released int64) Grant { return grant(false, acquired, 1000, released) }
+	tests := []struct {
+		name   string
+		limit  int
+		grants []Grant
+		want   []int // the Open of each overlap found
+	}{
+		{"none", 0, nil, nil},
+		{"readers at once", 0, []Grant{r(0, 100), r(10, 90), r(20, 30)}, nil},
+		{"writers one after the other", 0, []Grant{w(0, 10), w(10, 20), r(20, 30), w(30, 40)}, nil},
+		{"writer among readers", 0, []Grant{r(0, 100), r(10, 90), w(20, 30)}, []int{2}},
+		{"reader inside a writer", 0, []Grant{w(0, 100), r(50, 150)}, []int{1}},
+		{"writer inside a writer", 0, []Grant{w(0, 100), w(99, 150)}, []int{1}},
+		{"reader after the writer's validity", 0, []Grant{grant(false, 0, 10, 100), r(10, 150)}, nil},
+		{"reader before the writer's validity end", 0, []Grant{grant(false, 0, 10, 100), r(9, 150)}, []int{1}},
+		{"empty window", 0, []Grant{grant(false, 0, 0, 100), r(1, 150)}, nil},
+		{"permits up to the limit", 2, []Grant{r(0, 100), r(10, 20), r(20, 30), r(30, 100)}, nil},
+		{"permits above the limit", 2, []Grant{r(0, 100), r(10, 90), r(20, 30), r(90, 150)}, []int{2}},
+		{"three at once, unsorted", 2, []Grant{r(20, 30), r(10, 90), r(0, 100)}, []int{2}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var got []int
+			for _, o := range SweepHolders(tt.grants, tt.limit) {
+				got = append(got, o.Open)
+			}
+			if !slices.Equal(got, tt.want) {
+				t.Errorf("SweepHolders(limit %d) found overlaps with %v windows open, want %v", tt.limit, got, tt.want)
+			}
+		})
+	}
+}
+
 func TestConflicts(t *testing.T) {
 	grants := []Grant{
 		{Found: "1/0/a"},

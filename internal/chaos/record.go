@@ -13,12 +13,19 @@ type Grant struct {
 	// redsync.NewMultiMutex, or of one of the names); nil for the one key
 	// of the other rows.
 	Names []string `json:"names,omitempty"`
+	// Shared marks a grant that others may hold at the same time: a read
+	// share of an RWMutex, a permit of a Semaphore (holders.go); a write
+	// lock and a Mutex are exclusive.
+	Shared bool `json:"shared,omitempty"`
 	// Value is the lock value, unique per acquisition.
 	Value    string `json:"value"`
 	Called   int64  `json:"called"`    // TryLock called
 	Acquired int64  `json:"acquired"`  // TryLock returned nil
 	ValidEnd int64  `json:"valid_end"` // Mutex.Until, on the monotonic clock
 	Released int64  `json:"released"`  // Unlock called
+	// Granted are the nodes that granted the grant, for the canary's
+	// counting semaphore (counting.go); nil when unknown.
+	Granted []int `json:"granted,omitempty"`
 
 	// Found is "" when the worker entered an empty resource, else the
 	// occupant it found inside (an occupancy conflict).

@@ -9,12 +9,19 @@ import (
 	goredislib "github.com/redis/go-redis/v9"
 )
 
-// The resource's scripts. enter sets the occupant if there is none, and
-// otherwise counts a conflict and returns the occupant found. leave counts
-// a finished critical section and clears the occupant if it is the caller.
+// The resource's scripts. enter sets the occupant if there is none and no
+// shared holder is inside (gauge.go), and otherwise counts a conflict and
+// returns the occupant found, or how many shared holders. leave counts a
+// finished critical section and clears the occupant if it is the caller.
 var (
 	enterScript = goredislib.NewScript(`
 local found = redis.call('GET', KEYS[1])
+if not found then
+	local shared = redis.call('SCARD', KEYS[3])
+	if shared > 0 then
+		found = shared .. ' shared holders'
+	end
+end
 if found then
 	redis.call('INCR', KEYS[2])
 	return found
@@ -39,6 +46,8 @@ type Resource struct {
 	conflicts string
 	counter   string
 	sections  string
+	inside    string // the shared holders inside (gauge.go)
+	peak      string // the most shared holders seen inside at once
 }
 
 // Totals are the resource's counts.
@@ -46,6 +55,7 @@ type Totals struct {
 	Counter   int64 // the read-sleep-write counter
 	Sections  int64 // critical sections finished
 	Conflicts int64 // entries that found someone inside
+	Peak      int64 // the most shared holders inside at once (gauge.go)
 }
 
 // LostUpdates returns how many counter updates were lost.
@@ -64,6 +74,8 @@ func NewResource(addr, prefix string) *Resource {
 		conflicts: prefix + ":conflicts",
 		counter:   prefix + ":counter",
 		sections:  prefix + ":sections",
+		inside:    prefix + ":inside",
+		peak:      prefix + ":peak",
 	}
 }
 
@@ -81,7 +93,7 @@ func (r *Resource) Close() error { return r.client.Close() }
 // Enter marks owner as inside. It returns "" or, when someone was already
 // inside, that occupant (and counts a conflict).
 func (r *Resource) Enter(ctx context.Context, owner string) (string, error) {
-	return enterScript.Run(ctx, r.client, []string{r.occupant, r.conflicts}, owner).Text()
+	return enterScript.Run(ctx, r.client, []string{r.occupant, r.conflicts, r.inside}, owner).Text()
 }
 
 // Leave counts a finished critical section and marks owner as out.
@@ -122,11 +134,11 @@ func (r *Resource) Occupant(ctx context.Context) (string, error) {
 
 // Totals returns the counts.
 func (r *Resource) Totals(ctx context.Context) (Totals, error) {
-	vals, err := r.client.MGet(ctx, r.counter, r.sections, r.conflicts).Result()
+	vals, err := r.client.MGet(ctx, r.counter, r.sections, r.conflicts, r.peak).Result()
 	if err != nil {
 		return Totals{}, err
 	}
-	var n [3]int64
+	var n [4]int64
 	for i, v := range vals {
 		if s, ok := v.(string); ok {
 			if n[i], err = strconv.ParseInt(s, 10, 64); err != nil {
@@ -134,10 +146,10 @@ func (r *Resource) Totals(ctx context.Context) (Totals, error) {
 			}
 		}
 	}
-	return Totals{Counter: n[0], Sections: n[1], Conflicts: n[2]}, nil
+	return Totals{Counter: n[0], Sections: n[1], Conflicts: n[2], Peak: n[3]}, nil
 }
 
 // Reset deletes the resource's keys.
 func (r *Resource) Reset(ctx context.Context) error {
-	return r.client.Del(ctx, r.occupant, r.conflicts, r.counter, r.sections).Err()
+	return r.client.Del(ctx, r.occupant, r.conflicts, r.counter, r.sections, r.inside, r.peak).Err()
 }
