@@ -33,6 +33,17 @@
 // occupancy flag, a counter and an auditor of its own, and a canary whose
 // worker 0 locks only the first name of each set must make them fire.
 //
+// The semaphore rows (semaphore_rows_test.go) run rows of the table with
+// workers that take permits of one redsync.Semaphore of 2 permits, two
+// goroutines each (holders.go). A permit is a shared grant: the sweep
+// ([SweepHolders]) finds any acquisition made while as many permits'
+// windows as there are permits were open, and the resource's gauge
+// ([Resource.EnterShared]) counts a conflict when more holders than
+// permits are inside. Their canaries run the same workers with a
+// semaphore that counts its holders on each node and grants at a
+// majority ([countingSemaphore]): known unsafe for more than one permit,
+// it must be caught above its permits.
+//
 // go test runs a short table: the rows marked short, each until 100
 // acquisitions, one fault cycle and 2 seconds (a canary until the
 // checkers fire), which keeps both canaries and the fencing canary in

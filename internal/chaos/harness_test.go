@@ -48,7 +48,7 @@ type row struct {
 	nodeArgs      []string      // extra redis-server arguments of the lock nodes
 	longHold      bool          // one grant in longEvery holds longHold
 	fencing       bool          // WithFencing and a guarded write (fencing.go)
-	goroutines    int           // per worker, sharing a Redsync (local hand-off); 0 for one
+	goroutines    int           // per worker, sharing a Redsync (local hand-off, or more tries at once); 0 for one
 	oneShot       bool          // the fault happens once: one cycle
 	short         bool          // also in the short table (go test)
 	// sets, in a multi-key row, are the name sets the workers lock
@@ -56,6 +56,16 @@ type row struct {
 	// lock only the first name of each (a canary).
 	sets          [][]string
 	firstNameOnly bool
+	// primitive, in the rows of the other primitives (holders.go), is what
+	// the workers take of lockKey instead of a Mutex: an RWMutex, whose
+	// tries write one time in writeEvery, a Semaphore of permits permits,
+	// or the canary's counting semaphore. uncheckedReads makes worker 0
+	// take its read shares unchecked (a canary).
+	primitive      string
+	permits        int
+	writeEvery     int
+	uncheckedReads bool
+	workers        int // worker processes; 0 for numWorkers
 
 	// inject runs fault cycles until ctx ends, counting each in
 	// h.cycles, and leaves every node and proxy healthy when it returns.
@@ -117,6 +127,7 @@ type result struct {
 	// the window of another, whatever their names: in a safe row, grants
 	// of disjoint sets.
 	concurrent  int
+	peak        int64 // the most shared holders the resource saw inside at once
 	lostUpdates int64
 	conflicts   int64
 	p50, p99    time.Duration
@@ -147,6 +158,49 @@ func selected(name string, short bool) bool {
 		return regexp.MustCompile(*rowsRE).MatchString(name)
 	}
 	return short || *long
+}
+
+// workerCount returns how many worker processes r runs.
+func (r row) workerCount() int {
+	if r.workers > 0 {
+		return r.workers
+	}
+	return numWorkers
+}
+
+// sharedLimit returns how many shared holders r's primitive allows at
+// once: its permits, or 0 (any number) for read shares.
+func (r row) sharedLimit() int {
+	if r.primitive == primitiveRWMutex {
+		return 0
+	}
+	return r.permits
+}
+
+// auditNames returns the keys the auditor samples in r: the lock names,
+// or the keys of a semaphore's slots; none for the canary's counting
+// semaphore, whose holders are members of a sorted set.
+func (r row) auditNames() []string {
+	switch r.primitive {
+	case "":
+		return lockNames(r.sets)
+	case primitiveSemaphore:
+		var keys []string
+		for i := range r.permits {
+			keys = append(keys, fmt.Sprintf("%s:permit:%d", lockKey, i))
+		}
+		return keys
+	}
+	return nil
+}
+
+// holdersOf returns the grants that held the lock name: those whose
+// Names contain it, or all of them in a row whose grants carry no names.
+func holdersOf(grants []Grant, name string) []Grant {
+	if !slices.ContainsFunc(grants, func(g Grant) bool { return g.Names != nil }) {
+		return grants
+	}
+	return slices.DeleteFunc(slices.Clone(grants), func(g Grant) bool { return !slices.Contains(g.Names, name) })
 }
 
 // lockNames returns the names of sets, each once, in the order of first
@@ -200,7 +254,7 @@ func runRow(t *testing.T, resource *redistest.Server, r row, sc scale) result {
 	if err := h.res.Reset(ctx); err != nil {
 		t.Fatal(err)
 	}
-	h.names = lockNames(r.sets)
+	h.names = r.auditNames()
 	if r.sets != nil {
 		for _, name := range h.names {
 			nr := NewResource(resource.Addr(), NamePrefix(prefix, name))
@@ -235,7 +289,7 @@ func runRow(t *testing.T, resource *redistest.Server, r row, sc scale) result {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for id := range numWorkers {
+	for id := range r.workerCount() {
 		cfg := WorkerConfig{
 			ID:            id,
 			Resource:      resource.Addr(),
@@ -249,6 +303,11 @@ func runRow(t *testing.T, resource *redistest.Server, r row, sc scale) result {
 			Sets:          r.sets,
 			FirstNameOnly: r.firstNameOnly && id == 0,
 			Log:           filepath.Join(h.dir, fmt.Sprintf("worker%d.jsonl", id)),
+
+			Primitive:      r.primitive,
+			Permits:        r.permits,
+			WriteEvery:     r.writeEvery,
+			UncheckedReads: r.uncheckedReads && id == 0,
 		}
 		for _, p := range h.proxies {
 			cfg.Nodes = append(cfg.Nodes, p.Addr())
@@ -353,12 +412,16 @@ func runRow(t *testing.T, resource *redistest.Server, r row, sc scale) result {
 	}
 	res.acquisitions = len(grants)
 	res.grants = grants
-	if r.sets == nil {
+	switch {
+	case r.primitive != "":
+		res.overlaps = SweepHolders(grants, r.sharedLimit())
+	case r.sets == nil:
 		res.overlaps = Sweep(grants)
-	} else {
+	default:
 		res.overlaps = SweepNames(grants)
 		res.concurrent = len(Sweep(grants))
 	}
+	res.peak = tot.Peak
 	res.doubleGrants = len(res.overlaps)
 	res.lostUpdates = tot.LostUpdates()
 	res.conflicts = tot.Conflicts
@@ -379,13 +442,9 @@ func runRow(t *testing.T, resource *redistest.Server, r row, sc scale) result {
 	}
 	res.p50, res.p99 = TryLatency(grants, 0.5), TryLatency(grants, 0.99)
 	for i, name := range h.names {
-		holding := grants
-		if r.sets != nil {
-			holding = slices.DeleteFunc(slices.Clone(grants), func(g Grant) bool { return !slices.Contains(g.Names, name) })
-		}
-		res.audit.add(Audit(samples[i], holding, quorum))
+		res.audit.add(Audit(samples[i], holdersOf(grants, name), quorum))
 	}
-	if r.kind == safe && len(res.overlaps) > 0 {
+	if r.kind == safe && len(res.overlaps) > 0 && len(samples) > 0 {
 		o := res.overlaps[0]
 		i := max(0, slices.Index(h.names, o.Name))
 		logSamples(t, samples[i], o)
@@ -436,7 +495,7 @@ func ms(ns int64) float64 { return float64(ns) / 1e6 }
 // failure messages.
 func (h *harness) workerErrors() string {
 	var b strings.Builder
-	for id := range numWorkers {
+	for id := range h.row.workerCount() {
 		data, _ := os.ReadFile(filepath.Join(h.dir, fmt.Sprintf("worker%d.stderr", id)))
 		if s := strings.TrimSpace(string(data)); s != "" {
 			fmt.Fprintf(&b, "\nworker %d stderr:\n%s", id, lastLines(s, 10))
@@ -527,16 +586,26 @@ func (h *harness) waitLongHolder(ctx context.Context) (id int, ok bool) {
 }
 
 // longHolders returns the ids of the workers inside a long critical
-// section, as the resources show them now.
+// section, as the resources show them now: as the occupant, or among the
+// shared holders.
 func (h *harness) longHolders(ctx context.Context) []int {
 	var ids []int
 	for _, r := range h.sectionResources() {
 		occ, err := r.Occupant(ctx)
-		if err != nil || !IsLongHold(occ) {
+		if err != nil {
 			continue
 		}
-		if id, ok := WorkerOf(occ); ok && !slices.Contains(ids, id) {
-			ids = append(ids, id)
+		inside, err := r.Inside(ctx)
+		if err != nil {
+			continue
+		}
+		for _, o := range append(inside, occ) {
+			if !IsLongHold(o) {
+				continue
+			}
+			if id, ok := WorkerOf(o); ok && !slices.Contains(ids, id) {
+				ids = append(ids, id)
+			}
 		}
 	}
 	return ids

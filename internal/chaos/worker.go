@@ -64,6 +64,21 @@ type WorkerConfig struct {
 	// the first name of each set, but enters the resources of all of them
 	// and logs the grant as holding the whole set.
 	FirstNameOnly bool `json:"first_name_only"`
+
+	// Primitive, when set, makes the worker take another primitive of the
+	// name Key than a Mutex (holders.go): "rwmutex", "semaphore" (of
+	// Permits permits), or "counting", the canary's majority-counting
+	// semaphore (counting.go). Goroutines then runs that many goroutines,
+	// each trying once at a time as a worker of a Mutex does. Primitive
+	// does not go with Sets or Fencing.
+	Primitive string `json:"primitive,omitempty"`
+	Permits   int    `json:"permits,omitempty"`
+	// WriteEvery: one try in WriteEvery of an rwmutex worker takes the
+	// write lock, the others a read share.
+	WriteEvery int `json:"write_every,omitempty"`
+	// UncheckedReads, a canary of the rwmutex rows: the worker takes its
+	// read shares as the lock of another name, which no writer checks.
+	UncheckedReads bool `json:"unchecked_reads,omitempty"`
 }
 
 // WorkerMain runs the worker configured by $REDSYNC_CHAOS_WORKER until
@@ -146,10 +161,11 @@ func NewNodeClient(addr string) *goredislib.Client {
 // ends is finished first.
 func RunWorker(ctx context.Context, cfg WorkerConfig, out io.Writer) error {
 	pools := make([]redis.Pool, len(cfg.Nodes))
+	clients := make([]*goredislib.Client, len(cfg.Nodes))
 	for i, addr := range cfg.Nodes {
-		client := NewNodeClient(addr)
-		defer client.Close()
-		pools[i] = goredis.NewPool(client)
+		clients[i] = NewNodeClient(addr)
+		defer clients[i].Close()
+		pools[i] = goredis.NewPool(clients[i])
 	}
 	res := NewResource(cfg.Resource, cfg.Prefix)
 	defer res.Close()
@@ -169,6 +185,10 @@ func RunWorker(ctx context.Context, cfg WorkerConfig, out io.Writer) error {
 	lw := &logWriter{enc: json.NewEncoder(w)}
 	lw.sum = Summary{Worker: cfg.ID, Failures: map[string]int{}, Samples: map[string]string{}}
 	switch {
+	case cfg.Primitive != "":
+		if err := runHolders(ctx, cfg, rs, clients, opts, res, lw); err != nil {
+			return err
+		}
 	case len(cfg.Sets) > 0:
 		if cfg.Goroutines > 1 || cfg.Fencing {
 			return errors.New("chaos worker: Sets do not go with Goroutines or Fencing")
