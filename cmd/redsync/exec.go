@@ -14,7 +14,6 @@ import (
 	"os/exec"
 	"os/signal"
 	"slices"
-	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -27,7 +26,12 @@ const (
 	envName    = "REDSYNC_LOCK_NAME"
 	envValue   = "REDSYNC_LOCK_VALUE"
 	envFencing = "REDSYNC_FENCING_TOKEN"
+	envPermit  = "REDSYNC_PERMIT"
 )
+
+// envVars are the variables that exec sets for COMMAND; inherited ones
+// are removed.
+var envVars = []string{envName, envValue, envFencing, envPermit}
 
 // forwarded are the signals that redsync passes on to the command. While
 // it waits for the lock, they end the wait.
@@ -106,21 +110,26 @@ func runExec(args []string, stdout, stderr io.Writer) int {
 		logger := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
 		mutexOpts = append(mutexOpts, redsync.WithObserver(redsync.SlogObserver(logger)))
 	}
-	m := redsync.New(pools(nodes)...).NewMutex(name, mutexOpts...)
+	rs := redsync.New(pools(nodes)...)
+	var t taker = lockTaker{m: rs.NewMutex(name, mutexOpts...), fencing: o.fencing}
+	if o.permits > 0 {
+		t = permitTaker{s: rs.NewSemaphore(name, o.permits, mutexOpts...)}
+	}
 
 	sigs := make(chan os.Signal, 8)
 	signal.Notify(sigs, forwarded...)
 	defer signal.Stop(sigs)
 
-	if code, ok := acquire(m, &o, nodes, sigs, stderr); !ok {
+	h, code := acquire(t, &o, nodes, sigs, stderr)
+	if h == nil {
 		return code
 	}
-	code := runHolding(m, &o, path, command, sigs, stderr)
+	code = runHolding(h, path, command, &o, sigs, stderr)
 
 	ctx, cancel := context.WithTimeout(context.Background(), o.ttl)
 	defer cancel()
-	if _, err := m.UnlockContext(ctx); err != nil && code != exitLost {
-		errorf(stderr, "releasing lock %q: %s (it expires on the nodes within %v)", name, plain(err), o.ttl)
+	if _, err := h.release(ctx); err != nil && code != exitLost {
+		errorf(stderr, "releasing %s: %s (it expires on the nodes within %v)", h, plain(err), o.ttl)
 	}
 	return code
 }
@@ -138,10 +147,10 @@ func lookPathError(err error) error {
 	return err
 }
 
-// acquire takes the lock, waiting up to --wait, and gives up when one of
-// the forwarded signals arrives. It reports the exit status when the lock
-// was not taken.
-func acquire(m *redsync.Mutex, o *options, nodes []node, sigs <-chan os.Signal, stderr io.Writer) (int, bool) {
+// acquire takes the lock (or a permit), waiting up to --wait, and gives
+// up when one of the forwarded signals arrives. It returns the exit status
+// when it was not taken.
+func acquire(t taker, o *options, nodes []node, sigs <-chan os.Signal, stderr io.Writer) (hold, int) {
 	ctx, cancel := context.WithCancelCause(context.Background())
 	defer cancel(nil)
 	if o.wait > 0 {
@@ -149,53 +158,54 @@ func acquire(m *redsync.Mutex, o *options, nodes []node, sigs <-chan os.Signal, 
 		ctx, stop = context.WithTimeout(ctx, o.wait)
 		defer stop()
 	}
-	done := make(chan error, 1)
+	type result struct {
+		h   hold
+		err error
+	}
+	done := make(chan result, 1)
 	go func() {
-		if o.wait > 0 {
-			done <- m.LockContext(ctx)
-		} else {
-			done <- m.TryLockContext(ctx)
-		}
+		h, err := t.take(ctx, o.wait > 0)
+		done <- result{h, err}
 	}()
-	var err error
+	var r result
 	select {
-	case err = <-done:
+	case r = <-done:
 	case sig := <-sigs:
 		cancel(signalError{sig.(syscall.Signal)})
-		if err = <-done; err == nil {
+		if r = <-done; r.err == nil {
 			// Taken as the signal came: let it go at once.
-			_, _ = m.UnlockContext(context.Background())
+			_, _ = r.h.release(context.Background())
 		}
-		return 128 + int(sig.(syscall.Signal)), false
+		return nil, 128 + int(sig.(syscall.Signal))
 	}
-	if err == nil {
-		return 0, true
+	if r.err == nil {
+		return r.h, 0
 	}
 
-	switch failed := nodeErrors(err); {
+	switch err, failed := r.err, nodeErrors(r.err); {
 	case errors.Is(err, redsync.ErrInvalidConfig):
-		return usageError(stderr, "exec: "+plain(err)), false
+		return nil, usageError(stderr, "exec: "+plain(err))
 	case len(failed) > len(nodes)-(len(nodes)/2+1):
-		errorf(stderr, "lock %q not obtained: %d of %d nodes failed (a quorum needs %d):", m.Name(), len(failed), len(nodes), len(nodes)/2+1)
+		errorf(stderr, "%s not obtained: %d of %d nodes failed (a quorum needs %d):", t, len(failed), len(nodes), len(nodes)/2+1)
 		for _, i := range slices.Sorted(mapKeys(failed)) {
 			fmt.Fprintf(stderr, "  %s: %s\n", nodes[i].label, plain(failed[i]))
 		}
-		return exitUnavailable, false
+		return nil, exitUnavailable
 	}
 	if !o.quiet {
 		within := "at once"
 		if o.wait > 0 {
 			within = "within " + o.wait.String()
 		}
-		errorf(stderr, "lock %q is held elsewhere; not obtained %s", m.Name(), within)
+		errorf(stderr, "%s; not obtained %s", t.heldElsewhere(), within)
 	}
-	return exitNotObtained, false
+	return nil, exitNotObtained
 }
 
-// runHolding runs the command while the lock is held and returns the exit
-// status: the command's, or exitLost when the lock ended before all of the
+// runHolding runs the command while h is held and returns the exit
+// status: the command's, or exitLost when h ended before all of the
 // command's processes were gone.
-func runHolding(m *redsync.Mutex, o *options, path string, command []string, sigs <-chan os.Signal, stderr io.Writer) int {
+func runHolding(h hold, path string, command []string, o *options, sigs <-chan os.Signal, stderr io.Writer) int {
 	if err := adoptOrphans(); err != nil {
 		errorf(stderr, "becoming the subreaper of %s: %v; %s not started", command[0], err, command[0])
 		return exitSoftware
@@ -213,13 +223,13 @@ func runHolding(m *redsync.Mutex, o *options, path string, command []string, sig
 	defer signal.Stop(ctl)
 	defer signal.Stop(chld)
 
-	held := m.Context()
+	held := h.Context()
 	if lockEnded(held) {
 		// The validity ran out before the command could start.
 		errorf(stderr, "%s; %s not started", plain(lossCause(held)), command[0])
 		return exitLost
 	}
-	j, err := startJob(commandOf(m, o, path, command), g.pid())
+	j, err := startJob(commandOf(h, path, command), g.pid())
 	if err != nil {
 		errorf(stderr, "%s: %v", command[0], err)
 		return exitNotExec
@@ -242,12 +252,12 @@ func runHolding(m *redsync.Mutex, o *options, path string, command []string, sig
 }
 
 // commandOf is the command to run: COMMAND with redsync's standard input
-// and outputs, and its environment with the lock's variables.
-func commandOf(m *redsync.Mutex, o *options, path string, command []string) *exec.Cmd {
+// and outputs, and its environment with the variables of h.
+func commandOf(h hold, path string, command []string) *exec.Cmd {
 	cmd := exec.Command(path, command[1:]...)
 	cmd.Args[0] = command[0]
 	cmd.Stdin, cmd.Stdout, cmd.Stderr = os.Stdin, os.Stdout, os.Stderr
-	cmd.Env = childEnv(m, o.fencing)
+	cmd.Env = childEnv(h)
 	return cmd
 }
 
@@ -266,17 +276,14 @@ func exitStatus(cmd *exec.Cmd, err error) int {
 	return cmd.ProcessState.ExitCode()
 }
 
-// childEnv is redsync's environment for the command, with the lock's
-// variables (and without inherited ones that do not apply).
-func childEnv(m *redsync.Mutex, fencing bool) []string {
+// childEnv is redsync's environment for the command, with the variables
+// of h (and without inherited ones that do not apply).
+func childEnv(h hold) []string {
 	env := slices.DeleteFunc(os.Environ(), func(kv string) bool {
-		return strings.HasPrefix(kv, envName+"=") || strings.HasPrefix(kv, envValue+"=") || strings.HasPrefix(kv, envFencing+"=")
+		name, _, _ := strings.Cut(kv, "=")
+		return slices.Contains(envVars, name)
 	})
-	env = append(env, envName+"="+m.Name(), envValue+"="+m.Value())
-	if fencing {
-		env = append(env, envFencing+"="+strconv.FormatUint(m.FencingToken(), 10))
-	}
-	return env
+	return append(env, h.env()...)
 }
 
 // plain returns the text of err on one line, without the library's

@@ -20,6 +20,7 @@ type options struct {
 	wait    time.Duration
 	grace   time.Duration
 	fencing bool
+	permits int // exec --permits: a permit of a semaphore of that many; 0 for the lock
 	quiet   bool
 	verbose bool
 }
@@ -42,6 +43,7 @@ func (o *options) flagSet(command string) *flag.FlagSet {
 		fs.DurationVar(&o.wait, "wait", 0, "")
 		fs.DurationVar(&o.grace, "grace", 0, "")
 		fs.BoolVar(&o.fencing, "fencing", false, "")
+		fs.IntVar(&o.permits, "permits", 0, "")
 		fs.BoolVar(&o.verbose, "verbose", false, "")
 	}
 	return fs
@@ -79,6 +81,10 @@ func (o *options) check(fs *flag.FlagSet) error {
 		return fmt.Errorf("--grace is %v; it must not be negative", o.grace)
 	case o.grace >= o.ttl:
 		return fmt.Errorf("--grace %v is not shorter than --ttl %v; COMMAND must be stopped before the lock's validity ends", o.grace, o.ttl)
+	case given(fs, "permits") && o.permits < 1:
+		return fmt.Errorf("--permits is %d; it must be at least 1", o.permits)
+	case o.permits > 0 && o.fencing:
+		return errors.New("--fencing cannot be combined with --permits: the holders of a semaphore hold at the same time, so there is no order of holders for tokens to follow")
 	}
 	return nil
 }

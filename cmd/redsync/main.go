@@ -59,7 +59,9 @@ unreachable, the key deleted or expired), redsync sends SIGTERM to all of
 it, then SIGKILL after the grace but before the lock's validity ends, and
 exits with 76. SIGINT, SIGTERM, SIGHUP, SIGTSTP and SIGCONT that redsync
 receives are passed on to COMMAND (Ctrl-Z stops both). If redsync dies, a
-guard process kills COMMAND's process group.
+guard process kills COMMAND's process group. With --permits N, redsync
+exec holds one of N permits of the semaphore NAME instead of the lock, so
+that at most N commands run at once; all else is the same.
 
 redsync status prints, for each node, whether the lock key exists, its
 value and its time to live, and says whether a quorum holds the lock.
@@ -76,6 +78,9 @@ Flags:
                      shorter than the TTL, and cut short by the end of the lock's validity
                      (default TTL/2: 4s)
   --fencing          exec: issue a fencing token, passed in REDSYNC_FENCING_TOKEN
+  --permits N        exec: hold one of N permits of the semaphore NAME rather than the lock
+                     NAME, so that at most N commands run at once (every host must give
+                     the same N); not with --fencing
   --quiet            exec: say nothing when the lock is held elsewhere
   --verbose          log the lock's acquisition, extensions, release and loss to stderr
   -h, --help         show this help
@@ -89,13 +94,16 @@ COMMAND also gets:
   REDSYNC_LOCK_VALUE     the random value of this acquisition, stored on the nodes
   REDSYNC_FENCING_TOKEN  with --fencing: a number that grows from one holder of
                          NAME to the next; pass it to the resource you write to
+  REDSYNC_PERMIT         with --permits: the permit held, 0 to N-1 (no two commands
+                         that run at once have the same)
 
 Exit status:
   exec     COMMAND's exit status, or 128+N if a signal N killed it; or
             64  usage error
             69  the lock was not obtained: too many nodes unreachable or failing
             70  redsync could not prepare COMMAND's run; COMMAND did not run
-            75  the lock was not obtained: it is held elsewhere (within --wait)
+            75  the lock was not obtained: it is held elsewhere (within --wait);
+                with --permits, all N permits are
             76  the lock was lost before COMMAND and its processes were gone;
                 what still ran was stopped
            126  COMMAND could not be run
@@ -114,6 +122,9 @@ Examples:
 
   Wait up to a minute for the lock, and pass a fencing token on:
     redsync exec --wait 1m --fencing reindex -- ./reindex.sh
+
+  At most 4 encoders at once across the hosts; wait up to 10 minutes for a turn:
+    redsync exec --permits 4 --wait 10m encode -- ./encode.sh
 
   Who holds the lock?
     redsync status backup
