@@ -152,7 +152,9 @@ func TestSemaphoreNodeFailures(t *testing.T) {
 	s := New(newFakeCluster(5).pools()...).NewSemaphore("sem", 2)
 	wrongType := &RedisError{Node: 0, Err: fmt.Errorf("%w: WRONGTYPE Operation against a key", ErrWrongType)}
 	reset := func(node int) error { return &RedisError{Node: node, Err: errors.New("connection reset")} }
-	noAuth := func(node int) error { return &RedisError{Node: node, Err: errors.New("NOAUTH Authentication required.")} }
+	noAuth := func(node int) error {
+		return &RedisError{Node: node, Err: errors.New("NOAUTH Authentication required.")}
+	}
 	tests := []struct {
 		name          string
 		err           error

@@ -391,8 +391,9 @@ func TestSemaphoreGaugeCanary(t *testing.T) {
 // granting at most P holders, and a holder counted when Q nodes granted
 // it, P+1 holders are possible exactly when (P+1)Q <= PN. So counting is
 // safe only with Q > PN/(P+1), more than a majority when P >= 2 (N = 5:
-// Q = 4 for P = 2 to 4). A search over every way to grant P+1 holders Q
-// nodes each finds a way exactly then.
+// Q = 4 for P = 2 and 3, Q = 5 from P = 4: five holders of four permits
+// can each have the four nodes but one of their own). A search over every
+// way to grant P+1 holders Q nodes each finds a way exactly then.
 func TestCountingAtMajorityIsUnsafe(t *testing.T) {
 	for n := 1; n <= 5; n++ {
 		for p := 1; p <= 4; p++ {
@@ -404,16 +405,26 @@ func TestCountingAtMajorityIsUnsafe(t *testing.T) {
 			}
 		}
 	}
-	// The example of REDLOCK.md: N = 5, P = 2, holders on {1,2,3},
-	// {3,4,5} and {1,2,4,5}, no node counting more than two.
-	count := make([]int, 6)
-	for _, holder := range [][]int{{1, 2, 3}, {3, 4, 5}, {1, 2, 4, 5}} {
-		for _, node := range holder {
-			count[node]++
-		}
+	// The examples: N = 5, P = 2, holders on {1,2,3}, {3,4,5} and
+	// {1,2,4,5} (REDLOCK.md); N = 5, P = 4, Q = 4, holder i on every node
+	// but i.
+	examples := []struct {
+		permits int
+		holders [][]int
+	}{
+		{2, [][]int{{1, 2, 3}, {3, 4, 5}, {1, 2, 4, 5}}},
+		{4, [][]int{{2, 3, 4, 5}, {1, 3, 4, 5}, {1, 2, 4, 5}, {1, 2, 3, 5}, {1, 2, 3, 4}}},
 	}
-	if slices.Max(count) > 2 {
-		t.Errorf("the example counts %v holders per node, want at most 2", count)
+	for _, ex := range examples {
+		count := make([]int, 6)
+		for _, holder := range ex.holders {
+			for _, node := range holder {
+				count[node]++
+			}
+		}
+		if len(ex.holders) != ex.permits+1 || slices.Max(count) > ex.permits {
+			t.Errorf("%d holders of %d permits count %v holders per node, want at most %d", len(ex.holders), ex.permits, count[1:], ex.permits)
+		}
 	}
 }
 
