@@ -43,6 +43,7 @@ const permitInfix = ":permit:"
 //
 // A Semaphore holds no state about its permits: each [Permit] carries its
 // own acquisition. It is safe for concurrent use by several goroutines.
+// Make one with [Redsync.NewSemaphore]; the zero Semaphore is not usable.
 type Semaphore struct {
 	r         *Redsync
 	name      string
@@ -59,7 +60,8 @@ type Semaphore struct {
 // [WithExpiry], [WithDriftFactor], [WithTimeoutFactor], [WithFailFast],
 // [WithShufflePools], [WithGenValueFunc], [WithSetNXOnExtend],
 // [WithRestartGuard], [WithAutoExtend], [WithMaxHold] and [WithObserver]
-// act on every permit as they do on a lock; [WithTries], [WithRetryDelay]
+// act on every permit as they do on a lock (an Observer sees the try of
+// each slot as a TryLock of the slot's key); [WithTries], [WithRetryDelay]
 // and [WithRetryDelayFunc] set the tries of Acquire and the wait between
 // them. [WithReleaseNotification] has no effect: a waiting Acquire polls,
 // and Release announces nothing.
@@ -143,8 +145,10 @@ func (s *Semaphore) TryAcquire(ctx context.Context) (*Permit, error) {
 // A try is a sweep over the slots: starting at a random slot, it tries
 // each slot once, as TryLock does, and stops at the first it acquires. So
 // a try costs one round trip to the nodes when the first slot is free,
-// and up to Permits round trips when all are held. A sweep stops early
-// when so many nodes failed that no slot could get a quorum.
+// and up to Permits round trips when all are held (plus, for a slot that
+// some nodes granted without a quorum, the round that undoes it). A sweep
+// stops early when so many nodes failed that no slot could get a quorum.
+// A waiting Acquire polls: it is not woken when a permit is released.
 //
 // The error matches [ErrFailed] when no permit was acquired; its text
 // says how many permits were found held, and errors.As finds a *[ErrTaken]
