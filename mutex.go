@@ -68,6 +68,7 @@ type lockCalls struct {
 	// finds the key taken (quorum.go).
 	setNX   []any
 	release redis.ScriptCall // announces the release unless WithReleaseNotification(false)
+	undo    redis.ScriptCall // a kind's undo of a failed try (see lockKind), or none: release
 	token   uint64           // WithFencing: the token, set by the try that acquired the lock
 	// settled, when not nil, is closed once every node ended the command
 	// that made this acquisition: a local hand-off returns at a quorum
@@ -90,6 +91,9 @@ type lockCalls struct {
 type lockKind struct {
 	acquire kindScript // called with the keys, the value, the TTL, then the args
 	release kindScript // called with the keys, the value, then the args
+	// undo, when its script is set, undoes a failed try in place of
+	// release; it is called as release is.
+	undo kindScript
 	// extend is called with the keys, the value, the TTL, the flag of
 	// WithSetNXOnExtend, then the args.
 	extend kindScript
@@ -318,7 +322,11 @@ func (m *Mutex) acquire(ctx context.Context, calls *lockCalls, rec *acquireRecor
 	// left nothing to undo.
 	if !t.nothingTaken() {
 		calls.awaitSettled(m.nodeTimeout())
-		m.nodes.fanoutScript(context.WithoutCancel(ctx), m.nodeTimeout(), m.failFast, &calls.release)
+		undo := &calls.release
+		if calls.undo.Script() != nil {
+			undo = &calls.undo
+		}
+		m.nodes.fanoutScript(context.WithoutCancel(ctx), m.nodeTimeout(), m.failFast, undo)
 	}
 
 	switch {
@@ -671,6 +679,9 @@ func (m *Mutex) makeCalls(value string) *lockCalls {
 	if m.kind != nil {
 		c.acquire = m.kind.acquire.call(c.value, m.ttlArg)
 		c.release = m.kind.release.call(c.value)
+		if m.kind.undo.script != nil {
+			c.undo = m.kind.undo.call(c.value)
+		}
 		return c
 	}
 	switch {
