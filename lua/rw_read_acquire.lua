@@ -1,0 +1,38 @@
+-- rw_read_acquire.lua: take a read share of a reader-writer lock on one
+-- node (RWMutex.RLock).
+-- KEYS[1] the writer key W; KEYS[2] the readers' sorted set R; KEYS[3] the
+-- waiting-writer mark Q (see rw_write_acquire.lua). ARGV[1] the reader's
+-- value; ARGV[2] the TTL in ms.
+-- Returns 1 when R now holds ARGV[1] scored with the end of its life (this
+-- node's time plus the TTL, in ms); when a writer holds W, 65536 plus a
+-- fingerprint of its value (as acquire.lua); 0 when a writer waits (Q
+-- exists). An error reply when W or R holds a value of another type.
+-- R's own expiry is kept at least as late as its latest share's, so that
+-- R disappears by itself once every share has expired; expired shares are
+-- removed here too.
+if redis.replicate_commands then
+	-- Redis 3.2 to 4: writes after TIME need effects replication.
+	redis.replicate_commands()
+end
+local time = redis.call('TIME')
+local now = tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)
+local purged = redis.pcall('ZREMRANGEBYSCORE', KEYS[2], '-inf', now)
+if type(purged) == 'table' and purged.err then
+	return redis.error_reply('WRONGTYPE the readers key ' .. KEYS[2] .. ' holds a value that is not a sorted set')
+end
+local writer = redis.pcall('GET', KEYS[1])
+if type(writer) == 'table' and writer.err then
+	return redis.error_reply('WRONGTYPE the key ' .. KEYS[1] .. ' holds a value that is not a string')
+end
+if writer then
+	return 65536 + tonumber(string.sub(redis.sha1hex(writer), 1, 12), 16)
+end
+if redis.call('EXISTS', KEYS[3]) == 1 then
+	return 0
+end
+local ttl = tonumber(ARGV[2])
+redis.call('ZADD', KEYS[2], now + ttl, ARGV[1])
+if redis.call('PTTL', KEYS[2]) < ttl then
+	redis.call('PEXPIRE', KEYS[2], ARGV[2])
+end
+return 1

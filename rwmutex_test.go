@@ -1,0 +1,340 @@
+package redsync
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/go-redlock/redsync/redis"
+)
+
+func TestRWKey(t *testing.T) {
+	tests := []struct {
+		name, readers, waiting string
+		bad                    bool
+	}{
+		{name: "doc", readers: "{doc}:readers", waiting: "{doc}:writer-waiting"},
+		{name: "{doc:7}:lock", readers: "{doc:7}:lock:readers", waiting: "{doc:7}:lock:writer-waiting"},
+		{name: "x{tag}y", readers: "x{tag}y:readers", waiting: "x{tag}y:writer-waiting"},
+		// An open brace without a close one hashes whole, inside a tag too.
+		{name: "a{b", readers: "{a{b}:readers", waiting: "{a{b}:writer-waiting"},
+		// An empty tag does not count, and the "}" that closes it cuts
+		// any tag built around the name.
+		{name: "{}x", bad: true},
+		{name: "{}{x}", bad: true},
+		{name: "a}b", bad: true},
+		{name: "}", bad: true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			readers, err := rwKey(tt.name, readersSuffix)
+			if tt.bad {
+				if !errors.Is(err, ErrInvalidConfig) || !strings.Contains(err.Error(), "hash tag") {
+					t.Errorf("rwKey(%q) = %q, %v; want an error matching ErrInvalidConfig about the hash tag", tt.name, readers, err)
+				}
+				return
+			}
+			waiting, werr := rwKey(tt.name, waitingSuffix)
+			if err != nil || werr != nil || readers != tt.readers || waiting != tt.waiting {
+				t.Errorf("rwKey(%q) = %q, %v and %q, %v; want %q and %q", tt.name, readers, err, waiting, werr, tt.readers, tt.waiting)
+			}
+			slot := keySlot(tt.name)
+			if keySlot(readers) != slot || keySlot(waiting) != slot {
+				t.Errorf("slots of %q, %q, %q = %d, %d, %d; want one slot", tt.name, readers, waiting, slot, keySlot(readers), keySlot(waiting))
+			}
+		})
+	}
+}
+
+// TestRWMutexBadInput checks that a configuration an RWMutex refuses
+// makes every method fail with ErrInvalidConfig, naming the problem, and
+// sends nothing.
+func TestRWMutexBadInput(t *testing.T) {
+	tests := []struct {
+		desc string
+		name string
+		opts []Option
+		want string
+	}{
+		{"empty name", "", nil, "empty mutex name"},
+		{"fencing", "doc", []Option{WithFencing()}, "WithFencing"},
+		{"setNX on extend", "doc", []Option{WithSetNXOnExtend()}, "WithSetNXOnExtend"},
+		{"value", "doc", []Option{WithValue("v")}, "WithValue"},
+		{"no tag for the keys", "{}x", nil, "hash tag"},
+		{"expiry", "doc", []Option{WithExpiry(0)}, "expiry"},
+		{"tries", "doc", []Option{WithTries(0)}, "tries"},
+		{"restart guard shorter than expiry", "doc", []Option{WithRestartGuard(time.Second)}, "restart guard"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.desc, func(t *testing.T) {
+			c := newRWCluster(3)
+			rw := c.rwmutex(tt.name, tt.opts...)
+			check := func(call string, err error) {
+				t.Helper()
+				if !errors.Is(err, ErrInvalidConfig) || !strings.Contains(err.Error(), tt.want) {
+					t.Errorf("%s = %v; want an error matching ErrInvalidConfig that names %q", call, err, tt.want)
+				}
+			}
+			ctx := context.Background()
+			check("Lock()", rw.Lock())
+			check("TryLock()", rw.TryLock())
+			check("RLock()", rw.RLock())
+			check("TryRLock()", rw.TryRLock())
+			_, err := rw.Unlock()
+			check("Unlock()", err)
+			_, err = rw.RUnlock()
+			check("RUnlock()", err)
+			_, err = rw.Extend()
+			check("Extend()", err)
+			_, err = rw.RExtend()
+			check("RExtend()", err)
+			ran := false
+			run := func(context.Context) error { ran = true; return nil }
+			check("Do()", rw.Do(ctx, run))
+			check("RDo()", rw.RDo(ctx, run))
+			if ran {
+				t.Error("Do or RDo ran the function of a bad configuration")
+			}
+			if cause := context.Cause(rw.Context()); !errors.Is(cause, ErrInvalidConfig) {
+				t.Errorf("context.Cause(Context()) = %v; want it to match ErrInvalidConfig", cause)
+			}
+			if n := c.commands(); n != 0 {
+				t.Errorf("the nodes received %d commands; want none", n)
+			}
+		})
+	}
+}
+
+// TestRWMutexSides checks the engine's hooks for the sides of an RWMutex:
+// no SET NX shortcut, no release notification, no hand-off, no Valid.
+func TestRWMutexSides(t *testing.T) {
+	c := newRWCluster(3)
+	rw := c.rwmutex("doc")
+	for _, side := range []struct {
+		name    string
+		m       *Mutex
+		acquire *redis.Script
+		release *redis.Script
+		undo    *redis.Script // nil: release
+	}{
+		{"writer", rw.w, rwWriteAcquireScripts[0], rwWriteReleaseScript, releaseScript},
+		{"reader", rw.newSide(rw.read), rwReadAcquireScripts[0], rwReadReleaseScript, nil},
+	} {
+		t.Run(side.name, func(t *testing.T) {
+			m := side.m
+			calls := m.makeCalls("v")
+			if calls.setNX != nil {
+				t.Errorf("makeCalls: setNX = %v; want none", calls.setNX)
+			}
+			if calls.acquire.Script() != side.acquire || calls.release.Script() != side.release || calls.undo.Script() != side.undo {
+				t.Errorf("makeCalls: acquire, release and undo scripts are not the %s's", side.name)
+			}
+			if m.listens() || m.canHandOver() || m.canTakeOver() {
+				t.Errorf("listens, canHandOver, canTakeOver = %v, %v, %v; want false", m.listens(), m.canHandOver(), m.canTakeOver())
+			}
+			if ok, err := m.Valid(); ok || !errors.Is(err, errNoValid) {
+				t.Errorf("Valid() = %v, %v; want false, errNoValid", ok, err)
+			}
+		})
+	}
+}
+
+func TestRWMutexFake(t *testing.T) {
+	c := newRWCluster(3)
+	a, b := c.rwmutex("doc"), c.rwmutex("doc")
+	readers, _ := rwKey("doc", readersSuffix)
+	waiting, _ := rwKey("doc", waitingSuffix)
+
+	if _, err := a.RUnlock(); !errors.Is(err, ErrNotLocked) {
+		t.Errorf("RUnlock() without RLock = %v; want ErrNotLocked", err)
+	}
+	if _, err := a.RExtend(); !errors.Is(err, ErrNotLocked) {
+		t.Errorf("RExtend() without RLock = %v; want ErrNotLocked", err)
+	}
+	for _, rw := range []*RWMutex{a, a, b} {
+		if err := rw.TryRLock(); err != nil {
+			t.Fatalf("TryRLock() = %v; want nil", err)
+		}
+	}
+	for i, n := range c.nodes {
+		if got := len(n.live(readers)); got != 3 {
+			t.Errorf("node %d: %d live shares; want 3", i, got)
+		}
+	}
+	if _, err := a.Unlock(); !errors.Is(err, ErrNotLocked) {
+		t.Errorf("Unlock() with only read shares = %v; want ErrNotLocked", err)
+	}
+	var taken *ErrTaken
+	if err := b.Lock(); !errors.As(err, &taken) {
+		t.Errorf("Lock() with readers = %v; want *ErrTaken", err)
+	}
+	for i, n := range c.nodes {
+		if mark := n.get(waiting); mark != "" {
+			t.Errorf("node %d: the waiting-writer mark %q is left after Lock gave up", i, mark)
+		}
+	}
+	if ok, err := a.RExtend(); !ok || err != nil {
+		t.Errorf("RExtend() = %v, %v; want true, nil", ok, err)
+	}
+	for range 2 {
+		if ok, err := a.RUnlock(); !ok || err != nil {
+			t.Errorf("RUnlock() = %v, %v; want true, nil", ok, err)
+		}
+	}
+	if _, err := a.RUnlock(); !errors.Is(err, ErrNotLocked) {
+		t.Errorf("a third RUnlock() of two shares = %v; want ErrNotLocked", err)
+	}
+	if ok, err := b.RUnlock(); !ok || err != nil {
+		t.Errorf("RUnlock() = %v, %v; want true, nil", ok, err)
+	}
+
+	if err := a.Lock(); err != nil {
+		t.Fatalf("Lock() = %v; want nil", err)
+	}
+	if err := b.TryRLock(); !errors.As(err, &taken) {
+		t.Errorf("TryRLock() under a writer = %v; want *ErrTaken", err)
+	}
+	if err := b.TryLock(); !errors.As(err, &taken) {
+		t.Errorf("TryLock() under a writer = %v; want *ErrTaken", err)
+	}
+	if ok, err := a.Extend(); !ok || err != nil {
+		t.Errorf("Extend() = %v, %v; want true, nil", ok, err)
+	}
+	if ok, err := a.Unlock(); !ok || err != nil {
+		t.Errorf("Unlock() = %v, %v; want true, nil", ok, err)
+	}
+	if n := c.keyCount(); n != 0 {
+		t.Errorf("%d keys left on the nodes; want none", n)
+	}
+}
+
+// TestRWMutexWaitingWriter checks that the mark of a waiting writer keeps
+// new readers out, and readers that hold the lock in.
+func TestRWMutexWaitingWriter(t *testing.T) {
+	c := newRWCluster(3)
+	reader, writer, late := c.rwmutex("doc"), c.rwmutex("doc"), c.rwmutex("doc")
+	waiting, _ := rwKey("doc", waitingSuffix)
+	if err := reader.TryRLock(); err != nil {
+		t.Fatalf("TryRLock() = %v; want nil", err)
+	}
+	// A writer that is still waiting: its try left the mark.
+	calls := writer.w.makeCalls("w")
+	if _, _, _, err := writer.w.acquire(context.Background(), calls, nil); err == nil {
+		t.Fatal("a writer's try with a reader in = nil; want an error")
+	}
+	var taken *ErrTaken
+	if err := late.TryRLock(); !errors.As(err, &taken) {
+		t.Errorf("TryRLock() with a writer waiting = %v; want *ErrTaken", err)
+	}
+	if ok, err := reader.RExtend(); !ok || err != nil {
+		t.Errorf("RExtend() of a share held before the writer came = %v, %v; want true, nil", ok, err)
+	}
+	if ok, err := reader.RUnlock(); !ok || err != nil {
+		t.Errorf("RUnlock() = %v, %v; want true, nil", ok, err)
+	}
+	if err := writer.TryLock(); err != nil {
+		t.Fatalf("TryLock() once the reader left = %v; want nil", err)
+	}
+	for i, n := range c.nodes {
+		if mark := n.get(waiting); mark != "" {
+			t.Errorf("node %d: the writer's mark %q is left after it took the lock", i, mark)
+		}
+	}
+	if ok, err := writer.Unlock(); !ok || err != nil {
+		t.Errorf("Unlock() = %v, %v; want true, nil", ok, err)
+	}
+	if err := late.TryRLock(); err != nil {
+		t.Errorf("TryRLock() after the writer = %v; want nil", err)
+	}
+	late.RUnlock()
+
+	// A writer that gives up takes its mark back.
+	if err := reader.TryRLock(); err != nil {
+		t.Fatalf("TryRLock() = %v; want nil", err)
+	}
+	if err := writer.TryLock(); !errors.As(err, &taken) {
+		t.Errorf("TryLock() with a reader in = %v; want *ErrTaken", err)
+	}
+	if err := late.TryRLock(); err != nil {
+		t.Errorf("TryRLock() after the writer gave up = %v; want nil", err)
+	}
+	late.RUnlock()
+
+	// A writer that crashed while it waited does not: its mark expires
+	// after its TTL.
+	if _, _, _, err := writer.w.acquire(context.Background(), writer.w.makeCalls("w2"), nil); err == nil {
+		t.Fatal("a writer's try with a reader in = nil; want an error")
+	}
+	if ok, err := reader.RUnlock(); !ok || err != nil {
+		t.Errorf("RUnlock() = %v, %v; want true, nil", ok, err)
+	}
+	if err := late.TryRLock(); !errors.As(err, &taken) {
+		t.Errorf("TryRLock() with a crashed writer's mark = %v; want *ErrTaken", err)
+	}
+	c.clock.Advance(DefaultExpiry + time.Millisecond)
+	if err := late.TryRLock(); err != nil {
+		t.Errorf("TryRLock() once the crashed writer's mark expired = %v; want nil", err)
+	}
+	late.RUnlock()
+	if n := c.keyCount(); n != 0 {
+		t.Errorf("%d keys left on the nodes; want none", n)
+	}
+}
+
+// TestRWMutexRUnlockAgain checks that a share whose release failed on node
+// errors stays held for the next RUnlock, and that an expired one does not.
+func TestRWMutexRUnlockAgain(t *testing.T) {
+	c := newRWCluster(3)
+	rw := c.rwmutex("doc")
+	if err := rw.TryRLock(); err != nil {
+		t.Fatalf("TryRLock() = %v; want nil", err)
+	}
+	c.nodes[0].setFault(rwDown)
+	c.nodes[1].setFault(rwDown)
+	if ok, err := rw.RUnlock(); ok || err == nil || errors.Is(err, ErrLockAlreadyExpired) {
+		t.Errorf("RUnlock() with two nodes down = %v, %v; want false and the nodes' errors", ok, err)
+	}
+	c.nodes[0].setFault(rwUp)
+	c.nodes[1].setFault(rwUp)
+	if ok, err := rw.RUnlock(); !ok || err != nil {
+		t.Errorf("RUnlock() again = %v, %v; want true, nil", ok, err)
+	}
+
+	if err := rw.TryRLock(); err != nil {
+		t.Fatalf("TryRLock() = %v; want nil", err)
+	}
+	c.clock.Advance(DefaultExpiry)
+	if ok, err := rw.RExtend(); ok || !errors.Is(err, ErrLockAlreadyExpired) || !errors.Is(err, ErrExtendFailed) {
+		t.Errorf("RExtend() of an expired share = %v, %v; want false, ErrExtendFailed and ErrLockAlreadyExpired", ok, err)
+	}
+	if ok, err := rw.RUnlock(); ok || !errors.Is(err, ErrLockAlreadyExpired) {
+		t.Errorf("RUnlock() of an expired share = %v, %v; want false, ErrLockAlreadyExpired", ok, err)
+	}
+	if _, err := rw.RUnlock(); !errors.Is(err, ErrNotLocked) {
+		t.Errorf("RUnlock() after the expired share was given up = %v; want ErrNotLocked", err)
+	}
+	if n := c.keyCount(); n != 0 {
+		t.Errorf("%d keys left on the nodes; want none", n)
+	}
+}
+
+// TestRWMutexLostReplies checks that tries whose replies were lost are
+// undone: the script ran on the node, and the key must not outlive the
+// try.
+func TestRWMutexLostReplies(t *testing.T) {
+	c := newRWCluster(3)
+	rw := c.rwmutex("doc", WithTries(2))
+	c.nodes[0].setFault(rwLossy)
+	c.nodes[1].setFault(rwLossy)
+	if err := rw.RLock(); !errors.Is(err, ErrFailed) {
+		t.Errorf("RLock() with two replies lost = %v; want ErrFailed", err)
+	}
+	if err := rw.Lock(); !errors.Is(err, ErrFailed) {
+		t.Errorf("Lock() with two replies lost = %v; want ErrFailed", err)
+	}
+	if n := c.keyCount(); n != 0 {
+		t.Errorf("%d keys left on the nodes; want none", n)
+	}
+}
