@@ -281,7 +281,9 @@ func (rw *RWMutex) Unlock() (bool, error) {
 }
 
 // UnlockContext releases the write lock and reports whether a quorum of
-// nodes released it, as [Mutex.UnlockContext] does. Without a write
+// nodes released it, as [Mutex.UnlockContext] does. On each node it also
+// deletes this RWMutex's waiting-writer mark, which a try of the Lock left
+// where readers were still in while a quorum granted it. Without a write
 // acquisition (also when this RWMutex holds only read shares) it returns
 // an error matching [ErrNotLocked] and sends nothing.
 func (rw *RWMutex) UnlockContext(ctx context.Context) (bool, error) {
