@@ -44,6 +44,15 @@
 // majority ([countingSemaphore]): known unsafe for more than one permit,
 // it must be caught above its permits.
 //
+// The RWMutex rows (rwmutex_rows_test.go) run rows of the table with
+// workers whose goroutines take the write lock of one redsync.RWMutex one
+// time in three and a read share otherwise. A read share is a shared
+// grant, a write lock an exclusive one: the sweep finds a writer's window
+// that overlaps any other, and the gauge counts a conflict when a writer
+// enters while anyone is inside, or a reader while a writer is. Their
+// canary's worker 0 takes its read shares as the lock of another name,
+// which no writer checks.
+//
 // go test runs a short table: the rows marked short, each until 100
 // acquisitions, one fault cycle and 2 seconds (a canary until the
 // checkers fire), which keeps both canaries and the fencing canary in

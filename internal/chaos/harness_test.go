@@ -178,12 +178,15 @@ func (r row) sharedLimit() int {
 }
 
 // auditNames returns the keys the auditor samples in r: the lock names,
-// or the keys of a semaphore's slots; none for the canary's counting
-// semaphore, whose holders are members of a sorted set.
+// the writer's key of an RWMutex (its readers are members of a sorted
+// set), or the keys of a semaphore's slots (semaphore.go); none for the
+// canary's counting semaphore, whose holders are members of a sorted set.
 func (r row) auditNames() []string {
 	switch r.primitive {
 	case "":
 		return lockNames(r.sets)
+	case primitiveRWMutex:
+		return []string{lockKey}
 	case primitiveSemaphore:
 		var keys []string
 		for i := range r.permits {
@@ -665,3 +668,31 @@ func (res *result) markdownRow(runs int) string {
 
 const markdownHeader = `| row | kind | runs | time | fault cycles | acquisitions | double grants | lost updates | occupancy conflicts | try p50 | try p99 | auditor: samples with a quorum holding | failed tries | notes |
 |---|---|---|---|---|---|---|---|---|---|---|---|---|---|`
+
+const holdersMarkdownHeader = `| row | kind | time | fault cycles | acquisitions | of them shared (read shares, permits) | most shared holders inside at once | acquired in breach (sweep) | gauge conflicts | lost updates | try p99 | auditor: samples with a quorum holding | failed tries |
+|---|---|---|---|---|---|---|---|---|---|---|---|---|`
+
+// holdersMarkdownRow formats res, of a row of a primitive with shared
+// holders, as a row of its results table.
+func holdersMarkdownRow(res *result) string {
+	var failed []string
+	for _, class := range []string{"taken", "nodes", "validity", "restarted"} {
+		if n := res.failedTries[class]; n > 0 {
+			failed = append(failed, fmt.Sprintf("%s %d", class, n))
+		}
+	}
+	shared := 0
+	for _, g := range res.grants {
+		if g.Shared {
+			shared++
+		}
+	}
+	audit := "-"
+	if res.audit.Samples > 0 {
+		audit = fmt.Sprintf("%d/%d (%d below quorum)", res.audit.Samples-res.audit.BelowQuorum, res.audit.Samples, res.audit.BelowQuorum)
+	}
+	return fmt.Sprintf("| %s | %s | %v | %d | %d | %d | %d | %d | %d | %d | %v | %s | %s |",
+		res.row.name, res.row.kind, res.duration.Round(time.Second), res.cycles, res.acquisitions, shared,
+		res.peak, res.doubleGrants, res.conflicts, res.lostUpdates,
+		res.p99.Round(10*time.Microsecond), audit, strings.Join(failed, ", "))
+}

@@ -68,6 +68,8 @@ func runHolders(ctx context.Context, cfg WorkerConfig, rs *redsync.Redsync, clie
 	for i := range errs {
 		var takes []take
 		switch cfg.Primitive {
+		case primitiveRWMutex:
+			takes = rwTakes(rs, cfg, opts)
 		case primitiveSemaphore:
 			takes = []take{semaphoreTake(sem)}
 		case primitiveCounting:
@@ -84,6 +86,70 @@ func runHolders(ctx context.Context, cfg WorkerConfig, rs *redsync.Redsync, clie
 	}
 	wg.Wait()
 	return errors.Join(errs...)
+}
+
+// rwTakes returns the takes of one goroutine of an rwmutex worker, each
+// as likely: the write lock of an RWMutex of its own, and cfg.WriteEvery-1
+// times a read share of it. Both wait as callers of Lock and RLock do,
+// with up to rwTries tries 1-4 ms apart: a writer's try that finds
+// readers leaves the waiting writer's mark, which keeps new readers out
+// until the writer has its turn or gives up. (With one try each, the
+// writer gives up and withdraws its mark at once, and readers, many and
+// quick, seldom leave it a quorum; with writers waiting and readers not,
+// readers seldom find no mark.) With cfg.UncheckedReads (a canary), a
+// read share is the lock of a Mutex of another name, which no writer
+// checks.
+func rwTakes(rs *redsync.Redsync, cfg WorkerConfig, opts []redsync.Option) []take {
+	// The observer gives what the RWMutex tells of a read share: its
+	// value and validity end (Value and Until are the writer's). It is
+	// called on the goroutine of RLock, before it returns.
+	obs := &acquireObserver{}
+	rw := rs.NewRWMutex(cfg.Key, append(opts,
+		redsync.WithObserver(obs),
+		redsync.WithTries(rwTries),
+		redsync.WithRetryDelayFunc(func(int) time.Duration { return time.Millisecond + rand.N(3*time.Millisecond) }),
+	)...)
+	write := take{acquire: func() (holding, error) {
+		if err := rw.Lock(); err != nil {
+			return holding{}, err
+		}
+		return holding{value: rw.Value(), until: rw.Until(), names: []string{cfg.Key}, release: rw.Unlock}, nil
+	}}
+	read := take{shared: true, acquire: func() (holding, error) {
+		if err := rw.RLock(); err != nil {
+			return holding{}, err
+		}
+		return holding{value: obs.value, until: obs.until, release: rw.RUnlock}, nil
+	}}
+	if cfg.UncheckedReads {
+		m := rs.NewMutex(cfg.Key+":unchecked", opts...)
+		read.acquire = func() (holding, error) {
+			if err := m.TryLock(); err != nil {
+				return holding{}, err
+			}
+			return holding{value: m.Value(), until: m.Until(), release: m.Unlock}, nil
+		}
+	}
+	takes := []take{write}
+	for range max(1, cfg.WriteEvery-1) {
+		takes = append(takes, read)
+	}
+	return takes
+}
+
+// rwTries is how many tries a Lock or RLock of an rwmutex worker makes.
+const rwTries = 10
+
+// acquireObserver keeps the value and the validity end of the last
+// acquisition it saw. Written and read on the goroutine that acquires.
+type acquireObserver struct {
+	redsync.BaseObserver
+	value string
+	until time.Time
+}
+
+func (o *acquireObserver) OnAcquire(_ context.Context, e redsync.AcquireEvent) {
+	o.value, o.until = e.Value, e.Until
 }
 
 // semaphoreTake takes a permit of s with TryAcquire.

@@ -7,7 +7,6 @@ import (
 	"slices"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/go-redlock/redsync/internal/redistest"
 )
@@ -45,8 +44,10 @@ var semaphoreRows = []semaphoreRow{
 	{base: "blackhole-majority"},
 	{base: "connection-resets", short: true},
 	{base: "baseline", counting: true, short: true},
-	{base: "pause-minority", counting: true},
+	{base: "kill-minority", counting: true},
+	{base: "pause-majority", counting: true},
 	{base: "connection-resets", counting: true},
+	{base: "canary-restart-majority"},
 }
 
 // TestChaosSemaphore runs rows of the fault table with the workers taking
@@ -130,32 +131,4 @@ func logBreaches(t *testing.T, res *result) {
 		}
 	}
 	t.Logf("in %d of %d breaches no node granted more than %d holders", quorumOnly, len(res.overlaps), res.row.permits)
-}
-
-const holdersMarkdownHeader = `| row | kind | time | fault cycles | acquisitions | shared | most shared holders inside at once | acquired in breach (sweep) | gauge conflicts | lost updates | try p99 | auditor: samples with a quorum holding | failed tries |
-|---|---|---|---|---|---|---|---|---|---|---|---|---|`
-
-// holdersMarkdownRow formats res, of a row of a primitive with shared
-// holders, as a row of its results table.
-func holdersMarkdownRow(res *result) string {
-	var failed []string
-	for _, class := range []string{"taken", "nodes", "validity", "restarted"} {
-		if n := res.failedTries[class]; n > 0 {
-			failed = append(failed, fmt.Sprintf("%s %d", class, n))
-		}
-	}
-	shared := 0
-	for _, g := range res.grants {
-		if g.Shared {
-			shared++
-		}
-	}
-	audit := "-"
-	if res.audit.Samples > 0 {
-		audit = fmt.Sprintf("%d/%d (%d below quorum)", res.audit.Samples-res.audit.BelowQuorum, res.audit.Samples, res.audit.BelowQuorum)
-	}
-	return fmt.Sprintf("| %s | %s | %v | %d | %d | %d | %d | %d | %d | %d | %v | %s | %s |",
-		res.row.name, res.row.kind, res.duration.Round(time.Second), res.cycles, res.acquisitions, shared,
-		res.peak, res.doubleGrants, res.conflicts, res.lostUpdates,
-		res.p99.Round(10*time.Microsecond), audit, strings.Join(failed, ", "))
 }

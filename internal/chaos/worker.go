@@ -69,8 +69,8 @@ type WorkerConfig struct {
 	// name Key than a Mutex (holders.go): "rwmutex", "semaphore" (of
 	// Permits permits), or "counting", the canary's majority-counting
 	// semaphore (counting.go). Goroutines then runs that many goroutines,
-	// each trying once at a time as a worker of a Mutex does. Primitive
-	// does not go with Sets or Fencing.
+	// each acquiring in a loop as holders.go tells. Primitive does not go
+	// with Sets or Fencing.
 	Primitive string `json:"primitive,omitempty"`
 	Permits   int    `json:"permits,omitempty"`
 	// WriteEvery: one try in WriteEvery of an rwmutex worker takes the
