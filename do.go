@@ -45,8 +45,9 @@ func doOptions(opts []Option) []Option {
 // holdWhile is Do once m is made: it acquires m's lock with lock, runs fn
 // with the context of runContext, and releases the lock when fn returns or
 // panics. It returns as Do does. Unless carry is set, MutexFromContext
-// finds no Mutex in fn's context: m is not handed out. [RWMutex.Do] and
-// [RWMutex.RDo] share it.
+// finds no Mutex in fn's context: m is not handed out. [RWMutex.Do],
+// [RWMutex.RDo] and [Semaphore.Do] share it; lock may be a function that
+// does nothing, for a lock already acquired.
 func holdWhile(ctx context.Context, m *Mutex, lock func(context.Context) error, fn func(ctx context.Context) error, carry bool) (err error) {
 	if err := lock(ctx); err != nil {
 		return err

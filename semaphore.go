@@ -450,25 +450,16 @@ func (s *Semaphore) Do(ctx context.Context, fn func(ctx context.Context) error) 
 	if ctx == nil {
 		ctx = context.Background()
 	}
-	p, err := s.acquire(ctx, s.tries, []Option{setting(func(c *config) { c.autoExtendOn = true })})
+	p, err := s.acquire(ctx, s.tries, doOptions(nil))
 	if err != nil {
 		return err
 	}
-	fnCtx, stop := p.m.runContext(ctx)
-	// The slot's Mutex is the Permit's: MutexFromContext does not give it
-	// away.
-	fnCtx = context.WithValue(context.WithValue(fnCtx, mutexKey{}, (*Mutex)(nil)), permitKey{}, p)
-	defer func() {
-		lost := stop()
-		var releaseErr error
-		if _, rerr := p.Release(context.WithoutCancel(ctx)); lost == nil {
-			releaseErr = rerr
-		}
-		if lost != nil || releaseErr != nil {
-			err = errors.Join(err, lost, releaseErr)
-		}
-	}()
-	return fn(fnCtx)
+	// The slot's Mutex is the Permit's: fn's context carries the Permit,
+	// and MutexFromContext does not give the Mutex away.
+	held := func(context.Context) error { return nil }
+	return holdWhile(ctx, p.m, held, func(fnCtx context.Context) error {
+		return fn(context.WithValue(fnCtx, permitKey{}, p))
+	}, false)
 }
 
 // permitKey is the context key under which Semaphore.Do stores the Permit.
