@@ -267,7 +267,8 @@ func (n *rwNode) writeAcquire(now time.Time, w, r, q, value string, ttl time.Dur
 }
 
 func (n *rwNode) readAcquire(now time.Time, w, r, q, value string, ttl time.Duration) int64 {
-	n.purge(now, r)
+	// Expired shares stay, as in rw_read_acquire.lua: they keep no reader
+	// out.
 	if current, held := n.strings[w]; held {
 		return fakeHolder(current.value)
 	}
@@ -305,6 +306,7 @@ func (n *rwNode) readExtend(now time.Time, r, value string, ttl time.Duration) i
 		}
 		return replyMissing
 	}
+	n.purge(now, r)
 	n.addShare(now, r, value, ttl)
 	return replyDone
 }

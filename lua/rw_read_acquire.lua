@@ -8,30 +8,31 @@
 -- fingerprint of its value (as acquire.lua); 0 when a writer waits (Q
 -- exists). An error reply when W or R holds a value of another type.
 -- R's own expiry is kept at least as late as its latest share's, so that
--- R disappears by itself once every share has expired; expired shares are
--- removed here too.
+-- R disappears by itself once every share has expired. Expired shares do
+-- not keep readers out, so they are left to the scripts that need them
+-- gone (a writer's acquire, a reader's extension): the common path is one
+-- EXISTS, one ZADD and R's expiry.
 if redis.replicate_commands then
 	-- Redis 3.2 to 4: writes after TIME need effects replication.
 	redis.replicate_commands()
 end
 local time = redis.call('TIME')
 local now = tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)
-local purged = redis.pcall('ZREMRANGEBYSCORE', KEYS[2], '-inf', now)
-if type(purged) == 'table' and purged.err then
-	return redis.error_reply('WRONGTYPE the readers key ' .. KEYS[2] .. ' holds a value that is not a sorted set')
-end
-local writer = redis.pcall('GET', KEYS[1])
-if type(writer) == 'table' and writer.err then
-	return redis.error_reply('WRONGTYPE the key ' .. KEYS[1] .. ' holds a value that is not a string')
-end
-if writer then
-	return 65536 + tonumber(string.sub(redis.sha1hex(writer), 1, 12), 16)
-end
-if redis.call('EXISTS', KEYS[3]) == 1 then
+if redis.call('EXISTS', KEYS[1], KEYS[3]) > 0 then
+	local writer = redis.pcall('GET', KEYS[1])
+	if type(writer) == 'table' and writer.err then
+		return redis.error_reply('WRONGTYPE the key ' .. KEYS[1] .. ' holds a value that is not a string')
+	end
+	if writer then
+		return 65536 + tonumber(string.sub(redis.sha1hex(writer), 1, 12), 16)
+	end
 	return 0
 end
 local ttl = tonumber(ARGV[2])
-redis.call('ZADD', KEYS[2], now + ttl, ARGV[1])
+local added = redis.pcall('ZADD', KEYS[2], now + ttl, ARGV[1])
+if type(added) == 'table' and added.err then
+	return redis.error_reply('WRONGTYPE the readers key ' .. KEYS[2] .. ' holds a value that is not a sorted set')
+end
 if redis.call('PTTL', KEYS[2]) < ttl then
 	redis.call('PEXPIRE', KEYS[2], ARGV[2])
 end

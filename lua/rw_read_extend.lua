@@ -5,7 +5,8 @@
 -- WithSetNXOnExtend, which an RWMutex refuses: a share set again where it
 -- is missing could land next to a writer.
 -- Returns 1 when the share was live and now ends TTL ms from now; -1 when
--- there is no live share (an expired one is removed). An error reply when
+-- there is no live share (an expired one is removed).
+-- Expired shares of other readers are removed too. An error reply when
 -- R holds a value of another type, or the flag is set.
 if ARGV[3] == '1' then
 	return redis.error_reply('ERR a read share cannot be set again where it is missing (WithSetNXOnExtend)')
@@ -28,6 +29,9 @@ if tonumber(score) <= now then
 	redis.call('ZREM', KEYS[1], ARGV[1])
 	return -1
 end
+-- The shares of readers that died are removed here and by a writer's
+-- acquire (RLock leaves them: they keep no reader out).
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
 local ttl = tonumber(ARGV[2])
 redis.call('ZADD', KEYS[1], now + ttl, ARGV[1])
 if redis.call('PTTL', KEYS[1]) < ttl then
