@@ -28,6 +28,13 @@ type semaphoreRow struct {
 	// (counting.go) instead of redsync's: the checkers must see it exceed
 	// its permits.
 	counting bool
+	// reported: a row of the counting semaphore whose fault leaves no
+	// room for its breach, so that it is reported, not asserted. Three
+	// holders on majorities of 5 nodes take 3 x 3 node grants of the 2 x
+	// 5 the nodes can give: with 2 nodes down, or with grants left over by
+	// releases that a reset lost (they live out the expiry), too few are
+	// left.
+	reported bool
 	short    bool // also in the short table (go test)
 }
 
@@ -44,9 +51,9 @@ var semaphoreRows = []semaphoreRow{
 	{base: "blackhole-majority"},
 	{base: "connection-resets", short: true},
 	{base: "baseline", counting: true, short: true},
-	{base: "kill-minority", counting: true},
+	{base: "kill-minority", counting: true, reported: true},
 	{base: "pause-majority", counting: true},
-	{base: "connection-resets", counting: true},
+	{base: "connection-resets", counting: true, reported: true},
 	{base: "canary-restart-majority"},
 }
 
@@ -74,6 +81,9 @@ func TestChaosSemaphore(t *testing.T) {
 			r.name = "semaphore-canary-counting-" + sr.base
 			r.fault = strings.Replace(r.fault, "a Semaphore", "a semaphore counting at a majority", 1)
 			r.kind = canary
+			if sr.reported {
+				r.kind = unsafe
+			}
 			r.primitive = primitiveCounting
 		}
 		if !selected(r.name, sr.short) {
