@@ -26,6 +26,7 @@ import (
 	"fmt"
 	"os"
 	"runtime"
+	"runtime/pprof"
 	"slices"
 	"strings"
 	"sync"
@@ -49,15 +50,30 @@ func main() {
 	hold := flag.Duration("hold", time.Millisecond, "contended: how long each acquisition is held")
 	permits := flag.Int("permits", 4, "contended: the Semaphore's permits")
 	parts := flag.String("parts", "uncontended,contended", "comma-separated parts to run")
+	cpuprofile := flag.String("cpuprofile", "", "write a CPU profile of the run to `file`")
 	flag.Parse()
 	if *nodes < 1 || *rounds < 1 || *iterations < 1 || *duration <= 0 || *goroutines < 1 || *hold < 0 || *permits < 1 {
 		fmt.Fprintln(os.Stderr, "primbench: -nodes, -rounds, -iterations, -duration, -goroutines and -permits must be positive, -hold not negative")
 		os.Exit(2)
 	}
+	if *cpuprofile != "" {
+		f, err := os.Create(*cpuprofile)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "primbench:", err)
+			os.Exit(1)
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			fmt.Fprintln(os.Stderr, "primbench:", err)
+			os.Exit(1)
+		}
+		defer pprof.StopCPUProfile()
+	}
 	cfg := config{nodes: *nodes, rounds: *rounds, iterations: *iterations, duration: *duration,
 		goroutines: *goroutines, hold: *hold, permits: *permits}
 	if err := run(cfg, strings.Split(*parts, ",")); err != nil {
 		fmt.Fprintln(os.Stderr, "primbench:", err)
+		pprof.StopCPUProfile()
 		os.Exit(1)
 	}
 }
