@@ -484,8 +484,13 @@ func (ln *listenNode) kickLocked() {
 func (ln *listenNode) run() {
 	n := ln.n
 	var (
-		lis        redis.Listener
-		subscribed = map[string]bool{}
+		lis redis.Listener
+		// subscribed maps the channels subscribed to the watch they were
+		// subscribed for: a key's watch that ends while a new one starts
+		// (the last waiter leaves as another comes) has a new
+		// channelWait under the same channel name, whose confirmation
+		// must come from a SUBSCRIBE of its own.
+		subscribed = map[string]*channelWait{}
 		retryAt    time.Time
 		timer      = time.NewTimer(time.Hour)
 	)
@@ -516,10 +521,11 @@ func (ln *listenNode) run() {
 			}
 			continue
 		}
-		var add, remove []string
+		var add []*channelWait
+		var remove []string
 		for _, ch := range n.channels {
-			if !subscribed[ch.name] {
-				add = append(add, ch.name)
+			if subscribed[ch.name] != ch {
+				add = append(add, ch)
 			}
 		}
 		for name := range subscribed {
@@ -555,7 +561,7 @@ func (ln *listenNode) run() {
 }
 
 // apply opens the listener if needed, then subscribes and unsubscribes.
-func (ln *listenNode) apply(lis *redis.Listener, gen uint64, subscribed map[string]bool, add, remove []string) error {
+func (ln *listenNode) apply(lis *redis.Listener, gen uint64, subscribed map[string]*channelWait, add []*channelWait, remove []string) error {
 	ctx, cancel := context.WithTimeout(context.Background(), listenTimeout)
 	defer cancel()
 	if *lis == nil {
@@ -566,11 +572,15 @@ func (ln *listenNode) apply(lis *redis.Listener, gen uint64, subscribed map[stri
 		*lis = l
 	}
 	if len(add) > 0 {
-		if err := (*lis).Subscribe(ctx, add...); err != nil {
+		names := make([]string, len(add))
+		for i, ch := range add {
+			names[i] = ch.name
+		}
+		if err := (*lis).Subscribe(ctx, names...); err != nil {
 			return err
 		}
-		for _, name := range add {
-			subscribed[name] = true
+		for _, ch := range add {
+			subscribed[ch.name] = ch
 		}
 	}
 	if len(remove) > 0 {

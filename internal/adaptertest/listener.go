@@ -67,6 +67,15 @@ func RunListener(t *testing.T, newPool NewPoolFunc) {
 	if m := next("a message"); m.Channel != "ch1" || m.Payload != "still" {
 		t.Errorf("message %+v, want still on ch1", m)
 	}
+	// A channel subscribed again is confirmed again (as the server
+	// answers): the notifier subscribes anew when a key's watch ends and
+	// another starts, and waits for that confirmation.
+	if err := l.Subscribe(ctx, "ch1"); err != nil {
+		t.Fatalf("Subscribe() of a subscribed channel = %v", err)
+	}
+	if m := next("a confirmation"); !m.Subscribed || m.Channel != "ch1" || m.Err != nil {
+		t.Errorf("message %+v, want the second confirmation of ch1", m)
+	}
 
 	if err := srv.Kill(); err != nil {
 		t.Fatal(err)

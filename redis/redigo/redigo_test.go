@@ -41,3 +41,8 @@ func TestLock(t *testing.T) {
 	t.Parallel()
 	adaptertest.RunLock(t, newPool)
 }
+
+func TestListener(t *testing.T) {
+	t.Parallel()
+	adaptertest.RunListener(t, newPool)
+}
