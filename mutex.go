@@ -288,12 +288,11 @@ func (m *Mutex) acquire(ctx context.Context, calls *lockCalls, rec *acquireRecor
 		t       tally
 		highest uint64 // WithFencing: the highest fencing counter read
 	)
-	if m.failFast {
-		// The round may return before a slow node ran the script: the
-		// undo of a failed try must not overtake it there, or the late
-		// script would set keys that nobody undoes (see awaitSettled).
-		calls.settled = make(chan struct{})
-	}
+	// The round may return before a node ran the script (at a quorum
+	// with WithFailFast, when ctx ends, at the node timeout): the undo of
+	// a failed try must not overtake it there, or the late script would
+	// set keys that nobody undoes (see awaitSettled).
+	calls.settled = make(chan struct{})
 	if m.fence.on {
 		t, highest = m.fencedAcquireRound(ctx, calls, tr)
 	} else {
@@ -444,7 +443,9 @@ func (m *Mutex) Unlock() (bool, error) {
 // UnlockContext releases the lock and reports whether a quorum of nodes
 // released it. Each node is bounded by the per-node timeout as well as ctx.
 // When the lock had already expired on so many nodes that no quorum could
-// release it, the error matches [ErrLockAlreadyExpired].
+// release it (the key missing there, or another owner's), the error
+// matches [ErrLockAlreadyExpired], and the acquisition is given up; with
+// another owner on a quorum it is an [*ErrTaken] too, as in v4.
 //
 // Only the first Unlock of an acquisition acts on it: a second one, also
 // one called at the same time from another goroutine, sends nothing and

@@ -89,6 +89,13 @@ func (t *tally) expired(q int) bool {
 	return t.missing > t.nodes-q
 }
 
+// lost reports whether the key was missing, or another owner's, on so
+// many nodes that no quorum q could still hold it for us: the lock had
+// expired (or was released), and may have been taken since.
+func (t *tally) lost(q int) bool {
+	return t.missing+len(t.taken) > t.nodes-q
+}
+
 // nothingTaken reports whether every node answered, and none of them
 // with done or an error: a try with this tally set no key anywhere, and
 // needs no undo.

@@ -107,8 +107,10 @@ type RWMutex struct {
 	shares []*Mutex // the read shares of RLock, oldest first
 }
 
-// Suffixes of the keys that an RWMutex derives from its name (see rwKey).
+// The keys that an RWMutex derives from its name (see rwKey): a prefix,
+// and a suffix for each.
 const (
+	rwKeyPrefix   = "redsync:rw:"
 	readersSuffix = ":readers"
 	waitingSuffix = ":writer-waiting"
 )
@@ -129,16 +131,14 @@ const (
 // the options that an RWMutex cannot honour ([WithFencing],
 // [WithSetNXOnExtend], whose extension would set a share or the writer's
 // key again without the checks that keep them apart, and [WithValue]), for
-// the problems NewMutex reports, and for a name whose derived keys cannot
-// share its Redis Cluster slot.
+// and for the problems NewMutex reports.
 //
 // The writer's key is name. The readers are kept in a sorted set, and a
-// waiting writer's mark in a string, whose keys are name+":readers" and
-// name+":writer-waiting" when name has a hash tag (as in "{doc:7}:lock"),
-// and otherwise "{"+name+"}:readers" and "{"+name+"}:writer-waiting", so
-// that all three hash to the same Redis Cluster slot. A name that has a
-// "}" but no hash tag (such as "a}b" or "{}x") cannot be put in a hash
-// tag: it is refused.
+// waiting writer's mark in a string, whose keys are
+// "redsync:rw:{T}:"+name+":readers" and "redsync:rw:{T}:"+name+":writer-waiting",
+// where T is a short hash tag that puts them in name's Redis Cluster slot
+// (as the fencing counters are named): distinct names derive distinct
+// keys, whatever braces they have.
 func (r *Redsync) NewRWMutex(name string, options ...Option) *RWMutex {
 	w := r.NewMutex(name, options...)
 	rw := &RWMutex{r: r, name: name, w: w, now: time.Now, configErr: w.configErr}
@@ -163,14 +163,7 @@ func (rw *RWMutex) setUp() error {
 	case c.initValue != "":
 		return newConfigError("WithValue is not available for an RWMutex: its readers and writers each get a value of their own")
 	}
-	readers, err := rwKey(rw.name, readersSuffix)
-	if err != nil {
-		return err
-	}
-	waiting, err := rwKey(rw.name, waitingSuffix)
-	if err != nil {
-		return err
-	}
+	readers, waiting := rwKey(rw.name, readersSuffix), rwKey(rw.name, waitingSuffix)
 	// The intent id tells this RWMutex's waiting-writer mark from another
 	// one's. crypto/rand does not fail (Go 1.24).
 	intent, _ := genValue()
@@ -198,18 +191,12 @@ func (rw *RWMutex) setUp() error {
 	return nil
 }
 
-// rwKey returns the key of the RWMutex called name with suffix, in name's
-// Redis Cluster slot: name+suffix when name has a hash tag, else
-// "{"+name+"}"+suffix, or an error when neither hashes to name's slot.
-func rwKey(name, suffix string) (string, error) {
-	slot := keySlot(name)
-	if k := name + suffix; keySlot(k) == slot {
-		return k, nil
-	}
-	if k := "{" + name + "}" + suffix; keySlot(k) == slot {
-		return k, nil
-	}
-	return "", newConfigError("RWMutex name %q has a \"}\" but no hash tag, so no key derived from it hashes to its Redis Cluster slot: give the name a hash tag, as in \"{orders}:lock\"", name)
+// rwKey returns the key of the RWMutex called name with suffix: in name's
+// Redis Cluster slot, and in a namespace of its own, so that no other
+// name derives it (with the name in braces instead, "doc" and "{doc}"
+// would share their readers).
+func rwKey(name, suffix string) string {
+	return rwKeyPrefix + "{" + slotTag(keySlot(name)) + "}:" + name + suffix
 }
 
 // newSide returns a Mutex of kind (rw.write or rw.read) with the options

@@ -13,12 +13,13 @@ import (
 	"github.com/go-redlock/redsync"
 )
 
-// rwName is the name of the RWMutex of the integration tests; it has no
-// hash tag, so its derived keys are rwReaders and rwWaiting.
-const (
-	rwName    = "integration-rw"
-	rwReaders = "{integration-rw}:readers"
-	rwWaiting = "{integration-rw}:writer-waiting"
+// rwName is the name of the RWMutex of the integration tests, and
+// rwReaders and rwWaiting are the keys it derives.
+const rwName = "integration-rw"
+
+var (
+	rwReaders = redsync.RWKeyForTest(rwName, ":readers")
+	rwWaiting = redsync.RWKeyForTest(rwName, ":writer-waiting")
 )
 
 // count returns, per running node, the integer reply of the command args.

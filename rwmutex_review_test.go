@@ -28,7 +28,7 @@ import (
 func TestReviewRWMutexExpiredShareStaysDead(t *testing.T) {
 	c := newRWCluster(5)
 	reader, writer, other := c.rwmutex("doc"), c.rwmutex("doc"), c.rwmutex("doc")
-	readers, _ := rwKey("doc", readersSuffix)
+	readers := rwKey("doc", readersSuffix)
 	if err := reader.TryRLock(); err != nil {
 		t.Fatalf("TryRLock() = %v", err)
 	}
@@ -132,7 +132,7 @@ func TestReviewRWMutexConcurrentRUnlock(t *testing.T) {
 	const n = 16
 	c := newRWCluster(3)
 	rw := c.rwmutex("doc")
-	readers, _ := rwKey("doc", readersSuffix)
+	readers := rwKey("doc", readersSuffix)
 	var wg sync.WaitGroup
 	errs := make([]error, n)
 	for i := range n {
@@ -196,7 +196,7 @@ func TestReviewRWMutexConcurrentRUnlock(t *testing.T) {
 func TestReviewRWMutexMarksAreOwn(t *testing.T) {
 	c := newRWCluster(3)
 	holder, waiter, quitter, reader := c.rwmutex("doc"), c.rwmutex("doc"), c.rwmutex("doc"), c.rwmutex("doc")
-	waiting, _ := rwKey("doc", waitingSuffix)
+	waiting := rwKey("doc", waitingSuffix)
 	if err := holder.TryLock(); err != nil {
 		t.Fatal(err)
 	}
@@ -378,7 +378,7 @@ func TestReviewRWMutexCancelMidRound(t *testing.T) {
 	if err := rw.LockContext(ctx); !errors.Is(err, context.Canceled) {
 		t.Errorf("LockContext() cancelled mid-round = %v; want context.Canceled", err)
 	}
-	waiting, _ := rwKey("doc", waitingSuffix)
+	waiting := rwKey("doc", waitingSuffix)
 	for i, n := range nodes {
 		if mark := n.get(waiting); mark != "" {
 			t.Errorf("node %d: the cancelled writer's mark %q is left", i, mark)
@@ -531,7 +531,7 @@ func TestReviewRWMutexReadersKeyOutlivesSharesOnServers(t *testing.T) {
 	servers, pools := reviewServers(t, 3)
 	rs := New(pools...)
 	const name = "review-rw-ttl"
-	readers, _ := rwKey(name, readersSuffix)
+	readers := rwKey(name, readersSuffix)
 	long := rs.NewRWMutex(name, WithExpiry(20*time.Second))
 	short := rs.NewRWMutex(name, WithExpiry(3*time.Second))
 	check := func(when string) {
@@ -584,5 +584,181 @@ return {redis.call('PTTL', KEYS[1]), tonumber(top[2]) - now}`, "1", readers)
 		if n, err := s.DBSize(); err != nil || n != 0 {
 			t.Errorf("server %d: %d keys left (%v); want none", i, n, err)
 		}
+	}
+}
+
+
+// Reproductions of findings of the review, each fixed since (see each
+// test's comment for the interleaving and the fix).
+
+// TestReviewRWMutexBugBraceNameSharesKeys: two RWMutexes of different
+// names, "doc" and "{doc}", derive the same readers' key and the same
+// waiting-writer key (rwKey wraps a name without a hash tag in braces,
+// and "{doc}" already is that wrapping), though their writers' keys
+// differ. So they are not independent locks: a reader of "{doc}" keeps
+// the writer of "doc" out, and a waiting writer of "doc" keeps the
+// readers of "{doc}" out, while the writer of "{doc}" does not keep the
+// readers of "doc" out (they look at W = "doc"). Nothing documents that
+// these two names interfere; "RWMutexes of the same name exclude each
+// other" implies that others do not.
+//
+// It failed before the fix: rwKey("doc") == rwKey("{doc}") and the TryLock of "doc"
+// with only a reader of "{doc}" in is refused with ErrTaken.
+func TestReviewRWMutexBugBraceNameSharesKeys(t *testing.T) {
+	plainR := rwKey("doc", readersSuffix)
+	tagR := rwKey("{doc}", readersSuffix)
+	plainQ := rwKey("doc", waitingSuffix)
+	tagQ := rwKey("{doc}", waitingSuffix)
+	if plainR == tagR || plainQ == tagQ {
+		t.Errorf("RWMutex %q and RWMutex %q share derived keys: readers %q and %q, waiting %q and %q", "doc", "{doc}", plainR, tagR, plainQ, tagQ)
+	}
+
+	c := newRWCluster(3)
+	plain, tagged := c.rwmutex("doc"), c.rwmutex("{doc}")
+	if err := tagged.TryRLock(); err != nil {
+		t.Fatalf("TryRLock() of %q = %v; want nil", "{doc}", err)
+	}
+	if err := plain.TryLock(); err != nil {
+		t.Errorf("TryLock() of %q with only a reader of the other RWMutex %q in = %v; want nil (a different lock)", "doc", "{doc}", err)
+	} else {
+		plain.Unlock()
+	}
+	tagged.RUnlock()
+}
+
+// TestReviewRWMutexBugBraceNameOnServers is the brace-name collision of
+// TestReviewRWMutexBugBraceNameSharesKeys on real nodes: a reader of
+// "{review}" makes TryLock of the different RWMutex "review" fail.
+func TestReviewRWMutexBugBraceNameOnServers(t *testing.T) {
+	_, pools := reviewServers(t, 3)
+	rs := New(pools...)
+	tagged, plain := rs.NewRWMutex("{review}"), rs.NewRWMutex("review")
+	if err := tagged.RLock(); err != nil {
+		t.Fatal(err)
+	}
+	defer tagged.RUnlock()
+	if err := plain.TryLock(); err != nil {
+		t.Errorf("TryLock() of %q with only a reader of %q in = %v; want nil", "review", "{review}", err)
+	} else {
+		plain.Unlock()
+	}
+}
+
+// latePool wraps an rwNode for TestReviewRWMutexBugCancelledTryLandsAfterUndo.
+// Node "trigger" runs the acquire script, then cancels the caller's ctx
+// (its reply is lost). A "late" node's acquire passed the driver's ctx
+// check before the cancellation, and its goroutine is then held up (a
+// preemption on a busy machine, a slow write) until the undo of the try
+// has run on that node, or for 100 ms, whichever comes first: then it
+// lands.
+type latePool struct {
+	n       *rwNode
+	late    bool
+	cancel  context.CancelFunc
+	checked *sync.WaitGroup // the late nodes passed their ctx check
+	undone  chan struct{}   // closed when the undo ran on this node
+	once    sync.Once
+	landed  *sync.WaitGroup // the late acquires ran
+}
+
+func (p *latePool) Get(ctx context.Context) (redis.Conn, error) {
+	return &lateConn{rwConn: &rwConn{n: p.n}, ctx: ctx, p: p}, nil
+}
+
+type lateConn struct {
+	*rwConn
+	ctx context.Context
+	p   *latePool
+}
+
+func isRWAcquire(s *redis.Script) bool {
+	return s == rwReadAcquireScripts[0] || s == rwWriteAcquireScripts[0]
+}
+
+func (c *lateConn) Eval(script *redis.Script, keysAndArgs ...any) (any, error) {
+	p := c.p
+	if !isRWAcquire(script) {
+		reply, err := c.rwConn.Eval(script, keysAndArgs...)
+		p.once.Do(func() { close(p.undone) })
+		return reply, err
+	}
+	if !p.late {
+		p.checked.Wait()
+		reply, _ := c.rwConn.Eval(script, keysAndArgs...)
+		p.cancel()
+		_ = reply
+		return nil, c.ctx.Err()
+	}
+	// Checked ctx: alive. Then held up until the undo ran here.
+	p.checked.Done()
+	select {
+	case <-p.undone:
+	case <-time.After(100 * time.Millisecond):
+		// Held up for less than the per-node timeout (400 ms): a round
+		// that waited for its goroutines before the undo would see this
+		// one land first.
+	}
+	c.rwConn.Eval(script, keysAndArgs...)
+	p.landed.Done()
+	return nil, c.ctx.Err()
+}
+
+// TestReviewRWMutexBugCancelledTryLandsAfterUndo: RLockContext (and
+// LockContext) whose ctx ends while the try is on the nodes. Broadcast
+// stops collecting at ctx.Done, and without WithFailFast no
+// lockCalls.settled is made, so the undo is sent at once, while the
+// goroutines of the round that already passed their driver's ctx check
+// have not written their script yet. The undo runs first on those nodes,
+// finds nothing, and the try lands after it: a share (or W) that nobody
+// holds stays on a majority of the nodes for a whole TTL, though the call
+// reported failure and "nothing is left locked". A stray share on a
+// quorum keeps every writer out for the TTL; a stray W keeps everyone out.
+// (The same engine path serves Mutex.LockContext.)
+//
+// Fixed: calls.settled is made for every try (not only with WithFailFast), and
+// awaited (bounded by the per-node timeout) before the undo, as the
+// fail-fast path already does.
+func TestReviewRWMutexBugCancelledTryLandsAfterUndo(t *testing.T) {
+	for _, write := range []bool{false, true} {
+		name := "RLockContext"
+		if write {
+			name = "LockContext"
+		}
+		t.Run(name, func(t *testing.T) {
+			clock := newFakeClock()
+			ctx, cancel := context.WithCancel(context.Background())
+			defer cancel()
+			var checked, landed sync.WaitGroup
+			checked.Add(2)
+			landed.Add(2)
+			nodes := make([]*rwNode, 3)
+			pools := make([]redis.Pool, 3)
+			for i := range nodes {
+				nodes[i] = newRWNode(clock)
+				pools[i] = &latePool{n: nodes[i], late: i > 0, cancel: cancel, checked: &checked, undone: make(chan struct{}), landed: &landed}
+			}
+			rw := New(pools...).NewRWMutex("doc", WithTries(1))
+			rw.now, rw.w.now = clock.Now, clock.Now
+			var err error
+			if write {
+				err = rw.LockContext(ctx)
+			} else {
+				err = rw.RLockContext(ctx)
+			}
+			if !errors.Is(err, context.Canceled) {
+				t.Fatalf("%s = %v; want context.Canceled", name, err)
+			}
+			landed.Wait()
+			readers := rwKey("doc", readersSuffix)
+			stray := 0
+			for _, n := range nodes {
+				if n.get("doc") != "" || len(n.live(readers)) > 0 {
+					stray++
+				}
+			}
+			if stray > 0 {
+				t.Errorf("%s failed with context.Canceled, yet %d of 3 nodes hold its try's key (a quorum is 2) until the TTL ends", name, stray)
+			}
+		})
 	}
 }

@@ -3,6 +3,7 @@ package redsync
 import (
 	"context"
 	"errors"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -11,40 +12,33 @@ import (
 )
 
 func TestRWKey(t *testing.T) {
-	tests := []struct {
-		name, readers, waiting string
-		bad                    bool
-	}{
-		{name: "doc", readers: "{doc}:readers", waiting: "{doc}:writer-waiting"},
-		{name: "{doc:7}:lock", readers: "{doc:7}:lock:readers", waiting: "{doc:7}:lock:writer-waiting"},
-		{name: "x{tag}y", readers: "x{tag}y:readers", waiting: "x{tag}y:writer-waiting"},
-		// An open brace without a close one hashes whole, inside a tag too.
-		{name: "a{b", readers: "{a{b}:readers", waiting: "{a{b}:writer-waiting"},
-		// An empty tag does not count, and the "}" that closes it cuts
-		// any tag built around the name.
-		{name: "{}x", bad: true},
-		{name: "{}{x}", bad: true},
-		{name: "a}b", bad: true},
-		{name: "}", bad: true},
+	// Names with and without hash tags, with braces that make no tag, and
+	// names that a derived key of another name could be confused with.
+	names := []string{"doc", "{doc}", "{doc:7}:lock", "x{tag}y", "a{b", "{}x", "{}{x}", "a}b", "}",
+		"doc:readers", "{doc}:readers", "redsync:rw:{x}:doc", ""}
+	seen := map[string]string{}
+	for _, name := range names {
+		readers, waiting := rwKey(name, readersSuffix), rwKey(name, waitingSuffix)
+		if want := rwKeyPrefix; !strings.HasPrefix(readers, want) || !strings.HasSuffix(readers, name+readersSuffix) ||
+			!strings.HasPrefix(waiting, want) || !strings.HasSuffix(waiting, name+waitingSuffix) {
+			t.Errorf("rwKey(%q) = %q and %q; want %s{tag}:NAME%s and ...%s", name, readers, waiting, want, readersSuffix, waitingSuffix)
+		}
+		slot := keySlot(name)
+		if keySlot(readers) != slot || keySlot(waiting) != slot {
+			t.Errorf("slots of %q, %q, %q = %d, %d, %d; want one slot", name, readers, waiting, slot, keySlot(readers), keySlot(waiting))
+		}
+		for _, k := range []string{readers, waiting} {
+			if other, ok := seen[k]; ok {
+				t.Errorf("%q and %q both derive %q", other, name, k)
+			}
+			seen[k] = name
+		}
 	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			readers, err := rwKey(tt.name, readersSuffix)
-			if tt.bad {
-				if !errors.Is(err, ErrInvalidConfig) || !strings.Contains(err.Error(), "hash tag") {
-					t.Errorf("rwKey(%q) = %q, %v; want an error matching ErrInvalidConfig about the hash tag", tt.name, readers, err)
-				}
-				return
-			}
-			waiting, werr := rwKey(tt.name, waitingSuffix)
-			if err != nil || werr != nil || readers != tt.readers || waiting != tt.waiting {
-				t.Errorf("rwKey(%q) = %q, %v and %q, %v; want %q and %q", tt.name, readers, err, waiting, werr, tt.readers, tt.waiting)
-			}
-			slot := keySlot(tt.name)
-			if keySlot(readers) != slot || keySlot(waiting) != slot {
-				t.Errorf("slots of %q, %q, %q = %d, %d, %d; want one slot", tt.name, readers, waiting, slot, keySlot(readers), keySlot(waiting))
-			}
-		})
+	// No derived key is a name's own key.
+	for k, name := range seen {
+		if slices.Contains(names, k) {
+			t.Errorf("%q derives %q, the writer's key of that name", name, k)
+		}
 	}
 }
 
@@ -62,7 +56,6 @@ func TestRWMutexBadInput(t *testing.T) {
 		{"fencing", "doc", []Option{WithFencing()}, "WithFencing"},
 		{"setNX on extend", "doc", []Option{WithSetNXOnExtend()}, "WithSetNXOnExtend"},
 		{"value", "doc", []Option{WithValue("v")}, "WithValue"},
-		{"no tag for the keys", "{}x", nil, "hash tag"},
 		{"expiry", "doc", []Option{WithExpiry(0)}, "expiry"},
 		{"tries", "doc", []Option{WithTries(0)}, "tries"},
 		{"restart guard shorter than expiry", "doc", []Option{WithRestartGuard(time.Second)}, "restart guard"},
@@ -144,8 +137,8 @@ func TestRWMutexSides(t *testing.T) {
 func TestRWMutexFake(t *testing.T) {
 	c := newRWCluster(3)
 	a, b := c.rwmutex("doc"), c.rwmutex("doc")
-	readers, _ := rwKey("doc", readersSuffix)
-	waiting, _ := rwKey("doc", waitingSuffix)
+	readers := rwKey("doc", readersSuffix)
+	waiting := rwKey("doc", waitingSuffix)
 
 	if _, err := a.RUnlock(); !errors.Is(err, ErrNotLocked) {
 		t.Errorf("RUnlock() without RLock = %v; want ErrNotLocked", err)
@@ -215,7 +208,7 @@ func TestRWMutexFake(t *testing.T) {
 func TestRWMutexWaitingWriter(t *testing.T) {
 	c := newRWCluster(3)
 	reader, writer, late := c.rwmutex("doc"), c.rwmutex("doc"), c.rwmutex("doc")
-	waiting, _ := rwKey("doc", waitingSuffix)
+	waiting := rwKey("doc", waitingSuffix)
 	if err := reader.TryRLock(); err != nil {
 		t.Fatalf("TryRLock() = %v; want nil", err)
 	}

@@ -481,3 +481,142 @@ func TestReviewSemaphoreBadInput(t *testing.T) {
 		t.Errorf("a value generator returning \"\" sent %d scripts; want none", n)
 	}
 }
+
+// Reproductions of findings of the review, each fixed since (see each
+// test's comment for the interleaving and the fix).
+
+// TestReviewSemaphoreBugReleaseOfRetakenSlot: a Permit that expired, and
+// whose slot another client then took, is released. Permit.Release's doc
+// says that when the slot's key had expired on so many nodes that no
+// quorum could release it, the error matches ErrLockAlreadyExpired, and
+// that only a Release that failed on node errors can be called again.
+// But the nodes answer "taken" (another value is in the key), not
+// "missing", and releaseResult reports ErrLockAlreadyExpired only for
+// missing keys: Release returns the bare ErrNodeTaken errors ("node #0:
+// lock already taken"), which match no sentinel, and unlock gives the
+// acquisition back, so every further Release (and Extend) of the dead
+// Permit goes to the nodes again, forever failing. Semaphore slots are
+// retaken at once by waiting clients, so this is the common way for a
+// permit to be lost. (The writer of an RWMutex and a Mutex share it.)
+//
+// Fixed: releaseResult counts the nodes that answered taken with the
+// missing ones (tally.lost: our value is gone
+// from too many nodes for a quorum) as expired, so that the error
+// matches ErrLockAlreadyExpired and the acquisition is not given back.
+func TestReviewSemaphoreBugReleaseOfRetakenSlot(t *testing.T) {
+	r := newSemReview(3)
+	s := r.semaphore("sem", 1)
+	ctx := context.Background()
+	old, err := s.TryAcquire(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.clock.Advance(DefaultExpiry)
+	fresh, err := s.TryAcquire(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer fresh.Release(ctx)
+	ok, err := old.Release(ctx)
+	if ok || !errors.Is(err, ErrLockAlreadyExpired) {
+		t.Errorf("Release() of a permit whose slot another client took = %v, %q; want false and an error matching ErrLockAlreadyExpired", ok, err)
+	}
+	before := r.sent.Load()
+	old.Release(ctx)
+	if n := r.sent.Load() - before; n != 0 {
+		t.Errorf("a second Release() of the lost permit sent %d scripts; want none (the first one's outcome was final)", n)
+	}
+}
+
+// lateTTLPool wraps a ttlNode for
+// TestReviewSemaphoreBugCancelledSweepLeavesGhostPermit, as latePool does
+// an rwNode: the trigger node runs the acquire script and then cancels
+// the caller's ctx; a late node's acquire passed its driver's ctx check
+// before that, and lands only once the undo ran there (or after 100 ms,
+// less than the per-node timeout).
+type lateTTLPool struct {
+	n       *ttlNode
+	late    bool
+	cancel  context.CancelFunc
+	checked *sync.WaitGroup
+	undone  chan struct{}
+	once    sync.Once
+	landed  *sync.WaitGroup
+}
+
+func (p *lateTTLPool) Get(ctx context.Context) (redis.Conn, error) {
+	c, err := p.n.Get(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return lateTTLConn{Conn: c, ctx: ctx, p: p}, nil
+}
+
+type lateTTLConn struct {
+	redis.Conn
+	ctx context.Context
+	p   *lateTTLPool
+}
+
+func (c lateTTLConn) Eval(script *redis.Script, keysAndArgs ...any) (any, error) {
+	p := c.p
+	if script != acquireScript {
+		reply, err := c.Conn.Eval(script, keysAndArgs...)
+		p.once.Do(func() { close(p.undone) })
+		return reply, err
+	}
+	if !p.late {
+		p.checked.Wait()
+		c.Conn.Eval(script, keysAndArgs...)
+		p.cancel()
+		return nil, c.ctx.Err()
+	}
+	p.checked.Done()
+	select {
+	case <-p.undone:
+	case <-time.After(100 * time.Millisecond):
+	}
+	c.Conn.Eval(script, keysAndArgs...)
+	p.landed.Done()
+	return nil, c.ctx.Err()
+}
+
+// TestReviewSemaphoreBugCancelledSweepLeavesGhostPermit: an Acquire whose
+// ctx ends while its slot's try is on the nodes returns the cancellation
+// ("nothing is left locked"), but the undo is sent before the round's
+// goroutines that already passed their driver's ctx check have written
+// the try; it runs first and the try lands after it, on a majority. The
+// slot is then held by nobody for a whole TTL: a semaphore of one permit
+// grants none, though no one holds a permit. The cause and the fix are
+// those of TestReviewRWMutexBugCancelledTryLandsAfterUndo (the engine
+// sends the undo without waiting for the round's goroutines unless
+// WithFailFast made lockCalls.settled).
+func TestReviewSemaphoreBugCancelledSweepLeavesGhostPermit(t *testing.T) {
+	clock := newFakeClock()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var checked, landed sync.WaitGroup
+	checked.Add(2)
+	landed.Add(2)
+	var nodes []*ttlNode
+	var pools []redis.Pool
+	for i := range 3 {
+		n := newTTLNode(clock)
+		nodes = append(nodes, n)
+		pools = append(pools, &lateTTLPool{n: n, late: i > 0, cancel: cancel, checked: &checked, undone: make(chan struct{}), landed: &landed})
+	}
+	s := New(pools...).NewSemaphore("sem", 1)
+	s.now = clock.Now
+	if _, err := s.Acquire(ctx); !errors.Is(err, context.Canceled) {
+		t.Fatalf("Acquire() = %v; want context.Canceled", err)
+	}
+	landed.Wait()
+	plain := New(nodes[0], nodes[1], nodes[2]).NewSemaphore("sem", 1)
+	plain.now = clock.Now
+	p, err := plain.TryAcquire(context.Background())
+	if err != nil {
+		t.Errorf("TryAcquire() of a semaphore of 1 permit after a cancelled Acquire, nobody holding it = %v; want a permit", err)
+		return
+	}
+	p.Release(context.Background())
+}

@@ -226,9 +226,14 @@ func (m *Mutex) releaseResult(t tally) (bool, error) {
 	if t.done >= m.nodes.quorum {
 		return true, nil
 	}
-	// Expired only when the missing keys alone rule out a quorum; a lock
-	// that failed on timeouts and errors is not reported as expired.
-	if t.expired(m.nodes.quorum) {
+	// Expired only when the nodes that miss the key or hold another
+	// owner's rule out a quorum; a lock that failed on timeouts and errors
+	// is not reported as expired. Taken on a quorum, it is *ErrTaken too,
+	// as in v4.
+	if t.lost(m.nodes.quorum) {
+		if len(t.taken) >= m.nodes.quorum {
+			return false, errors.Join(ErrLockAlreadyExpired, &ErrTaken{Nodes: t.taken}, t.err())
+		}
 		return false, errors.Join(ErrLockAlreadyExpired, t.err())
 	}
 	if t.missing > 0 && t.err() == nil {
