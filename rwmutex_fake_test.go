@@ -267,13 +267,16 @@ func (n *rwNode) writeAcquire(now time.Time, w, r, q, value string, ttl time.Dur
 }
 
 func (n *rwNode) readAcquire(now time.Time, w, r, q, value string, ttl time.Duration) int64 {
-	// Expired shares stay, as in rw_read_acquire.lua: they keep no reader
-	// out.
 	if current, held := n.strings[w]; held {
 		return fakeHolder(current.value)
 	}
 	if _, waiting := n.strings[q]; waiting {
 		return replyTaken
+	}
+	// Expired shares keep no reader out; as in rw_read_acquire.lua, they
+	// are removed when the readers' key was there before.
+	if _, existed := n.sets[r]; existed {
+		n.purge(now, r)
 	}
 	n.addShare(now, r, value, ttl)
 	return replyDone

@@ -258,6 +258,37 @@ func TestRWMutexIntegrationShareExpires(t *testing.T) {
 	}
 }
 
+// TestRWMutexIntegrationDeadSharesGo checks that the shares of readers
+// that died without RUnlock do not pile up in the readers' key while
+// other readers keep it alive: an RLock that finds the key removes them.
+func TestRWMutexIntegrationDeadSharesGo(t *testing.T) {
+	t.Parallel()
+	ns := startNodes(t, drivers[0], 3)
+	live := ns.rs.NewRWMutex(rwName)
+	if err := live.RLock(); err != nil {
+		t.Fatalf("RLock() = %v; want nil", err)
+	}
+	// Shares of dead readers: their ends (node time, ms) are long past.
+	for _, srv := range ns.servers {
+		srv.MustDo(t, "ZADD", rwReaders, "1", "dead-1", "2", "dead-2")
+	}
+	next := ns.rs.NewRWMutex(rwName)
+	if err := next.RLock(); err != nil {
+		t.Fatalf("RLock() = %v; want nil", err)
+	}
+	if got := ns.count(t, "ZCARD", rwReaders); !each(got, 2) {
+		t.Errorf("shares per node after an RLock = %v; want 2 (the live ones, the dead ones gone)", got)
+	}
+	for _, rw := range []*redsync.RWMutex{live, next} {
+		if ok, err := rw.RUnlock(); !ok || err != nil {
+			t.Errorf("RUnlock() = %v, %v; want true, nil", ok, err)
+		}
+	}
+	if got := ns.count(t, "EXISTS", rwReaders); !each(got, 0) {
+		t.Errorf("readers' key after the last RUnlock on the nodes: %v; want none", got)
+	}
+}
+
 // TestRWMutexIntegrationMinorityDown checks that readers and writers work
 // with a minority of the nodes down.
 func TestRWMutexIntegrationMinorityDown(t *testing.T) {

@@ -9,9 +9,9 @@
 -- exists). An error reply when W or R holds a value of another type.
 -- R's own expiry is kept at least as late as its latest share's, so that
 -- R disappears by itself once every share has expired. Expired shares do
--- not keep readers out, so they are left to the scripts that need them
--- gone (a writer's acquire, a reader's extension): the common path is one
--- EXISTS, one ZADD and R's expiry.
+-- not keep readers out; they are removed when R was there before (other
+-- readers keep it, and those that died must not pile up in it), so that a
+-- lone reader's path is one EXISTS, one ZADD and R's expiry.
 if redis.replicate_commands then
 	-- Redis 3.2 to 4: writes after TIME need effects replication.
 	redis.replicate_commands()
@@ -33,7 +33,12 @@ local added = redis.pcall('ZADD', KEYS[2], now + ttl, ARGV[1])
 if type(added) == 'table' and added.err then
 	return redis.error_reply('WRONGTYPE the readers key ' .. KEYS[2] .. ' holds a value that is not a sorted set')
 end
-if redis.call('PTTL', KEYS[2]) < ttl then
+local left = redis.call('PTTL', KEYS[2])
+if left >= 0 then
+	-- R had shares before this one (ZADD makes a new R without expiry).
+	redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now)
+end
+if left < ttl then
 	redis.call('PEXPIRE', KEYS[2], ARGV[2])
 end
 return 1
