@@ -150,7 +150,9 @@ func WithTimeoutFactor(factor float64) Option {
 
 // WithGenValueFunc sets the function that makes the random value proving
 // ownership of each acquisition. It must return a non-empty value of at
-// most 4096 bytes that no other client can guess. The default returns 16
+// most 4096 bytes that no other client can guess, and a new one on each
+// call: two acquisitions with one value are one owner to the nodes (a
+// constant value lets two Semaphore permits share a slot). The default returns 16
 // bytes from crypto/rand, base64-encoded. Every acquisition, also one
 // handed over by a local hand-off (see [WithReleaseNotification]), gets a
 // value of its own from it.

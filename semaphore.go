@@ -43,7 +43,8 @@ const permitInfix = ":permit:"
 //
 // A Semaphore holds no state about its permits: each [Permit] carries its
 // own acquisition. It is safe for concurrent use by several goroutines.
-// Make one with [Redsync.NewSemaphore]; the zero Semaphore is not usable.
+// Make one with [Redsync.NewSemaphore]; the zero Semaphore is not usable
+// (its methods return an error matching [ErrInvalidConfig]).
 type Semaphore struct {
 	r         *Redsync
 	name      string
@@ -163,6 +164,9 @@ func (s *Semaphore) Acquire(ctx context.Context) (*Permit, error) {
 // acquire makes up to tries sweeps; the slots' mutexes get the options
 // extra as well.
 func (s *Semaphore) acquire(ctx context.Context, tries int, extra []Option) (*Permit, error) {
+	if s.r == nil {
+		return nil, newConfigError("the zero Semaphore is not usable: make one with Redsync.NewSemaphore")
+	}
 	if s.configErr != nil {
 		return nil, s.configErr
 	}

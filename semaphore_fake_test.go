@@ -188,6 +188,7 @@ func TestSemaphoreBadConfigSendsNothing(t *testing.T) {
 		c.semaphore("sem", 1, WithFencing()),
 		c.semaphore("sem", 1, WithExpiry(0)),
 		New().NewSemaphore("sem", 1),
+		new(Semaphore), // the zero Semaphore
 	} {
 		ctx := context.Background()
 		if _, err := s.Acquire(ctx); !errors.Is(err, ErrInvalidConfig) {
