@@ -587,7 +587,6 @@ return {redis.call('PTTL', KEYS[1]), tonumber(top[2]) - now}`, "1", readers)
 	}
 }
 
-
 // Reproductions of findings of the review, each fixed since (see each
 // test's comment for the interleaving and the fix).
 
