@@ -4,7 +4,7 @@
 
 STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.7.0
 
-.PHONY: test minversions bench bench-handoff bench-par lint demo chaos
+.PHONY: test minversions bench bench-handoff bench-par bench-prim lint demo chaos
 
 # Vet and race-test every module, the short fault-injection table included;
 # compile and test the benchmark module (see CONTRIBUTING.md).
@@ -33,6 +33,12 @@ bench-par:
 	go run ./cmd/lockbench -nodes 5 -libs redlock-batched,redlock-redigo,redlock,redsyncv4,redsyncv4-redigo && \
 	go run ./cmd/lockbench -nodes 1 -libs redlock-batched,redlock-redigo,redislock,rueidislock,redsyncv4
 
+# The RWMutex and the Semaphore against the Mutex on the same 5 nodes:
+# uncontended ratios, then 16 goroutines on one name (readers against
+# writers); see benchmarks/cmd/primbench.
+bench-prim:
+	bash scripts/ensure-redis.sh && cd benchmarks && go run ./cmd/primbench -rounds 7 -iterations 2000 -duration 2s
+
 # gofmt (must list nothing), go vet and staticcheck.
 lint:
 	@out="$$(gofmt -l .)"; if [ -n "$$out" ]; then echo "gofmt needed on:"; echo "$$out"; exit 1; fi
@@ -44,8 +50,8 @@ demo:
 	bash scripts/ensure-redis.sh && go run ./examples/quickstart
 
 # Long fault-injection tests (kills, pauses and restarts of redis servers):
-# every row of the fault table and its fencing, local hand-off and multi-key
-# (TestChaosMulti) variants,
+# every row of the fault table and its fencing, local hand-off, multi-key
+# (TestChaosMulti), RWMutex and Semaphore variants,
 # at least 10,000 acquisitions per row: well over an hour on 2 cores (the
 # rows of TestChaos alone took about an hour, see docs/RELIABILITY.md). Built
 # without -race, which would slow the workers 2-3x; make test runs a few of
