@@ -400,7 +400,8 @@ func (rw *RWMutex) RExtend() (bool, error) {
 // whether all of them were extended on a quorum within their validity.
 // The error joins those of the shares that were not; each matches
 // [ErrExtendFailed]. Without a share it returns an error matching
-// [ErrNotLocked] and sends nothing.
+// [ErrNotLocked] and sends nothing. A share that RUnlock gives back while
+// RExtend runs is left out of the result (ErrNotLocked when none is left).
 func (rw *RWMutex) RExtendContext(ctx context.Context) (bool, error) {
 	if rw.configErr != nil {
 		return false, rw.configErr
@@ -430,6 +431,21 @@ func (rw *RWMutex) RExtendContext(ctx context.Context) (bool, error) {
 	}
 	extend(0)
 	wg.Wait()
+	// A share that RUnlock gave back during the round was not this call's
+	// to extend: its failure says nothing about the shares still held.
+	held := 0
+	rw.mu.Lock()
+	for i, m := range shares {
+		if slices.Contains(rw.shares, m) {
+			held++
+		} else {
+			errs[i] = nil
+		}
+	}
+	rw.mu.Unlock()
+	if held == 0 {
+		return false, ErrNotLocked
+	}
 	err := errors.Join(errs...)
 	return err == nil, err
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -326,6 +327,76 @@ func TestRWMutexLostReplies(t *testing.T) {
 	}
 	if err := rw.Lock(); !errors.Is(err, ErrFailed) {
 		t.Errorf("Lock() with two replies lost = %v; want ErrFailed", err)
+	}
+	if n := c.keyCount(); n != 0 {
+		t.Errorf("%d keys left on the nodes; want none", n)
+	}
+}
+
+// gatedExtendPool holds every RExtend script sent to its node until gate
+// closes, and counts them in arrived.
+type gatedExtendPool struct {
+	n       *rwNode
+	gate    chan struct{}
+	arrived *sync.WaitGroup
+}
+
+func (p *gatedExtendPool) Get(context.Context) (redis.Conn, error) {
+	return &gatedExtendConn{rwConn: &rwConn{n: p.n}, p: p}, nil
+}
+
+type gatedExtendConn struct {
+	*rwConn
+	p *gatedExtendPool
+}
+
+func (c *gatedExtendConn) Eval(script *redis.Script, keysAndArgs ...any) (any, error) {
+	if script == rwReadExtendScript {
+		c.p.arrived.Done()
+		<-c.p.gate
+	}
+	return c.rwConn.Eval(script, keysAndArgs...)
+}
+
+// TestRWMutexRExtendWhileRUnlock: an RUnlock that gives a share back while
+// an RExtend of all shares is on the nodes does not make the RExtend fail:
+// the share given back was not its to extend, and the other one was
+// extended.
+func TestRWMutexRExtendWhileRUnlock(t *testing.T) {
+	c := newRWCluster(3)
+	gate := make(chan struct{})
+	var arrived sync.WaitGroup
+	pools := make([]redis.Pool, len(c.nodes))
+	for i, n := range c.nodes {
+		pools[i] = &gatedExtendPool{n: n, gate: gate, arrived: &arrived}
+	}
+	rw := New(pools...).NewRWMutex("doc")
+	rw.now = c.clock.Now
+	for range 2 {
+		if err := rw.RLock(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	arrived.Add(2 * len(c.nodes)) // two shares on each node
+	type result struct {
+		ok  bool
+		err error
+	}
+	done := make(chan result, 1)
+	go func() {
+		ok, err := rw.RExtend()
+		done <- result{ok, err}
+	}()
+	arrived.Wait()
+	if ok, err := rw.RUnlock(); !ok || err != nil {
+		t.Fatalf("RUnlock() during RExtend = %v, %v; want true, nil", ok, err)
+	}
+	close(gate)
+	if r := <-done; !r.ok || r.err != nil {
+		t.Errorf("RExtend() while a share was given back = %v, %v; want true, nil (the share still held was extended)", r.ok, r.err)
+	}
+	if ok, err := rw.RUnlock(); !ok || err != nil {
+		t.Errorf("RUnlock() of the extended share = %v, %v; want true, nil", ok, err)
 	}
 	if n := c.keyCount(); n != 0 {
 		t.Errorf("%d keys left on the nodes; want none", n)
