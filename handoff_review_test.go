@@ -379,8 +379,8 @@ func TestUnlockInGrantGapTwoHolders(t *testing.T) {
 				mUntil, wUntil := m.Until(), w.Until()
 				t.Fatalf("run %d: m's Lock() = nil, m.Unlock() from another goroutine = true (handing the lock to w), w's Lock() = nil; "+
 					"now m.Context() and w.Context() are both live (m.Until() %v, w.Until() %v ahead of the clock): two holders; "+
-					"the nodes hold m's value on %d, w's on %d of 3", runs, mUntil.Sub(time.Now()).Round(time.Millisecond),
-					wUntil.Sub(time.Now()).Round(time.Millisecond), c.holders("k", m.Value()), c.holders("k", w.Value()))
+					"the nodes hold m's value on %d, w's on %d of 3", runs, time.Until(mUntil).Round(time.Millisecond),
+					time.Until(wUntil).Round(time.Millisecond), c.holders("k", m.Value()), c.holders("k", w.Value()))
 			}
 		}
 		cancel()

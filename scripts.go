@@ -54,11 +54,9 @@ var (
 		}
 		return s
 	}()
-	acquireScript              = acquireScripts[0][0][0]
-	guardedAcquireScript       = acquireScripts[0][1][0]
-	fencedAcquireScript        = acquireScripts[0][0][1]
-	fencedGuardedAcquireScript = acquireScripts[0][1][1]
-	multiAcquireScript         = acquireScripts[1][0][0]
+	acquireScript       = acquireScripts[0][0][0]
+	fencedAcquireScript = acquireScripts[0][0][1]
+	multiAcquireScript  = acquireScripts[1][0][0]
 )
 
 // Replies of the scripts.

@@ -504,9 +504,6 @@ func TestLocalHandOffFreshValue(t *testing.T) {
 	}
 }
 
-// valueNow is Value. TODO(#11): drop once lease_promises_test.go uses Value.
-func (m *Mutex) valueNow() string { return m.Value() }
-
 // TestClaimAfterSpreadTry wakes a waiter by a release that several
 // processes heard: once its try takes the lock, it claims the release on
 // the nodes, so that the others stop waiting out their spread. A waiter
