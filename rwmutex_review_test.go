@@ -643,15 +643,16 @@ func TestReviewRWMutexBugBraceNameOnServers(t *testing.T) {
 	}
 }
 
-// latePool wraps an rwNode for TestReviewRWMutexBugCancelledTryLandsAfterUndo.
-// Node "trigger" runs the acquire script, then cancels the caller's ctx
-// (its reply is lost). A "late" node's acquire passed the driver's ctx
-// check before the cancellation, and its goroutine is then held up (a
-// preemption on a busy machine, a slow write) until the undo of the try
-// has run on that node, or for 100 ms, whichever comes first: then it
-// lands.
+// latePool wraps a fake node (an rwNode, a ttlNode) for the tests of a
+// try that lands after its undo. Node "trigger" runs the acquire script,
+// then cancels the caller's ctx (its reply is lost). A "late" node's
+// acquire passed the driver's ctx check before the cancellation, and its
+// goroutine is then held up (a preemption on a busy machine, a slow
+// write) until the undo of the try has run on that node, or for 100 ms,
+// whichever comes first: then it lands.
 type latePool struct {
-	n       *rwNode
+	pool    redis.Pool
+	acquire func(*redis.Script) bool // the scripts that take the lock
 	late    bool
 	cancel  context.CancelFunc
 	checked *sync.WaitGroup // the late nodes passed their ctx check
@@ -661,11 +662,15 @@ type latePool struct {
 }
 
 func (p *latePool) Get(ctx context.Context) (redis.Conn, error) {
-	return &lateConn{rwConn: &rwConn{n: p.n}, ctx: ctx, p: p}, nil
+	c, err := p.pool.Get(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return &lateConn{Conn: c, ctx: ctx, p: p}, nil
 }
 
 type lateConn struct {
-	*rwConn
+	redis.Conn
 	ctx context.Context
 	p   *latePool
 }
@@ -676,16 +681,15 @@ func isRWAcquire(s *redis.Script) bool {
 
 func (c *lateConn) Eval(script *redis.Script, keysAndArgs ...any) (any, error) {
 	p := c.p
-	if !isRWAcquire(script) {
-		reply, err := c.rwConn.Eval(script, keysAndArgs...)
+	if !p.acquire(script) {
+		reply, err := c.Conn.Eval(script, keysAndArgs...)
 		p.once.Do(func() { close(p.undone) })
 		return reply, err
 	}
 	if !p.late {
 		p.checked.Wait()
-		reply, _ := c.rwConn.Eval(script, keysAndArgs...)
+		c.Conn.Eval(script, keysAndArgs...)
 		p.cancel()
-		_ = reply
 		return nil, c.ctx.Err()
 	}
 	// Checked ctx: alive. Then held up until the undo ran here.
@@ -697,7 +701,7 @@ func (c *lateConn) Eval(script *redis.Script, keysAndArgs ...any) (any, error) {
 		// that waited for its goroutines before the undo would see this
 		// one land first.
 	}
-	c.rwConn.Eval(script, keysAndArgs...)
+	c.Conn.Eval(script, keysAndArgs...)
 	p.landed.Done()
 	return nil, c.ctx.Err()
 }
@@ -734,7 +738,7 @@ func TestReviewRWMutexBugCancelledTryLandsAfterUndo(t *testing.T) {
 			pools := make([]redis.Pool, 3)
 			for i := range nodes {
 				nodes[i] = newRWNode(clock)
-				pools[i] = &latePool{n: nodes[i], late: i > 0, cancel: cancel, checked: &checked, undone: make(chan struct{}), landed: &landed}
+				pools[i] = &latePool{pool: nodes[i], acquire: isRWAcquire, late: i > 0, cancel: cancel, checked: &checked, undone: make(chan struct{}), landed: &landed}
 			}
 			rw := New(pools...).NewRWMutex("doc", WithTries(1))
 			rw.now, rw.w.now = clock.Now, clock.Now

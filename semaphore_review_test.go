@@ -528,59 +528,6 @@ func TestReviewSemaphoreBugReleaseOfRetakenSlot(t *testing.T) {
 	}
 }
 
-// lateTTLPool wraps a ttlNode for
-// TestReviewSemaphoreBugCancelledSweepLeavesGhostPermit, as latePool does
-// an rwNode: the trigger node runs the acquire script and then cancels
-// the caller's ctx; a late node's acquire passed its driver's ctx check
-// before that, and lands only once the undo ran there (or after 100 ms,
-// less than the per-node timeout).
-type lateTTLPool struct {
-	n       *ttlNode
-	late    bool
-	cancel  context.CancelFunc
-	checked *sync.WaitGroup
-	undone  chan struct{}
-	once    sync.Once
-	landed  *sync.WaitGroup
-}
-
-func (p *lateTTLPool) Get(ctx context.Context) (redis.Conn, error) {
-	c, err := p.n.Get(ctx)
-	if err != nil {
-		return nil, err
-	}
-	return lateTTLConn{Conn: c, ctx: ctx, p: p}, nil
-}
-
-type lateTTLConn struct {
-	redis.Conn
-	ctx context.Context
-	p   *lateTTLPool
-}
-
-func (c lateTTLConn) Eval(script *redis.Script, keysAndArgs ...any) (any, error) {
-	p := c.p
-	if script != acquireScript {
-		reply, err := c.Conn.Eval(script, keysAndArgs...)
-		p.once.Do(func() { close(p.undone) })
-		return reply, err
-	}
-	if !p.late {
-		p.checked.Wait()
-		c.Conn.Eval(script, keysAndArgs...)
-		p.cancel()
-		return nil, c.ctx.Err()
-	}
-	p.checked.Done()
-	select {
-	case <-p.undone:
-	case <-time.After(100 * time.Millisecond):
-	}
-	c.Conn.Eval(script, keysAndArgs...)
-	p.landed.Done()
-	return nil, c.ctx.Err()
-}
-
 // TestReviewSemaphoreBugCancelledSweepLeavesGhostPermit: an Acquire whose
 // ctx ends while its slot's try is on the nodes returns the cancellation
 // ("nothing is left locked"), but the undo is sent before the round's
@@ -603,7 +550,7 @@ func TestReviewSemaphoreBugCancelledSweepLeavesGhostPermit(t *testing.T) {
 	for i := range 3 {
 		n := newTTLNode(clock)
 		nodes = append(nodes, n)
-		pools = append(pools, &lateTTLPool{n: n, late: i > 0, cancel: cancel, checked: &checked, undone: make(chan struct{}), landed: &landed})
+		pools = append(pools, &latePool{pool: n, acquire: func(s *redis.Script) bool { return s == acquireScript }, late: i > 0, cancel: cancel, checked: &checked, undone: make(chan struct{}), landed: &landed})
 	}
 	s := New(pools...).NewSemaphore("sem", 1)
 	s.now = clock.Now
