@@ -80,9 +80,12 @@ func (r *semReview) values(key string) []string {
 	return vs
 }
 
-func (r *semReview) keyCount() int {
+func (r *semReview) keyCount() int { return liveKeys(r.nodes) }
+
+// liveKeys counts the live keys on nodes.
+func liveKeys(nodes []*ttlNode) int {
 	total := 0
-	for _, n := range r.nodes {
+	for _, n := range nodes {
 		n.mu.Lock()
 		for k := range n.keys {
 			if n.current(k) != "" {
@@ -376,19 +379,7 @@ func TestReviewSemaphoreCancelMidSweep(t *testing.T) {
 	}
 	s := New(pools...).NewSemaphore("sem", 3, WithRetryDelay(0))
 	s.now = clock.Now
-	keys := func() int {
-		total := 0
-		for _, n := range nodes {
-			n.mu.Lock()
-			for k := range n.keys {
-				if n.current(k) != "" {
-					total++
-				}
-			}
-			n.mu.Unlock()
-		}
-		return total
-	}
+	keys := func() int { return liveKeys(nodes) }
 	calls := []struct {
 		desc string
 		call func(ctx context.Context) error
