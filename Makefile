@@ -4,7 +4,7 @@
 
 STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.7.0
 
-.PHONY: test minversions bench bench-handoff bench-par bench-prim lint demo chaos
+.PHONY: test minversions bench bench-handoff bench-handoff-procs bench-par bench-prim lint demo chaos
 
 # Vet and race-test every module, the short fault-injection table included;
 # compile and test the benchmark module (see CONTRIBUTING.md).
@@ -24,6 +24,15 @@ bench:
 # v4 and rueidislock side by side; see benchmarks/cmd/handoff.
 bench-handoff:
 	bash scripts/ensure-redis.sh && cd benchmarks && go run ./cmd/handoff -libs redlock,redlock-redigo,redsyncv4,rueidislock -rounds 5 -duration 3s
+
+# Hand-off between OS processes (issue #17): 8, then 16 processes, each
+# with one goroutine and a client of its own (for this library a Redsync of
+# its own), this library and redsync v4 in turn on the same 5 nodes, five
+# interleaved rounds; see benchmarks/README.md.
+bench-handoff-procs:
+	bash scripts/ensure-redis.sh && cd benchmarks && \
+	go run ./cmd/handoff -procs 8 -libs redlock,redsyncv4 -rounds 5 -duration 3s && \
+	go run ./cmd/handoff -procs 16 -libs redlock,redsyncv4 -rounds 5 -duration 3s
 
 # Throughput of concurrent Lock+Unlock on different keys (64 goroutines,
 # the par workload of benchmarks/cmd/lockbench), with Redis CPU per lock:

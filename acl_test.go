@@ -40,10 +40,11 @@ var aclUsers = map[string][]string{
 	// redigo, whose pool resets a connection that was subscribed with them
 	// before taking it back.
 	"minimal": {
-		"resetkeys", "~*", "resetchannels", "&redsync:released:*", "-@all",
+		"resetkeys", "~*", "resetchannels", "&redsync:released:*", "&redsync:wake:*", "-@all",
 		"+evalsha", "+eval", "+get", "+set", "+pexpire", "+del",
 		"+publish", "+subscribe", "+unsubscribe", "+ping",
 		"+punsubscribe", "+echo",
+		"+time", "+pttl", "+zadd", "+zrem", "+zrange", "+zrangebyscore",
 	},
 	// minimal, and what docs/ECOSYSTEM.md adds for WithRestartGuard.
 	"guarded": {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"hash/fnv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -49,6 +50,11 @@ type fakeNode struct {
 	calls   atomic.Int32  // commands received
 	scripts []string      // names of the commands received, in order
 	served  []string      // names of the commands served (not cancelled), in order
+	// queues are the queues of waiters, by lock key (queue_fake_test.go);
+	// subs are the listening sides that PUBLISH reaches.
+	queues   map[string][]fakeEntry
+	turnEnds map[string]time.Time // when the turns in keys expire
+	subs     []*fakeSubNode
 }
 
 func newFakeNode(clock *fakeClock) *fakeNode {
@@ -68,6 +74,7 @@ func (n *fakeNode) set(key, value string) {
 func (n *fakeNode) value(key string) (string, bool) {
 	n.mu.Lock()
 	defer n.mu.Unlock()
+	n.expireTurns()
 	v, ok := n.keys[key]
 	return v, ok
 }
@@ -95,12 +102,18 @@ func (n *fakeNode) ran() []string {
 func (n *fakeNode) enter(ctx context.Context, name string) error {
 	n.calls.Add(1)
 	n.mu.Lock()
+	n.expireTurns()
 	n.scripts = append(n.scripts, name)
 	block, deaf, latency, err := n.block, n.deaf, n.latency, n.err
 	if n.slow != "" && n.slow != name {
 		latency, block = 0, nil
 	}
 	n.mu.Unlock()
+	if deaf == nil && block == nil && ctx.Err() != nil {
+		// A driver sends no command whose context has ended (go-redis
+		// and redigo check it before they write).
+		return ctx.Err()
+	}
 	if deaf != nil {
 		<-deaf
 	}
@@ -150,23 +163,23 @@ func (c *fakeConn) Close() error { return nil }
 // Eval runs the lock scripts' logic on the node's map.
 func (c *fakeConn) Eval(script *redis.Script, keysAndArgs ...any) (any, error) {
 	n := c.node
+	keysAndArgs = withoutQueueKeys(script, keysAndArgs)
 	var name string
 	switch script {
 	case acquireScript:
 		name = "acquire"
-	case releaseScript, releaseNotifyScript:
+	case releaseScript:
 		name = "release"
+	case releaseNotifyScript:
+		return c.evalReleaseNotify(keysAndArgs)
+	case queueAcquireScript, queueLeaveScript:
+		return c.evalQueue(script, keysAndArgs)
 	case extendScript:
 		name = "extend"
 	case transferScript:
 		return c.evalTransfer(keysAndArgs)
 	case multiAcquireScript, multiReleaseScript, multiExtendScript:
 		return c.evalMulti(script, keysAndArgs)
-	case claimScript:
-		if err := n.enter(c.ctx, "claim"); err != nil {
-			return nil, err
-		}
-		return int64(1), nil
 	default:
 		// The fencing scripts (fencing_fake_test.go).
 		if reply, handled, err := c.evalFencing(script, keysAndArgs); handled {
@@ -191,7 +204,7 @@ func (c *fakeConn) Eval(script *redis.Script, keysAndArgs ...any) (any, error) {
 			return replyDone, nil
 		}
 		return fakeHolder(current), nil
-	case releaseScript, releaseNotifyScript:
+	case releaseScript:
 		switch {
 		case !ok:
 			return replyMissing, nil
@@ -212,6 +225,19 @@ func (c *fakeConn) Eval(script *redis.Script, keysAndArgs ...any) (any, error) {
 		}
 		return replyTaken, nil
 	}
+}
+
+// withoutQueueKeys returns the keys and arguments of a call of script
+// without the keys that the queue scripts take after the lock key (the
+// fakes keep their queues by lock key).
+func withoutQueueKeys(script *redis.Script, keysAndArgs []any) []any {
+	switch script {
+	case releaseNotifyScript, queueAcquireScript, queueLeaveScript, transferScript:
+		if len(keysAndArgs) >= script.KeyCount {
+			return append([]any{keysAndArgs[0]}, keysAndArgs[script.KeyCount:]...)
+		}
+	}
+	return keysAndArgs
 }
 
 // fakeHolder is acquire.lua's reply when value holds the key: replyTakenBy
@@ -239,6 +265,22 @@ func (c *fakeConn) evalTransfer(keysAndArgs []any) (any, error) {
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	current, ok := n.keys[key]
+	if len(keysAndArgs) > 6 && mode != "undo" {
+		member := keysAndArgs[5].(string)
+		n.leaveQueue(key, member)
+		if len(keysAndArgs) > 8 && keysAndArgs[7].(string) != "" {
+			holder := keysAndArgs[7].(string)
+			n.leaveQueue(key, holder)
+			if current == turnPrefix+holder {
+				delete(n.keys, key)
+				current, ok = "", false
+			}
+		}
+		if current == turnPrefix+member {
+			delete(n.keys, key)
+			current, ok = "", false
+		}
+	}
 	switch {
 	case ok && current != old && current != next:
 		return replyTaken, nil
@@ -297,11 +339,12 @@ func (c *fakeCluster) holders(key, value string) int {
 	return count
 }
 
-// keys counts the nodes where key exists.
+// keys counts the nodes where key is held: a waiter's turn (see
+// handoff.go), which expires within turnWindow, holds nothing.
 func (c *fakeCluster) keys(key string) int {
 	count := 0
 	for _, n := range c.nodes {
-		if _, ok := n.value(key); ok {
+		if v, ok := n.value(key); ok && !strings.HasPrefix(v, turnPrefix) {
 			count++
 		}
 	}

@@ -2,7 +2,10 @@ package redsync
 
 import (
 	"context"
-	"math/rand/v2"
+	"crypto/rand"
+	_ "embed"
+	"encoding/hex"
+	mathrand "math/rand/v2"
 	"slices"
 	"strconv"
 	"strings"
@@ -13,69 +16,176 @@ import (
 	"github.com/go-redlock/redsync/redis"
 )
 
-// Hand-off by notification.
+// Hand-off by a queue of waiters on the nodes.
 //
-// Unlock runs release_notify.lua, which PUBLISHes on releaseChannel(key),
-// on each node where it deleted the key, the SHA1 of the released value,
-// and then, when more than one client received it, "<SHA1> <receivers>"
-// (see lockWait.spreadDelay); the process that takes the lock after such a
-// release publishes "<SHA1> claimed" (claim.lua, lockWait.claim).
-// (The undo of a failed try runs it too; it deletes the key on fewer nodes
-// than a quorum, so its announcements never wake anyone.)
-// A Lock call whose first try failed becomes a waiter: it registers with
-// the Redsync's notifier, which listens on the channel on every node
-// (one listening connection per node, shared by all channels and waiters).
-// When messages with the same SHA1 came from a quorum of nodes, the lock is
-// free on a quorum, and the notifier wakes the waiter that has waited
-// longest (one per release, so that waiters do not all rush at once); the
-// others wait for the next release. The retry delay stays as a fallback for
-// messages that never come (a release by expiry, a node whose connection
-// failed, a client that does not publish).
+// A Lock call whose first try failed becomes a waiter. Its next try, sent
+// at once, runs queue_acquire.lua: it takes the lock where the key is free
+// (or is this waiter's turn, below), and elsewhere adds the waiter to a
+// queue kept next to the key, a sorted set whose entries are the waiter's
+// member ("<Redsync id>:<number>") scored with a ticket the client chose
+// (the time it started waiting, in microseconds). The same ticket goes to
+// every node, so the queue has the same order on every node that has the
+// entries. Each entry lives for the lock's expiry (at least a second), and
+// every try of the waiter renews it (a waiter tries at least every half
+// life); a waiter that crashed drops out when its entry's life ends.
+//
+// Unlock runs release_notify.lua: where it deletes the key, it takes the
+// first live entry out of the queue and sets the key to that waiter's turn
+// ("redsync:turn:<member>") for turnWindow; plain tries, SET NX and the
+// tries of other waiters find the key taken until then. It tells the
+// waiter on its Redsync's channel ("redsync:wake:<Redsync id>", which each
+// Redsync with waiters listens to on every node) with "turn <member>
+// <SHA1 of the released value>", and the next two live waiters with
+// "next <member> <SHA1> <rank>", standbys of rank 1 and 2.
+// When turns of one release came from a quorum of nodes, the waiter tries
+// at once, and its try takes the key wherever it is the waiter's turn: one
+// process tries per release, and nothing else competes with it. A waiter
+// named a standby of rank r by a quorum tries when r standbyWaits have
+// passed without a turn of its own: a turn given to a waiter that never
+// comes (it crashed) holds the lock up for turnWindow once, and two
+// crashed waiters at the head do not keep a live third one waiting.
+// Once in a long run of turn-giving releases, a release leaves the key
+// free for the clients that poll instead (see maxTurnStreak). A waiter that ends without the lock
+// withdraws (queue_leave.lua) before its Lock returns, passing on a turn
+// it was given; a failed try is undone by the same script, which puts the
+// waiter back in the queue. A waiter that took the lock sends nothing
+// more (a round then would eat into its validity): the entries its try
+// left where it failed go with its Unlock (release_notify.lua) or its
+// local hand-off (transfer.lua), which get its member and ticket, or with
+// their life.
+//
+// Whatever the queue says, the lock is taken only by a try that gets a
+// quorum within the validity, as any try: a turn is a key that nobody
+// holds, that only one waiter's try may replace. The queue decides who
+// tries, not who holds. The retry delay stays as the fallback: a release by
+// expiry, or by a client that gives no turns, wakes nobody.
 
-// releaseChannelPrefix starts the channel on which releases of a key are
-// announced; release_notify.lua builds the same name.
-const releaseChannelPrefix = "redsync:released:"
+//go:embed lua/queue_acquire.lua
+var queueAcquireSrc string
 
-// claimSuffix ends the message of claim.lua: "<SHA1> claimed".
-const claimSuffix = "claimed"
+//go:embed lua/queue_leave.lua
+var queueLeaveSrc string
 
-// releaseChannel is the channel on which releases of key are announced.
+var (
+	queueAcquireScript = redis.NewScript(2, queueAcquireSrc, "")
+	queueLeaveScript   = redis.NewScript(3, queueLeaveSrc, "")
+)
+
+// queueKeyPrefix starts the key of every queue of waiters.
+const queueKeyPrefix = "redsync:queue:"
+
+// queueKey returns the key of the queue of waiters of the lock key: the
+// prefix, a hash tag that hashes to key's Redis Cluster slot (as
+// fenceCounter), and key itself. Built here rather than in the scripts: no
+// two lock names share a queue ("doc" and "{doc}" have two), and a name
+// with braces but no valid hash tag of its own ("a}b") still has its queue
+// in its slot.
+func queueKey(key string) string {
+	return queueKeyPrefix + "{" + slotTag(keySlot(key)) + "}:" + key
+}
+
+// streakKey returns the key that counts the releases of the lock key in a
+// row that gave a waiter of the queue the turn, with the node's time of
+// the first, in the same slot (see maxTurnStreak).
+func streakKey(key string) string {
+	return queueKeyPrefix + "streak:{" + slotTag(keySlot(key)) + "}:" + key
+}
+
+// maxTurnStreak and turnStreakSpan are maxStreak and streakSpan in
+// release_notify.lua and queue_leave.lua: a release that finds a live
+// waiter in the queue when maxTurnStreak releases in a row (itself
+// included) did, over turnStreakSpan at least, leaves the key free and
+// announces the release to the clients that poll (v4 clients,
+// WithReleaseNotification(false), Mutexes with fencing, a restart guard
+// or several names), which a queue that never empties would otherwise
+// keep from the lock for good; the first waiters of the queue are named
+// standbys, and the first tries after standbyWait if no poller took the
+// key. The span bounds what this costs the queue's hand-offs: at most one
+// standbyWait of a free key per turnStreakSpan.
+const (
+	maxTurnStreak  = 16
+	turnStreakSpan = time.Second
+)
+
+// Names the scripts build too.
+const (
+	// releaseChannelPrefix starts the channel on which a release is
+	// announced when nobody is queued for the key (release_notify.lua).
+	releaseChannelPrefix = "redsync:released:"
+	// wakeChannelPrefix starts the channel of a Redsync, on which its
+	// waiters are told their turn.
+	wakeChannelPrefix = "redsync:wake:"
+	// turnPrefix starts the value of a key that is a waiter's turn.
+	turnPrefix = "redsync:turn:"
+)
+
+// releaseChannel is the channel on which releases of key are announced
+// when nobody is queued.
 func releaseChannel(key string) string {
 	return releaseChannelPrefix + key
 }
 
-// Timing of the listening connections.
+// Timing of the queue and of the listening connections.
 const (
+	// turnWindow is how long a turn keeps the key for its waiter: the
+	// PX of the turn in release_notify.lua and queue_leave.lua.
+	turnWindow = 100 * time.Millisecond
+	// standbyWait is how long a waiter named next waits for a turn of its
+	// own before it tries.
+	standbyWait = turnWindow + 10*time.Millisecond
+	// maxStandbyRank bounds the rank of a standby (the scripts name
+	// ranks 1 and 2).
+	maxStandbyRank = 4
+	// minEntryLife is the shortest life of a queue entry.
+	minEntryLife = time.Second
+
 	listenTimeout  = time.Second            // bounds dialling and each subscribe command
 	listenBackoff  = 100 * time.Millisecond // first wait before reconnecting a failed node
 	listenMaxDelay = 5 * time.Second        // longest wait before reconnecting
+	// listenLinger is how long the listening connections stay after the
+	// last waiter left: a process that locks again soon keeps them.
+	listenLinger = 200 * time.Millisecond
 
-	// releaseMemory is how many recent releases per channel are remembered
-	// to group their messages from the nodes.
-	releaseMemory = 16
+	// turnMemory is how many releases per waiter are remembered to group
+	// their turns from the nodes.
+	turnMemory = 4
 )
 
-// notifier delivers release announcements to waiting Lock calls. It is
+// notifier tells the waiting Lock calls of a Redsync their turns. It is
 // part of a Redsync and shared by all its mutexes; it starts a goroutine
 // per node (and the adapter starts its reader) only while some Lock waits,
-// and ends them when none does.
+// and ends them listenLinger after the last one left.
 type notifier struct {
-	quorum int
-	nodes  []*listenNode // one per pool that is a redis.Subscriber
+	quorum  int
+	nodes   []*listenNode // one per pool that is a redis.Subscriber
+	id      string        // random: names the channel and the waiters' members
+	channel string        // wakeChannelPrefix + id
 
-	watched atomic.Int32 // len(channels), read without the lock
+	watched atomic.Int32 // registered waiters, read without the lock
 
 	mu       sync.Mutex
-	channels map[string]*channelWait // by lock name (key); present while watched
-	tickets  uint64                  // last ticket handed to a waiter
+	keys     map[string]*keyWaiters // by lock name, while some Lock waits for it
+	members  map[string]*waiter     // registered waiters, by member
+	seq      uint64                 // last waiter number
+	ticket   int64                  // last ticket handed out
+	nconfirm int                    // nodes whose subscription is confirmed
+	idle     time.Time              // when the last waiter left (zero while some wait)
 }
 
 // newNotifier returns the notifier of a Redsync over pools. When too few
-// of them can subscribe for a quorum of announcements ever to arrive, it
-// listens to none: its waiters are only polled, or handed the lock by an
-// Unlock of the same Redsync (transfer.go).
+// of them can subscribe for a quorum of turns ever to arrive, it listens to
+// none: its waiters join no queue and are only polled, or handed the lock
+// by an Unlock of the same Redsync (transfer.go).
 func newNotifier(pools []redis.Pool) *notifier {
-	n := &notifier{quorum: len(pools)/2 + 1, channels: map[string]*channelWait{}}
+	var b [8]byte
+	_, _ = rand.Read(b[:]) // never fails (crypto/rand)
+	n := &notifier{
+		quorum:  len(pools)/2 + 1,
+		id:      hex.EncodeToString(b[:]),
+		keys:    map[string]*keyWaiters{},
+		members: map[string]*waiter{},
+	}
+	n.channel = wakeChannelPrefix + n.id
 	for i, p := range pools {
 		if s, ok := p.(redis.Subscriber); ok {
 			n.nodes = append(n.nodes, &listenNode{n: n, index: i, slot: len(n.nodes), sub: s, kick: make(chan struct{}, 1)})
@@ -87,164 +197,182 @@ func newNotifier(pools []redis.Pool) *notifier {
 	return n
 }
 
-// listens reports whether the notifier listens for release announcements.
+// listens reports whether the notifier listens for turns.
 func (n *notifier) listens() bool {
 	return len(n.nodes) > 0
 }
 
-// channelWait is the state of one watched channel.
-type channelWait struct {
-	key       string    // the lock name
-	name      string    // the channel
-	refs      int       // registered waiters
-	queue     []*waiter // waiters waiting now, by ticket
-	confirmed []bool    // by node slot: the subscription is confirmed
-	nconfirm  int
-	releases  []releaseSeen // recent releases, oldest first
-	// pending is when a release was seen (or may have been missed) that no
-	// waiter took: the next waiter whose try started before it wakes at
-	// once, spread as if the release had woken it (pendingID and
-	// pendingListeners are wakeOne's id and listeners).
-	pending          time.Time
-	pendingID        string
-	pendingListeners int
-	// fired is when a quorum last announced a release.
-	fired time.Time
-	// spreading are the waiters woken with a spread that have not tried
-	// yet (see waiter.wokenBy).
-	spreading []*waiter
+// hears reports whether a quorum of nodes would deliver a turn now: only
+// then do waiters join the queue. The caller holds n.mu.
+func (n *notifier) hears() bool {
+	return n.listens() && n.nconfirm >= n.quorum
 }
 
-// releaseSeen gathers the messages of one release from the nodes.
-type releaseSeen struct {
-	id        string // the SHA1 of the released value
-	nodes     []bool // by node slot: announced
-	count     int
-	fired     bool // a quorum announced it and a waiter was woken
-	listeners int  // the most listeners a node reported
+// keyWaiters are the Lock calls of a Redsync waiting for one lock.
+type keyWaiters struct {
+	key   string
+	refs  int       // registered waiters
+	queue []*waiter // waiting now, by ticket: a local hand-off takes the first
 }
 
-// waiter is one Lock call waiting for a release. Its methods are nil-safe:
-// a nil waiter (no notification) waits for nothing.
+// turnSeen gathers the turns (or nexts) of one release from the nodes.
+type turnSeen struct {
+	id    string
+	nodes nodeSet
+	count int
+}
+
+// waiter is one Lock call waiting for a lock. Its methods are nil-safe: a
+// nil waiter (no notification) waits for nothing.
 type waiter struct {
 	n      *notifier
 	m      *Mutex // the Mutex whose Lock call waits
-	ch     *channelWait
-	ticket uint64
-	wake   chan struct{} // one token: retry now
-	queued bool
-	since  time.Time // start of the try before the current wait
-	// behind is set by stopWaiting when the wait ended by the timer while
-	// the queue was moving: releases came, and went to waiters ahead.
-	behind bool
+	kw     *keyWaiters
+	member string // in the queues of the nodes, and in the turns
+	ticket int64  // orders the queues: the same on every node
+	// ticketArg is ticket for the scripts.
+	ticketArg string
+	wake      chan struct{} // one token: look at the waiter's state
+
+	// Guarded by n.mu.
+	queued bool // in kw.queue: waiting now
 	// grant is set when a holder of this Redsync took the waiter out of
-	// the queue to hand it the lock directly (transfer.go).
+	// kw.queue to hand it the lock directly (transfer.go).
 	grant *grant
-	// spread, set when a release announcement woke the waiter, is how
-	// many try durations to wait before its try: a random share of the
-	// other processes listening (see lockWait.spreadDelay).
-	spread float64
-	// wokenBy is the release (its SHA1) that woke the waiter with a
-	// spread; while the waiter waits it out (spreading), a claim of that
-	// release by another process signals claimed.
-	wokenBy   string
-	spreading bool
-	claimed   chan struct{} // one token
+	turns []turnSeen // by release: nodes that gave the waiter the turn
+	nexts []turnSeen // by release: nodes that named the waiter next
+	// turned is set when a quorum gave the waiter its turn (or a quorum
+	// of nodes began listening, and a turn may have been missed): try now.
+	turned bool
+	// standby, when not zero, is when to try if no turn has come: a
+	// quorum named the waiter next.
+	standby time.Time
 }
 
-// watch registers a waiter for the releases of key and makes sure every
-// node listens on its channel.
+// watch registers a waiter for the lock of m and makes sure every node
+// listens on the Redsync's channel.
 func (n *notifier) watch(m *Mutex) *waiter {
-	key := m.name
 	n.mu.Lock()
 	defer n.mu.Unlock()
-	ch := n.channels[key]
-	if ch == nil {
-		ch = &channelWait{key: key, name: releaseChannel(key)}
-		ch.confirmed = make([]bool, len(n.nodes))
-		n.channels[key] = ch
-		n.watched.Store(int32(len(n.channels)))
+	kw := n.keys[m.name]
+	if kw == nil {
+		kw = &keyWaiters{key: m.name}
+		n.keys[m.name] = kw
+	}
+	kw.refs++
+	n.seq++
+	ticket := time.Now().UnixMicro()
+	if ticket <= n.ticket {
+		ticket = n.ticket + 1
+	}
+	n.ticket = ticket
+	w := &waiter{
+		n: n, m: m, kw: kw,
+		member:    n.id + ":" + strconv.FormatUint(n.seq, 10),
+		ticket:    ticket,
+		ticketArg: strconv.FormatInt(ticket, 10),
+		wake:      make(chan struct{}, 1),
+	}
+	n.members[w.member] = w
+	if n.watched.Add(1) == 1 {
+		n.idle = time.Time{}
 		n.kickAll()
 	}
-	ch.refs++
-	n.tickets++
-	return &waiter{n: n, m: m, ch: ch, ticket: n.tickets, wake: make(chan struct{}, 1), claimed: make(chan struct{}, 1)}
+	return w
 }
 
-// wait queues w and returns the channel on which it is woken: when a
-// release of the key was announced by a quorum after since (the start of
-// the try that failed), or when it may have been missed.
-func (w *waiter) wait(since time.Time) <-chan struct{} {
+// signal hands w a token on its wake channel. The caller holds n.mu.
+func (w *waiter) signal() {
+	select {
+	case w.wake <- struct{}{}:
+	default:
+	}
+}
+
+// wait puts w among the waiters of its key that a local hand-off may take,
+// and returns the channel on which it is woken.
+func (w *waiter) wait() <-chan struct{} {
 	if w == nil {
 		return nil
 	}
-	n, ch := w.n, w.ch
-	n.mu.Lock()
-	defer n.mu.Unlock()
-	select {
-	case <-w.wake: // a wake-up that lost the race to the timer
-	default:
+	w.n.mu.Lock()
+	defer w.n.mu.Unlock()
+	if !w.queued {
+		i, _ := slices.BinarySearchFunc(w.kw.queue, w.ticket, func(q *waiter, t int64) int {
+			switch {
+			case q.ticket < t:
+				return -1
+			case q.ticket > t:
+				return 1
+			}
+			return 0
+		})
+		w.kw.queue = slices.Insert(w.kw.queue, i, w)
+		w.queued = true
 	}
-	if !ch.pending.IsZero() && ch.pending.After(since) {
-		ch.pending = time.Time{}
-		ch.woken(w, ch.pendingID, ch.pendingListeners)
-		return w.wake
-	}
-	i, _ := slices.BinarySearchFunc(ch.queue, w.ticket, func(q *waiter, t uint64) int {
-		switch {
-		case q.ticket < t:
-			return -1
-		case q.ticket > t:
-			return 1
-		}
-		return 0
-	})
-	ch.queue = slices.Insert(ch.queue, i, w)
-	w.queued, w.since = true, since
 	return w.wake
 }
 
-// stopWaiting ends the wait of w: it takes w out of the queue (when the
-// timer or the context won) and, when a holder took w out to hand it the
-// lock directly, waits for that hand-off to end and returns it if the lock
-// is now w's. When a release announcement woke w with a spread, it also
-// returns that release and w's share of the spread (see lockWait.end),
-// once: a later wake-up starts afresh.
-func (w *waiter) stopWaiting() (g *grant, wokenBy string, spread float64) {
+// take reads and clears what woke w: its turn, and when to try if no turn
+// comes (zero: not named next).
+func (w *waiter) take() (turned bool, standby time.Time) {
 	if w == nil {
-		return nil, "", 0
+		return false, time.Time{}
 	}
 	w.n.mu.Lock()
-	ch := w.ch
-	w.behind = w.queued && ch.queue[0] != w && ch.fired.After(w.since) && ch.nconfirm >= w.n.quorum
-	w.unqueue()
-	g, w.grant = w.grant, nil
-	if w.spreading {
-		wokenBy = w.wokenBy
+	defer w.n.mu.Unlock()
+	turned, standby = w.turned, w.standby
+	w.turned = false
+	return turned, standby
+}
+
+// stopWaiting ends the wait of w: it takes w out of its key's waiters (when
+// the timer or the context won) and, when a holder took w out to hand it
+// the lock directly, waits for that hand-off to end and returns it if the
+// lock is now w's.
+func (w *waiter) stopWaiting() *grant {
+	if w == nil {
+		return nil
 	}
-	spread, w.spread = w.spread, 0
+	w.n.mu.Lock()
+	w.unqueue()
+	g := w.grant
+	w.grant = nil
 	w.n.mu.Unlock()
 	if g == nil {
-		return nil, wokenBy, spread
+		return nil
 	}
 	<-g.done
 	if !g.ok {
-		return nil, wokenBy, spread
+		return nil
 	}
-	return g, wokenBy, spread
+	return g
 }
 
-// unqueue removes w from its channel's queue. The caller holds n.mu.
+// unqueue removes w from its key's waiters. The caller holds n.mu.
 func (w *waiter) unqueue() {
 	if !w.queued {
 		return
 	}
 	w.queued = false
-	w.ch.queue = without(w.ch.queue, w)
+	if i := slices.Index(w.kw.queue, w); i >= 0 {
+		w.kw.queue = slices.Delete(w.kw.queue, i, i+1)
+	}
 }
 
-// close unregisters w; the last waiter of a channel makes the nodes stop
-// listening on it.
+// tryStarts forgets the turns that came before a try: the try uses them.
+func (w *waiter) tryStarts() {
+	if w == nil {
+		return
+	}
+	w.n.mu.Lock()
+	w.turns, w.nexts = w.turns[:0], w.nexts[:0]
+	w.turned, w.standby = false, time.Time{}
+	w.n.mu.Unlock()
+}
+
+// close unregisters w; the last waiter of the Redsync lets the listening
+// connections go after listenLinger.
 func (w *waiter) close() {
 	if w == nil {
 		return
@@ -253,133 +381,37 @@ func (w *waiter) close() {
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	w.unqueue()
-	w.endSpread()
-	w.ch.refs--
-	if w.ch.refs == 0 && n.channels[w.ch.key] == w.ch {
-		delete(n.channels, w.ch.key)
-		n.watched.Store(int32(len(n.channels)))
+	delete(n.members, w.member)
+	w.kw.refs--
+	if w.kw.refs == 0 && n.keys[w.kw.key] == w.kw {
+		delete(n.keys, w.kw.key)
+	}
+	if n.watched.Add(-1) == 0 {
+		n.idle = time.Now()
 		n.kickAll()
 	}
 }
 
-// wakeOne wakes the waiter that has waited longest, or, when none is
-// waiting now, remembers the release for the next one. listeners is how
-// many processes (Redsyncs) listened for the release, this one included
-// (0 when unknown): each of them wakes a waiter of its own, and the woken
-// waiters spread their tries over about as many try durations, so that
-// one of them tries first and takes the lock instead of all splitting the
-// vote. The caller holds n.mu.
-func (ch *channelWait) wakeOne(at time.Time, id string, listeners int) {
-	if len(ch.queue) == 0 {
-		ch.pending, ch.pendingID, ch.pendingListeners = at, id, listeners
-		return
-	}
-	w := ch.queue[0]
-	ch.queue = slices.Delete(ch.queue, 0, 1)
-	w.queued = false
-	ch.woken(w, id, listeners)
-}
-
-// woken wakes w, out of the queue, for the release id that listeners
-// processes heard. The caller holds n.mu.
-func (ch *channelWait) woken(w *waiter, id string, listeners int) {
-	w.spread = 0
-	w.endSpread()
-	if listeners > 1 {
-		w.spread = rand.Float64() * float64(listeners-1)
-		w.wokenBy, w.spreading = id, true
-		ch.spreading = append(ch.spreading, w)
-	}
-	select {
-	case w.wake <- struct{}{}:
-	default:
-	}
-}
-
-// without returns ws without w.
-func without(ws []*waiter, w *waiter) []*waiter {
-	if i := slices.Index(ws, w); i >= 0 {
-		return slices.Delete(ws, i, i+1)
-	}
-	return ws
-}
-
-// stopSpread is endSpread for a caller that does not hold n.mu.
-func (w *waiter) stopSpread() {
-	if w == nil {
-		return
-	}
-	w.n.mu.Lock()
-	w.endSpread()
-	w.n.mu.Unlock()
-}
-
-// endSpread takes w out of its channel's spreading waiters and forgets a
-// claim that came too late. The caller holds n.mu.
-func (w *waiter) endSpread() {
-	if !w.spreading {
-		return
-	}
-	w.spreading = false
-	w.ch.spreading = without(w.ch.spreading, w)
-	select {
-	case <-w.claimed:
-	default:
-	}
-}
-
-// claim signals the waiters woken by the release id, and still waiting
-// out their spread, that another process took the lock: their tries would
-// fail. The caller holds n.mu.
-func (ch *channelWait) claim(id string) {
-	ch.spreading = slices.DeleteFunc(ch.spreading, func(w *waiter) bool {
-		if w.wokenBy != id {
-			return false
-		}
-		w.spreading = false
-		select {
-		case w.claimed <- struct{}{}:
-		default:
-		}
-		return true
-	})
-}
-
-// announced counts node's message of the release id, which reported
-// listeners, and reports whether a quorum has now announced it (once per
-// release).
-func (ch *channelWait) announced(node, nodes, quorum int, id string, listeners int) bool {
-	i := slices.IndexFunc(ch.releases, func(r releaseSeen) bool { return r.id == id })
+// heard counts node's message of the release id in seen and reports
+// whether a quorum of nodes has now sent one (once per release).
+func heard(seen *[]turnSeen, node, nodes, quorum int, id string) bool {
+	i := slices.IndexFunc(*seen, func(s turnSeen) bool { return s.id == id })
 	if i < 0 {
-		if len(ch.releases) == releaseMemory {
-			ch.releases = slices.Delete(ch.releases, 0, 1)
+		if len(*seen) == turnMemory {
+			*seen = slices.Delete(*seen, 0, 1)
 		}
-		ch.releases = append(ch.releases, releaseSeen{id: id, nodes: make([]bool, nodes)})
-		i = len(ch.releases) - 1
+		s := turnSeen{id: id}
+		s.nodes.init(nodes)
+		*seen = append(*seen, s)
+		i = len(*seen) - 1
 	}
-	r := &ch.releases[i]
-	r.listeners = max(r.listeners, listeners)
-	if r.nodes[node] {
+	s := &(*seen)[i]
+	if s.nodes.has(node) {
 		return false
 	}
-	r.nodes[node] = true
-	r.count++
-	if r.fired || r.count < quorum {
-		return false
-	}
-	r.fired = true
-	return true
-}
-
-// listeners returns the most listeners that the nodes reported for the
-// release id.
-func (ch *channelWait) listeners(id string) int {
-	for _, r := range ch.releases {
-		if r.id == id {
-			return r.listeners
-		}
-	}
-	return 0
+	s.nodes.add(node)
+	s.count++
+	return s.count == quorum
 }
 
 // receive handles a message of node's listener of generation gen.
@@ -390,63 +422,75 @@ func (n *notifier) receive(ln *listenNode, gen uint64, msg redis.Message) {
 	if gen != ln.gen {
 		return // from a listener that was replaced or closed
 	}
-	slot := ln.slot
 	switch {
 	case msg.Err != nil:
 		ln.broken = true
-		for _, ch := range n.channels {
-			if ch.confirmed[slot] {
-				ch.confirmed[slot] = false
-				ch.nconfirm--
-			}
+		if ln.confirmed {
+			ln.confirmed = false
+			n.nconfirm--
 		}
 		ln.kickLocked()
 	case msg.Subscribed:
 		ln.failures = 0
-		ch := n.channelOf(msg.Channel)
-		if ch == nil || ch.confirmed[slot] {
+		if msg.Channel != n.channel || ln.confirmed {
 			return
 		}
-		ch.confirmed[slot] = true
-		ch.nconfirm++
-		if ch.nconfirm == n.quorum {
-			// A quorum listens only now: a release during the set-up may
-			// have gone unheard.
-			ch.wakeOne(now, "", 0)
+		ln.confirmed = true
+		n.nconfirm++
+		if n.nconfirm == n.quorum {
+			// A quorum listens only now: a turn given meanwhile may have
+			// gone unheard, and waiters that could not join the queue
+			// may now. Every waiter tries once.
+			for _, w := range n.members {
+				w.turned = true
+				w.signal()
+			}
 		}
-	default:
-		ch := n.channelOf(msg.Channel)
-		if ch == nil {
-			return
+	case msg.Channel == n.channel:
+		kind, rest, _ := strings.Cut(msg.Payload, " ")
+		member, id, _ := strings.Cut(rest, " ")
+		// A standby's rank follows the release's id ("next <member> <id>
+		// <rank>"): it tries after rank turn windows.
+		id, rankArg, _ := strings.Cut(id, " ")
+		rank, err := strconv.Atoi(rankArg)
+		if err != nil || rank < 1 {
+			rank = 1
 		}
-		id, rest, _ := strings.Cut(msg.Payload, " ")
-		if rest == claimSuffix {
-			ch.claim(id)
-			return
+		w := n.members[member]
+		if w == nil {
+			return // a waiter that has ended: it withdraws, passing the turn on
 		}
-		listeners, _ := strconv.Atoi(rest) // 0 from a client that does not send it
-		if ch.announced(slot, len(n.nodes), n.quorum, id, listeners) {
-			ch.fired = now
-			ch.wakeOne(now, id, ch.listeners(id))
+		switch kind {
+		case "turn":
+			if heard(&w.turns, ln.slot, len(n.nodes), n.quorum, id) {
+				w.turned, w.standby = true, time.Time{}
+				w.signal()
+			}
+		case "next":
+			if heard(&w.nexts, ln.slot, len(n.nodes), n.quorum, id) && !w.turned {
+				w.standby = now.Add(time.Duration(min(rank, maxStandbyRank)) * standbyWait)
+				w.signal()
+			}
 		}
 	}
 }
 
-// channelOf returns the state of a watched channel, or nil. The caller
-// holds n.mu.
-func (n *notifier) channelOf(channel string) *channelWait {
-	key, ok := strings.CutPrefix(channel, releaseChannelPrefix)
-	if !ok {
-		return nil
+// active reports whether the listeners should run: some Lock waits, or the
+// last one left less than listenLinger ago (then it also returns how long
+// is left). The caller holds n.mu.
+func (n *notifier) active(now time.Time) (bool, time.Duration) {
+	if n.watched.Load() > 0 {
+		return true, 0
 	}
-	return n.channels[key]
+	left := listenLinger - now.Sub(n.idle)
+	return left > 0, left
 }
 
-// kickAll tells every node's listener to catch up with the watched
-// channels, starting it if needed. The caller holds n.mu.
+// kickAll tells every node's listener to look at the notifier again,
+// starting it if needed. The caller holds n.mu.
 func (n *notifier) kickAll() {
 	for _, ln := range n.nodes {
-		if !ln.running && len(n.channels) > 0 {
+		if !ln.running && n.watched.Load() > 0 {
 			ln.running = true
 			go ln.run()
 			continue
@@ -456,21 +500,22 @@ func (n *notifier) kickAll() {
 }
 
 // listenNode owns the listening connection to one node: its goroutine
-// (run) subscribes and unsubscribes as channels come and go, reconnects
-// after failures, and ends, closing the connection, when no channel is
-// watched.
+// (run) subscribes to the Redsync's channel while some Lock waits,
+// reconnects after failures, and ends, closing the connection, once none
+// has waited for listenLinger.
 type listenNode struct {
 	n     *notifier
 	index int // in the Redsync's pools
 	slot  int // in n.nodes, for node sets
 	sub   redis.Subscriber
-	kick  chan struct{} // one token: look at the channels again
+	kick  chan struct{} // one token: look at the notifier again
 
 	// Guarded by n.mu.
-	running  bool   // run is active
-	gen      uint64 // generation of the current listener
-	broken   bool   // the current listener reported a failure
-	failures int    // failures since the last confirmed subscription
+	running   bool   // run is active
+	gen       uint64 // generation of the current listener
+	broken    bool   // the current listener reported a failure
+	failures  int    // failures since the last confirmed subscription
+	confirmed bool   // the current listener's subscription is confirmed
 }
 
 func (ln *listenNode) kickLocked() {
@@ -480,17 +525,12 @@ func (ln *listenNode) kickLocked() {
 	}
 }
 
-// run keeps the node's listener in step with the watched channels.
+// run keeps the node's listener subscribed while the notifier is active.
 func (ln *listenNode) run() {
 	n := ln.n
 	var (
-		lis redis.Listener
-		// subscribed maps the channels subscribed to the watch they were
-		// subscribed for: a key's watch that ends while a new one starts
-		// (the last waiter leaves as another comes) has a new
-		// channelWait under the same channel name, whose confirmation
-		// must come from a SUBSCRIBE of its own.
-		subscribed = map[string]*channelWait{}
+		lis        redis.Listener
+		subscribed bool
 		retryAt    time.Time
 		timer      = time.NewTimer(time.Hour)
 	)
@@ -498,45 +538,40 @@ func (ln *listenNode) run() {
 	defer timer.Stop()
 	for {
 		n.mu.Lock()
-		if ln.broken || len(n.channels) == 0 {
+		active, linger := n.active(time.Now())
+		if ln.broken || !active {
 			// Retire the listener: late messages of it are ignored.
 			ln.gen++
 			old := lis
-			lis = nil
-			clear(subscribed)
+			lis, subscribed = nil, false
+			if ln.confirmed {
+				ln.confirmed = false
+				n.nconfirm--
+			}
 			if ln.broken {
 				ln.broken = false
 				retryAt = time.Now().Add(backoff(ln.failures))
 			}
-			stop := len(n.channels) == 0
-			if stop {
+			if !active {
 				ln.running = false
 			}
 			n.mu.Unlock()
 			if old != nil {
 				_ = old.Close()
 			}
-			if stop {
+			if !active {
 				return
 			}
 			continue
-		}
-		var add []*channelWait
-		var remove []string
-		for _, ch := range n.channels {
-			if subscribed[ch.name] != ch {
-				add = append(add, ch)
-			}
-		}
-		for name := range subscribed {
-			if n.channelOf(name) == nil {
-				remove = append(remove, name)
-			}
 		}
 		gen := ln.gen
 		n.mu.Unlock()
 
 		if wait := time.Until(retryAt); lis == nil && wait > 0 {
+			if linger > 0 {
+				// Nobody waits: end with the linger, not the back-off.
+				wait = min(wait, linger)
+			}
 			timer.Reset(wait)
 			select {
 			case <-ln.kick:
@@ -545,23 +580,33 @@ func (ln *listenNode) run() {
 			timer.Stop()
 			continue
 		}
-
-		err := ln.apply(&lis, gen, subscribed, add, remove)
-		if err != nil {
-			n.mu.Lock()
-			if gen == ln.gen {
-				ln.broken = true
-				ln.failures++
+		if !subscribed {
+			if err := ln.subscribe(&lis, gen); err != nil {
+				n.mu.Lock()
+				if gen == ln.gen {
+					ln.broken = true
+					ln.failures++
+				}
+				n.mu.Unlock()
+				continue
 			}
-			n.mu.Unlock()
+			subscribed = true
+		}
+		if linger > 0 {
+			timer.Reset(linger)
+			select {
+			case <-ln.kick:
+			case <-timer.C:
+			}
+			timer.Stop()
 			continue
 		}
 		<-ln.kick
 	}
 }
 
-// apply opens the listener if needed, then subscribes and unsubscribes.
-func (ln *listenNode) apply(lis *redis.Listener, gen uint64, subscribed map[string]*channelWait, add []*channelWait, remove []string) error {
+// subscribe opens the listener if needed and subscribes to the channel.
+func (ln *listenNode) subscribe(lis *redis.Listener, gen uint64) error {
 	ctx, cancel := context.WithTimeout(context.Background(), listenTimeout)
 	defer cancel()
 	if *lis == nil {
@@ -571,27 +616,7 @@ func (ln *listenNode) apply(lis *redis.Listener, gen uint64, subscribed map[stri
 		}
 		*lis = l
 	}
-	if len(add) > 0 {
-		names := make([]string, len(add))
-		for i, ch := range add {
-			names[i] = ch.name
-		}
-		if err := (*lis).Subscribe(ctx, names...); err != nil {
-			return err
-		}
-		for _, ch := range add {
-			subscribed[ch.name] = ch
-		}
-	}
-	if len(remove) > 0 {
-		if err := (*lis).Unsubscribe(ctx, remove...); err != nil {
-			return err
-		}
-		for _, name := range remove {
-			delete(subscribed, name)
-		}
-	}
-	return nil
+	return (*lis).Subscribe(ctx, ln.n.channel)
 }
 
 // backoff is the wait before reconnecting after failures failures.
@@ -601,28 +626,31 @@ func backoff(failures int) time.Duration {
 		d *= 2
 	}
 	d = min(d, listenMaxDelay)
-	return d/2 + rand.N(d/2)
+	return d/2 + mathrand.N(d/2)
 }
 
 // lockWait is the wait of one Lock call between tries: the retry delay,
-// cut short by a release announcement when the Mutex uses notification,
-// and by a short random back-off after a try that nobody won.
+// cut short by the waiter's turn, a local hand-off, or a short random
+// back-off after a try that nobody won.
 type lockWait struct {
 	m     *Mutex
 	w     *waiter
 	timer *time.Timer
 	// next is when the next counted try is due (zero: not scheduled yet);
 	// soon, when positive, is a short wait before an extra try.
-	next    time.Time
-	soon    time.Duration
-	since   time.Time     // start of the last try
-	lastTry time.Duration // how long the last try took
-	split   bool          // the last try was a split vote (tally.split)
-	splits  int           // consecutive split votes
-	// claimID, during a try that a release with several listening
-	// processes brought forward, is that release: a try that takes the
-	// lock claims it (see claim).
-	claimID string
+	next   time.Time
+	soon   time.Duration
+	split  bool // the last try was a split vote (tally.split)
+	splits int  // consecutive split votes
+	// join is set when the waiter should join the queue with a try at
+	// once (or after a split vote's back-off).
+	join bool
+	// onNodes is set once a try may have put the waiter in the nodes'
+	// queues; clean once the lock was taken where every node dropped it.
+	onNodes, clean bool
+	// renew, while the waiter is in the queues, is when an extra try is
+	// due to renew its entries before their life ends.
+	renew time.Time
 }
 
 // waitResult is how a wait between tries ended.
@@ -630,97 +658,96 @@ type waitResult int
 
 const (
 	waitTry     waitResult = iota // the next counted try is due
-	waitExtra                     // an extra try is due: a release was announced, or a back-off ended
-	waitClaimed                   // another process took the lock after the release that woke the call
+	waitExtra                     // an extra try is due: a turn, a back-off ended, joining the queue
 	waitGranted                   // a holder of this Redsync handed the lock over
 	waitDone                      // ctx ended
 )
 
 // await waits before try (counted from 0) until the next counted try is
-// due, a release announcement or the back-off after a split vote brings an
+// due, the waiter's turn or the back-off after a split vote brings an
 // extra try forward, a holder of this Redsync hands the lock over (the
 // grant is returned), or ctx ends.
 func (lw *lockWait) await(ctx context.Context, try int) (waitResult, *grant) {
 	now := time.Now()
 	if lw.next.IsZero() {
-		lw.next = now.Add(lw.delay(lw.m.delayFunc(try)))
+		lw.next = now.Add(lw.retryDelay(lw.m.delayFunc(try)))
+	}
+	soon := lw.soon
+	lw.soon = 0
+	if lw.join {
+		lw.join = false
+		if soon <= 0 {
+			return waitExtra, nil
+		}
 	}
 	wake := lw.next
-	if lw.soon > 0 && now.Add(lw.soon).Before(wake) {
-		wake = now.Add(lw.soon)
+	if soon > 0 && now.Add(soon).Before(wake) {
+		wake = now.Add(soon)
 	}
-	lw.soon = 0
-	lw.startTimer(wake.Sub(now))
-	r, woken := waitTry, false
-	select {
-	case <-ctx.Done():
-		r = waitDone
-	case <-lw.timer.C:
-		if time.Now().Before(lw.next) {
+	if !lw.renew.IsZero() && lw.renew.Before(wake) {
+		wake = lw.renew
+	}
+	woken := lw.w.wait()
+	for {
+		// A turn may have come during the try before this wait (the try
+		// reached the nodes before the release): try again at once.
+		turned, standby := lw.w.take()
+		if turned {
+			r, g := lw.end(ctx, waitExtra)
+			return r, g
+		}
+		due := wake
+		if !standby.IsZero() && standby.Before(due) {
+			due = standby
+		}
+		lw.startTimer(time.Until(due))
+		r := waitTry
+		select {
+		case <-ctx.Done():
+			r = waitDone
+		case <-lw.timer.C:
+			if time.Now().Before(lw.next) {
+				r = waitExtra // a back-off, a renewal, or a turn that did not come
+			}
+		case <-woken:
+			turned, _ := lw.w.take()
+			if !turned && !lw.granted() {
+				continue // named next, or a token that lost to the timer
+			}
 			r = waitExtra
 		}
-	case <-lw.w.wait(lw.since):
-		r, woken = waitExtra, true
+		r, g := lw.end(ctx, r)
+		if r == waitTry {
+			lw.next = time.Time{}
+		}
+		return r, g
 	}
-	r, g := lw.end(ctx, r, woken)
-	if r == waitTry {
-		lw.next = time.Time{}
-	}
-	return r, g
 }
 
-// end ends a wait that ended with r (woken: by the waiter's channel), and
-// is the one place that deals with a hand-off that came meanwhile: it
-// takes the waiter out of the queue and returns the grant, or gives it
-// back when ctx ended.
-//
-// After a release announcement woke the waiter, end waits before its try
-// for the waiter's random share (waiter.spread) of the other listening
-// processes, each counted as one try's duration. With P processes woken by
-// one release, the first try comes before the others by about a try's
-// duration on average, and takes the lock alone; the others find it taken
-// by one owner and wait for the next release. (Giving waiters that lost
-// often a smaller share, for order, brought the herd back among them:
-// 0.73x instead of 0.92x redsync v4's hand-offs/s with 16 processes.) The
-// first process to take the lock then claims the release (claim.lua), and
-// the others, told while they wait out their shares, go back to waiting
-// without a try (waitClaimed).
-func (lw *lockWait) end(ctx context.Context, r waitResult, woken bool) (waitResult, *grant) {
-	g, wokenBy, spread := lw.w.stopWaiting()
-	defer lw.w.stopSpread()
+// granted reports whether a holder of this Redsync is handing the waiter
+// the lock.
+func (lw *lockWait) granted() bool {
+	lw.w.n.mu.Lock()
+	defer lw.w.n.mu.Unlock()
+	return lw.w.grant != nil
+}
+
+// end ends a wait that ended with r, and is the one place that deals with
+// a hand-off that came meanwhile: it takes the waiter out of its key's
+// waiters and returns the grant, or gives it back when ctx ended.
+func (lw *lockWait) end(ctx context.Context, r waitResult) (waitResult, *grant) {
+	g := lw.w.stopWaiting()
 	switch {
 	case g != nil && r == waitDone:
 		lw.m.refuseGrant(g) // handed over as ctx ended: give it back
 		return waitDone, nil
 	case g != nil:
+		// The hand-off took the waiter out of the queue of every node it
+		// reached; a node it missed drops the entry when its life ends.
+		lw.clean = true
 		return waitGranted, g
-	case !woken || r == waitDone:
-		return r, nil
 	}
-	lw.claimID = wokenBy
-	d := lw.spreadDelay(spread)
-	if d <= 0 {
-		return r, nil
-	}
-	// Out of the queue, the waiter gets no hand-off while it spreads.
-	lw.startTimer(d)
-	select {
-	case <-ctx.Done():
-		return waitDone, nil
-	case <-lw.timer.C:
-		return r, nil
-	case <-lw.w.claimed:
-		// Another process took the lock after that release: wait for
-		// the next one.
-		lw.claimID = ""
-		return waitClaimed, nil
-	}
-}
-
-// spreadDelay is the wait of a share spread of the other listening
-// processes, each counted as the last try's duration.
-func (lw *lockWait) spreadDelay(spread float64) time.Duration {
-	return time.Duration(spread * float64(lw.lastTry))
+	return r, nil
 }
 
 // startTimer makes the wait's timer fire after d.
@@ -732,55 +759,116 @@ func (lw *lockWait) startTimer(d time.Duration) {
 	lw.timer.Reset(d)
 }
 
-// listens reports whether a Lock of m that has to wait listens for
-// release announcements: with notification on, unless m has several names
-// (see NewMultiMutex) or a kind (see lockKind).
+// listens reports whether a Lock of m that has to wait registers as a
+// waiter (for turns, and for a local hand-off): with notification on,
+// unless m has several names (see NewMultiMutex) or a kind (see
+// lockKind).
 func (m *Mutex) listens() bool {
 	return m.notify != nil && !m.noNotify && m.names == nil && m.kind == nil
 }
 
-// tryStarts notes the start of a try.
-func (lw *lockWait) tryStarts(m *Mutex) {
-	if m.listens() {
-		lw.since = time.Now()
-	}
+// queues reports whether a waiting Lock of m may join the nodes' queues:
+// not with fencing or a restart guard, whose tries run scripts of their
+// own (they poll).
+func (m *Mutex) queues() bool {
+	return m.listens() && !m.fence.on && !m.guard.on && m.notify.listens()
 }
 
-// failed runs after a failed try that will be followed by another: the
-// first one makes the Lock call a waiter.
-func (lw *lockWait) failed(m *Mutex) {
-	if lw.w == nil && m.listens() {
-		lw.w = m.notify.watch(m)
+// entryLife is how long m's entries in the queues live unless renewed.
+func (m *Mutex) entryLife() time.Duration {
+	return max(m.expiry, minEntryLife)
+}
+
+// tryStarts notes the start of a try.
+func (lw *lockWait) tryStarts() {
+	lw.w.tryStarts()
+}
+
+// prepare makes calls, the calls of a try of a waiter that may join the
+// queue, run the queue scripts: queue_acquire.lua for the try, and
+// queue_leave.lua for its undo.
+func (lw *lockWait) prepare(m *Mutex, calls *lockCalls) {
+	w := lw.w
+	if w == nil || !m.queues() {
+		return
 	}
+	w.n.mu.Lock()
+	hears := w.n.hears()
+	w.n.mu.Unlock()
+	if !hears {
+		lw.renew = time.Time{}
+		return // a turn would go unheard: poll
+	}
+	life := m.entryLife()
+	lifeArg := strconv.FormatInt(life.Milliseconds(), 10)
+	calls.acquire = redis.NewScriptCall(queueAcquireScript, m.keyArg, m.queueKeyArg, calls.value, m.ttlArg, w.member, w.ticketArg, lifeArg)
+	calls.setNX = nil
+	calls.undo = redis.NewScriptCall(queueLeaveScript, m.keyArg, m.queueKeyArg, m.streakKeyArg, "undo", calls.value, w.member, w.ticketArg, lifeArg)
+	// The Unlock of an acquisition made by this try takes the waiter's
+	// entries out of the queues where the try failed (see lockWait.close).
+	calls.release = redis.NewScriptCall(releaseNotifyScript, m.keyArg, m.queueKeyArg, m.streakKeyArg, calls.value, w.member, w.ticketArg)
+	calls.member, calls.ticket = w.member, w.ticketArg
+	lw.onNodes = true
+	lw.renew = time.Now().Add(life / 2)
 }
 
 // tried notes the outcome of a failed try: whether it was a split vote.
 func (lw *lockWait) tried(split bool) {
 	lw.split = split
-	lw.claimID = ""
-	if !lw.since.IsZero() {
-		lw.lastTry = time.Since(lw.since)
-	}
 }
 
-// claim, after a try that took the lock, tells the other processes woken
-// by the same release (when several listened) that it is taken again.
-// The claim is a hint sent in the background: whoever misses it tries and
-// finds the lock taken.
-func (lw *lockWait) claim(m *Mutex) {
-	if lw.claimID == "" {
+// failed runs after a failed try that will be followed by another: the
+// first one makes the Lock call a waiter, which joins the queue with a try
+// at once when its Redsync hears turns.
+func (lw *lockWait) failed(m *Mutex) {
+	if lw.w != nil || !m.listens() {
 		return
 	}
-	call := redis.NewScriptCall(claimScript, m.keyArg, lw.claimID)
-	lw.claimID = ""
-	go m.nodes.broadcast(context.Background(), m.nodeTimeout(), true, nodeOp{call: &call})
+	lw.w = m.notify.watch(m)
+	if m.queues() {
+		m.notify.mu.Lock()
+		lw.join = m.notify.hears()
+		m.notify.mu.Unlock()
+	}
 }
 
-// delay returns the wait before the next try: d from the DelayFunc, or,
-// with notification, a short random back-off after a split vote (the lock
-// was held by no owner on a quorum: it changes hands now, or nobody got
-// it, and a release announcement may never come).
-func (lw *lockWait) delay(d time.Duration) time.Duration {
+// acquired notes that the Lock call took the lock by a try, whose calls
+// are calls. It waits for nothing: a round before Lock returns would eat
+// into the validity (a slow node holds it up to the per-node timeout).
+// When that try was a queue try (prepare), the entries it left where it
+// failed go with the acquisition's Unlock or local hand-off, which get
+// the waiter's member and ticket, or with their life. When it was a plain
+// try (the Redsync no longer heard a quorum) of a waiter that may have
+// joined the queues before, nothing of the acquisition knows the entries:
+// they are withdrawn in the background, at once.
+func (lw *lockWait) acquired(calls *lockCalls) {
+	if lw.w != nil && lw.onNodes && calls.member == "" {
+		lw.withdraw(context.Background(), true)
+	}
+	lw.clean = true
+}
+
+// withdraw takes the waiter out of every node's queue, passing on a turn
+// it was given; in the background when async is set (the Lock call does
+// not wait for it).
+func (lw *lockWait) withdraw(ctx context.Context, async bool) {
+	m, w := lw.m, lw.w
+	call := redis.NewScriptCall(queueLeaveScript, m.keyArg, m.queueKeyArg, m.streakKeyArg, "withdraw", "", w.member, w.ticketArg, "0")
+	send := func() {
+		m.nodes.broadcast(context.WithoutCancel(ctx), m.nodeTimeout(), m.failFast, nodeOp{call: &call})
+	}
+	if async {
+		go send()
+		return
+	}
+	send()
+}
+
+// retryDelay returns the wait before the next counted try: d from the
+// DelayFunc, or, for a waiter, a short random back-off after a split vote
+// (the lock was held by no owner on a quorum: it changes hands now, or
+// nobody got it, and no turn may come).
+func (lw *lockWait) retryDelay(d time.Duration) time.Duration {
 	if b := lw.splitBackoff(); b > 0 {
 		return min(d, b)
 	}
@@ -789,67 +877,32 @@ func (lw *lockWait) delay(d time.Duration) time.Duration {
 
 // splitBackoff returns, after a split vote, a short random back-off (0-1
 // ms, the limit doubling with each split vote in a row up to 16 ms) when
-// the Lock call listens for releases; otherwise 0. After an extra try (brought forward by a release
-// announcement), 0 means: wait for the next announcement or the next
-// counted try.
+// the Lock call is a waiter of a listening Redsync; otherwise 0.
 func (lw *lockWait) splitBackoff() time.Duration {
 	if lw.w == nil || !lw.w.n.listens() || !lw.split {
 		lw.splits = 0
 		return 0
 	}
 	lw.splits++
-	return 1 + rand.N(time.Millisecond<<min(lw.splits-1, 4))
+	return 1 + mathrand.N(time.Millisecond<<min(lw.splits-1, 4))
 }
 
-// close unregisters the waiter and stops the timer.
-func (lw *lockWait) close() {
+// close unregisters the waiter and stops the timer. A waiter that gave up
+// (ctx ended, tries used up, a permanent error) and may have left entries
+// in the nodes' queues withdraws them, passing on a turn it was given,
+// before the Lock call returns (even when ctx has ended, with the
+// per-node timeout), so that a Lock that gave up leaves nothing on the
+// nodes. One that took the lock withdraws nothing here (see acquired; a
+// local hand-off takes the waiter out of the queues itself).
+func (lw *lockWait) close(ctx context.Context) {
+	if lw.w == nil {
+		return
+	}
 	lw.w.close()
 	if lw.timer != nil {
 		lw.timer.Stop()
 	}
-}
-
-// skipTry reports whether try (of tries) would certainly fail because
-// other waiters of this Redsync are ahead: the Lock call then goes on
-// waiting without sending it (it still counts as a try). That is so for
-// the first try when others already wait for the lock (see
-// behindLocalWaiters), and for a later try when the retry delay ran out
-// while releases went to waiters ahead in the queue. The last try is
-// always sent.
-func (lw *lockWait) skipTry(m *Mutex, try, tries int) bool {
-	if try+1 >= tries {
-		return false
+	if lw.onNodes && !lw.clean {
+		lw.withdraw(ctx, false)
 	}
-	if try == 0 {
-		return lw.behindLocalWaiters(m)
-	}
-	if lw.w == nil || !lw.w.behind {
-		return false
-	}
-	lw.w.behind = false
-	return true
-}
-
-// behindLocalWaiters makes the Lock call a waiter at once, without a first
-// try, when other Lock calls of this Redsync already wait for the same lock
-// and a quorum of nodes listens for its release: the lock is held, so the
-// call queues behind them instead of sending a try that would fail. This
-// keeps the waiters of one process in order (FIFO) and halves the commands
-// sent under contention.
-func (lw *lockWait) behindLocalWaiters(m *Mutex) bool {
-	if !m.listens() {
-		return false
-	}
-	n := m.notify
-	if n.watched.Load() == 0 {
-		return false
-	}
-	n.mu.Lock()
-	ch := n.channels[m.name]
-	queued := ch != nil && len(ch.queue) > 0 && ch.nconfirm >= n.quorum
-	n.mu.Unlock()
-	if queued {
-		lw.w = n.watch(m)
-	}
-	return queued
 }

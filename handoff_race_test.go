@@ -3,6 +3,7 @@ package redsync
 import (
 	"context"
 	"errors"
+	"fmt"
 	"math/rand/v2"
 	"sync"
 	"testing"
@@ -55,8 +56,8 @@ func queuedWaiters(t *testing.T, m *Mutex, n int) {
 	eventually(t, "waiters queued", func() bool {
 		m.notify.mu.Lock()
 		defer m.notify.mu.Unlock()
-		ch := m.notify.channels[m.name]
-		return ch != nil && len(ch.queue) >= n
+		kw := m.notify.keys[m.name]
+		return kw != nil && len(kw.queue) >= n
 	})
 }
 
@@ -93,7 +94,7 @@ func (s *handOffRaceScene) checkNodes(t *testing.T, held []int) {
 	switch len(held) {
 	case 0:
 		if got := s.c.keys("k"); got != 0 {
-			t.Fatalf("no waiter holds the lock, yet %d nodes hold the key", got)
+			t.Fatalf("no waiter holds the lock, yet %d nodes hold the key: %s", got, s.dump())
 		}
 	case 1:
 		if got := s.c.holders("k", s.waiters[held[0]].Value()); got < 2 {
@@ -102,6 +103,19 @@ func (s *handOffRaceScene) checkNodes(t *testing.T, held []int) {
 	default:
 		t.Fatalf("waiters %v all hold the lock", held)
 	}
+}
+
+// dump describes the nodes' keys and commands, and the mutexes' values.
+func (s *handOffRaceScene) dump() string {
+	out := fmt.Sprintf("holder %q;", s.holder.Value())
+	for i, w := range s.waiters {
+		out += fmt.Sprintf(" waiter %d %q;", i, w.Value())
+	}
+	for i, n := range s.c.nodes {
+		v, _ := n.value("k")
+		out += fmt.Sprintf("\nnode %d: %q %v", i, v, n.ran())
+	}
+	return out
 }
 
 // TestConcurrentUnlockOneHolder calls the holder's Unlock from two
@@ -180,46 +194,36 @@ func TestHandOffRaceStress(t *testing.T) {
 			}
 		}
 		if got := s.c.keys("k"); got != 0 {
-			t.Fatalf("run %d: %d nodes hold the key after every holder unlocked", run, got)
+			var vals []string
+			for _, n := range s.c.nodes {
+				v, _ := n.value("k")
+				vals = append(vals, v, fmt.Sprint(n.ran()))
+			}
+			t.Fatalf("run %d: %d nodes hold the key after every holder unlocked: %q (holder %q, waiters %q %q %q)", run, got, vals, s.holder.Value(), s.waiters[0].Value(), s.waiters[1].Value(), s.waiters[2].Value())
 		}
 	}
 }
 
 // TestWaitEndDealsWithGrant checks the one function that ends a wait
-// between tries (lockWait.end): a spread left by an earlier wake-up does
-// not survive it, a grant that came while ctx ended is given back (the
-// nodes hold nothing), and a grant is taken without waiting out a spread.
+// between tries (lockWait.end): a grant that came while ctx ended is given
+// back (the nodes hold nothing), and a grant that came with a wake-up is
+// taken.
 func TestWaitEndDealsWithGrant(t *testing.T) {
 	c := newFakeCluster(3)
 	pools := c.subPools()
 	rs := New(pools...)
 	wm := rs.NewMutex("k", WithRetryDelay(time.Hour))
-	lw := &lockWait{m: wm, lastTry: time.Hour}
+	lw := &lockWait{m: wm}
 	lw.w = wm.notify.watch(wm)
-	defer lw.close()
-	subscribedEverywhere(t, listenersOf(pools), "k")
-	lw.w.wait(time.Now()) // the confirmation's wake, if any
-	lw.w.stopWaiting()
+	defer lw.close(context.Background())
+	subscribedEverywhere(t, listenersOf(pools))
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 
-	// A release heard by 5 processes wakes the waiter with a spread of up
-	// to 4 hours, but the retry timer ends the wait: the spread is gone.
-	woken := lw.w.wait(time.Now())
-	for _, s := range listenersOf(pools)[:2] {
-		s.listener().publish("k", "r1 5")
-	}
-	if !isReady(woken) {
-		t.Fatal("the release did not wake the waiter")
-	}
-	if r, g := lw.end(ctx, waitTry, false); r != waitTry || g != nil {
+	// A wait ended by the timer, with no grant, is a counted try.
+	lw.w.wait()
+	if r, g := lw.end(ctx, waitTry); r != waitTry || g != nil {
 		t.Fatalf("end(timer) = %v, %v; want waitTry, nil", r, g)
-	}
-	wm.notify.mu.Lock()
-	spread, spreading := lw.w.spread, lw.w.spreading
-	wm.notify.mu.Unlock()
-	if spread != 0 || spreading {
-		t.Fatalf("after the wait ended by the timer: spread %v, spreading %v; want none", spread, spreading)
 	}
 
 	// A holder of the Redsync hands the lock over as ctx ends, and ctx
@@ -228,31 +232,28 @@ func TestWaitEndDealsWithGrant(t *testing.T) {
 	if err := holder.Lock(); err != nil {
 		t.Fatal(err)
 	}
-	lw.w.wait(time.Now())
+	lw.w.wait()
 	if ok, err := holder.Unlock(); !ok || err != nil {
 		t.Fatalf("holder Unlock() = %v, %v", ok, err)
 	}
 	cancel()
-	if r, g := lw.end(ctx, waitDone, false); r != waitDone || g != nil {
+	if r, g := lw.end(ctx, waitDone); r != waitDone || g != nil {
 		t.Fatalf("end(ctx done) with a grant = %v, %v; want waitDone, nil", r, g)
 	}
 	if got := c.keys("k"); got != 0 {
 		t.Fatalf("%d nodes hold the key after the grant was given back, want 0", got)
 	}
 
-	// With a stale spread of an hour, a grant is taken at once.
+	// A grant that came with a wake-up is taken.
 	ctx = context.Background()
 	if err := holder.Lock(); err != nil {
 		t.Fatal(err)
 	}
-	lw.w.wait(time.Now())
-	wm.notify.mu.Lock()
-	lw.w.spread = 1
-	wm.notify.mu.Unlock()
+	lw.w.wait()
 	if ok, err := holder.Unlock(); !ok || err != nil {
 		t.Fatalf("holder Unlock() = %v, %v", ok, err)
 	}
-	r, g := lw.end(ctx, waitExtra, true)
+	r, g := lw.end(ctx, waitExtra)
 	if r != waitGranted || g == nil {
 		t.Fatalf("end(woken) with a grant = %v, %v; want waitGranted and the grant", r, g)
 	}

@@ -30,8 +30,8 @@ func waitQueuedConfirmed(t *testing.T, m *Mutex) {
 	eventually(t, "a confirmed waiter queued", func() bool {
 		m.notify.mu.Lock()
 		defer m.notify.mu.Unlock()
-		ch := m.notify.channels[m.name]
-		return ch != nil && ch.nconfirm >= m.notify.quorum && len(ch.queue) > 0
+		kw := m.notify.keys[m.name]
+		return kw != nil && m.notify.nconfirm >= m.notify.quorum && len(kw.queue) > 0
 	})
 }
 

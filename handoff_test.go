@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -91,11 +92,6 @@ func (l *fakeListener) state() (channels []string, closed bool) {
 	return channels, l.closed
 }
 
-// publish delivers a release announcement of value's id on key's channel.
-func (l *fakeListener) publish(key, id string) {
-	l.receive(redis.Message{Channel: releaseChannel(key), Payload: id})
-}
-
 func newFakeSubNodes(n int) ([]*fakeSubNode, []redis.Pool) {
 	nodes := make([]*fakeSubNode, n)
 	pools := make([]redis.Pool, n)
@@ -119,8 +115,8 @@ func eventually(t *testing.T, what string, cond func() bool) {
 }
 
 // subscribedEverywhere waits until every node's listener is subscribed to
-// key's channel.
-func subscribedEverywhere(t *testing.T, nodes []*fakeSubNode, key string) {
+// the channel of a Redsync.
+func subscribedEverywhere(t *testing.T, nodes []*fakeSubNode) {
 	t.Helper()
 	eventually(t, "every node subscribed", func() bool {
 		for _, f := range nodes {
@@ -128,7 +124,8 @@ func subscribedEverywhere(t *testing.T, nodes []*fakeSubNode, key string) {
 			if l == nil {
 				return false
 			}
-			if chans, _ := l.state(); !slices.Contains(chans, releaseChannel(key)) {
+			chans, _ := l.state()
+			if !slices.ContainsFunc(chans, func(c string) bool { return strings.HasPrefix(c, wakeChannelPrefix) }) {
 				return false
 			}
 		}
@@ -156,42 +153,76 @@ func TestNotifierNeedsQuorumOfSubscribers(t *testing.T) {
 	}
 }
 
-func TestNotifierQuorumAndWakeOne(t *testing.T) {
+// turnMsg is a message of a node on the Redsync's channel: "turn" or
+// "next" for member, about the release id.
+func turnMsg(n *notifier, kind, member, id string) redis.Message {
+	return redis.Message{Channel: n.channel, Payload: kind + " " + member + " " + id}
+}
+
+// readyWaiter registers a waiter for "k" on n once every node listens, and
+// clears the try that the subscriptions' confirmation asks of every
+// waiter (a turn may have been missed during the set-up).
+func readyWaiter(t *testing.T, n *notifier, nodes []*fakeSubNode) *waiter {
+	t.Helper()
+	w := n.watch(&Mutex{config: config{name: "k"}})
+	t.Cleanup(w.close)
+	subscribedEverywhere(t, nodes)
+	eventually(t, "a quorum confirmed", func() bool {
+		n.mu.Lock()
+		defer n.mu.Unlock()
+		return n.hears()
+	})
+	w.tryStarts()
+	select {
+	case <-w.wake:
+	default:
+	}
+	return w
+}
+
+// TestNotifierTurnQuorum: a waiter is told to try when a quorum of nodes
+// gave it the turn of one release, once; turns of other members, of a
+// release heard by too few nodes, and repeats wake nobody.
+func TestNotifierTurnQuorum(t *testing.T) {
 	nodes, pools := newFakeSubNodes(5)
 	n := newNotifier(pools)
-	since := time.Now()
-	w1, w2 := n.watch(&Mutex{config: config{name: "k"}}), n.watch(&Mutex{config: config{name: "k"}})
-	subscribedEverywhere(t, nodes, "k")
-	// The subscriptions' confirmation may have woken the first waiter
-	// (a release may have been missed during the set-up); start clean.
-	w1.wait(since)
-	w1.stopWaiting()
-	c1, c2 := w1.wait(time.Now()), w2.wait(time.Now())
+	w1 := readyWaiter(t, n, nodes)
+	w2 := readyWaiter(t, n, nodes)
+	w1.tryStarts()
+	c1, c2 := w1.wait(), w2.wait()
 
-	// Two announcements of release "a" are no quorum of five.
-	nodes[0].listener().publish("k", "a")
-	nodes[1].listener().publish("k", "a")
-	nodes[1].listener().publish("k", "a") // a repeat from one node counts once
+	send := func(node int, kind string, w *waiter, id string) {
+		nodes[node].listener().receive(turnMsg(n, kind, w.member, id))
+	}
+	send(0, "turn", w1, "a")
+	send(1, "turn", w1, "a")
+	send(1, "turn", w1, "a") // a repeat from one node counts once
+	if turned, _ := w1.take(); turned || isReady(c1) || isReady(c2) {
+		t.Fatal("a waiter was told to try before a quorum gave it the turn")
+	}
+	send(4, "turn", w1, "a")
+	if turned, _ := w1.take(); !turned || !isReady(c1) || isReady(c2) {
+		t.Fatalf("after a quorum of turns: first waiter turned %v woken %v, second woken %v; want true, true, false", turned, isReady(c1), isReady(c2))
+	}
+	// The stragglers of the same release tell nothing new.
+	send(2, "turn", w1, "a")
+	send(3, "turn", w1, "a")
+	if turned, _ := w1.take(); turned || isReady(c1) {
+		t.Fatal("stragglers of a turn already heard woke the waiter again")
+	}
+	// A turn for a member that is not waiting (any more) is ignored.
+	for i := range nodes {
+		nodes[i].listener().receive(turnMsg(n, "turn", n.id+":999", "b"))
+	}
 	if isReady(c1) || isReady(c2) {
-		t.Fatal("a waiter woke before a quorum announced the release")
+		t.Fatal("a turn of an unknown member woke a waiter")
 	}
-	// The third makes a quorum and wakes the first waiter only.
-	nodes[4].listener().publish("k", "a")
-	if !isReady(c1) || isReady(c2) {
-		t.Fatalf("after a quorum: first waiter woken %v, second %v; want true, false", isReady(c1), isReady(c2))
+	// The next release's turns for the second waiter wake it.
+	for i := range 3 {
+		send(i, "turn", w2, "c")
 	}
-	// The stragglers of the same release wake nobody.
-	nodes[2].listener().publish("k", "a")
-	nodes[3].listener().publish("k", "a")
-	if isReady(c2) {
-		t.Fatal("stragglers of a release that already woke a waiter woke another")
-	}
-	// The next release wakes the second waiter.
-	for _, f := range nodes[:3] {
-		f.listener().publish("k", "b")
-	}
-	if !isReady(c2) {
-		t.Fatal("second release did not wake the second waiter")
+	if turned, _ := w2.take(); !turned || !isReady(c2) {
+		t.Fatal("a quorum of turns did not wake the second waiter")
 	}
 	w1.close()
 	w2.close()
@@ -205,145 +236,97 @@ func TestNotifierQuorumAndWakeOne(t *testing.T) {
 	})
 }
 
-// TestNotifierSpread: a release announced with the number of listening
-// processes makes the woken waiter wait a random share of the others' try
-// durations before its try; without the number, or alone, it tries at once.
-// spreadScene returns three fake nodes and the lockWait of a waiter for
-// "k" that listens on all of them, out of the queue after the wake-up of
-// the subscriptions' confirmation, its last try taking 1 ms.
-func spreadScene(t *testing.T) ([]*fakeSubNode, *waiter, *lockWait) {
-	t.Helper()
+// TestNotifierNextStandby: a waiter that a quorum named next tries after
+// standbyWait unless its own turn comes first (the waiter given the turn
+// may have crashed).
+func TestNotifierNextStandby(t *testing.T) {
 	nodes, pools := newFakeSubNodes(3)
 	n := newNotifier(pools)
-	w := n.watch(&Mutex{config: config{name: "k"}})
-	t.Cleanup(w.close)
-	subscribedEverywhere(t, nodes, "k")
-	w.wait(time.Now()) // the confirmation's wake, if any
-	w.stopWaiting()
-	return nodes, w, &lockWait{w: w, lastTry: time.Millisecond}
-}
-
-// takeSpread ends the wait of lw's waiter as lockWait.end does and returns
-// its spread delay, setting the release a successful try would claim.
-func takeSpread(lw *lockWait) time.Duration {
-	_, by, spread := lw.w.stopWaiting()
-	lw.claimID = by
-	return lw.spreadDelay(spread)
-}
-
-func TestNotifierSpread(t *testing.T) {
-	nodes, w, lw := spreadScene(t)
-	for round, tc := range []struct {
-		listeners string
-		max       time.Duration // the delay is in [0, max), or 0 when max is 0
-	}{{" 5", 4 * time.Millisecond}, {"", 0}, {" 1", 0}, {" 0", 0}, {" 17", 16 * time.Millisecond}} {
-		c := w.wait(time.Now())
-		for _, f := range nodes[:2] {
-			f.listener().publish("k", fmt.Sprintf("release-%d%s", round, tc.listeners))
-		}
-		if !isReady(c) {
-			t.Fatalf("payload suffix %q: the waiter was not woken", tc.listeners)
-		}
-		got := takeSpread(lw)
-		if tc.max == 0 && got != 0 || got < 0 || tc.max > 0 && got >= tc.max {
-			t.Errorf("payload suffix %q: spread delay %v, want in [0, %v)", tc.listeners, got, tc.max)
-		}
-		if again := takeSpread(lw); again != 0 {
-			t.Errorf("payload suffix %q: a second spreadDelay gave %v, want 0 (used once per wake)", tc.listeners, again)
-		}
-		w.stopWaiting()
+	w := readyWaiter(t, n, nodes)
+	c := w.wait()
+	before := time.Now()
+	for i := range 2 {
+		nodes[i].listener().receive(turnMsg(n, "next", w.member, "a"))
 	}
-	// Over many wakes, the shares cover the range: not all at one end.
-	var low, high int
-	for round := range 200 {
-		c := w.wait(time.Now())
-		for _, f := range nodes[:2] {
-			f.listener().publish("k", fmt.Sprintf("many-%d 3", round))
-		}
-		if !isReady(c) {
-			t.Fatal("the waiter was not woken")
-		}
-		if d := takeSpread(lw); d < time.Millisecond {
-			low++
-		} else {
-			high++
-		}
-		w.stopWaiting()
+	turned, standby := w.take()
+	if turned || !isReady(c) {
+		t.Fatalf("named next by a quorum: turned %v, woken %v; want false, true", turned, isReady(c))
 	}
-	if low < 50 || high < 50 {
-		t.Errorf("spread delays over [0, 2ms): %d below 1ms, %d above; want both about 100", low, high)
+	if standby.Before(before.Add(standbyWait)) || standby.After(time.Now().Add(standbyWait)) {
+		t.Fatalf("standby at %v after the message, want %v", standby.Sub(before), standbyWait)
+	}
+	// Its own turn replaces the standby.
+	for i := range 2 {
+		nodes[i].listener().receive(turnMsg(n, "turn", w.member, "b"))
+	}
+	if turned, standby := w.take(); !turned || !standby.IsZero() {
+		t.Fatalf("after a quorum of turns: turned %v, standby %v; want true, none", turned, standby)
 	}
 }
 
-func TestNotifierFIFOByTicket(t *testing.T) {
+// TestNotifierLocalOrderByTicket: the waiters of a Redsync that a local
+// hand-off may take are ordered by ticket (the order in which they
+// started waiting), whatever the order in which they come back to wait.
+func TestNotifierLocalOrderByTicket(t *testing.T) {
 	nodes, pools := newFakeSubNodes(3)
 	n := newNotifier(pools)
-	ws := []*waiter{n.watch(&Mutex{config: config{name: "k"}}), n.watch(&Mutex{config: config{name: "k"}}), n.watch(&Mutex{config: config{name: "k"}})}
-	subscribedEverywhere(t, nodes, "k")
-	for _, w := range ws {
-		w.wait(time.Now())
+	ws := []*waiter{readyWaiter(t, n, nodes), readyWaiter(t, n, nodes), readyWaiter(t, n, nodes)}
+	if !(ws[0].ticket < ws[1].ticket && ws[1].ticket < ws[2].ticket) {
+		t.Fatalf("tickets %d, %d, %d; want increasing", ws[0].ticket, ws[1].ticket, ws[2].ticket)
+	}
+	ws[2].wait()
+	ws[0].wait()
+	ws[1].wait()
+	var got []*waiter
+	for range ws {
+		w, g := n.claim("k", 0)
+		if w == nil {
+			t.Fatal("claim found no waiter")
+		}
+		got = append(got, w)
+		close(g.done)
 		w.stopWaiting()
 	}
-	// Waiters queue in the order they started waiting, whatever the order
-	// in which they come back to the queue.
-	now := time.Now()
-	chans := []<-chan struct{}{ws[2].wait(now), ws[0].wait(now), ws[1].wait(now)}
-	order := []int{2, 0, 1} // index in ws of chans[i]
-	var woken []int
-	for i, id := range []string{"a", "b", "c"} {
-		for _, f := range nodes[:2] {
-			f.listener().publish("k", id)
-		}
-		for j, c := range chans {
-			if isReady(c) {
-				woken = append(woken, order[j])
-			}
-		}
-		if len(woken) != i+1 {
-			t.Fatalf("after %d releases %d waiters woke, want %d", i+1, len(woken), i+1)
-		}
-	}
-	if !slices.Equal(woken, []int{0, 1, 2}) {
-		t.Errorf("waiters woke in order %v, want [0 1 2] (by ticket)", woken)
-	}
-	for _, w := range ws {
-		w.close()
+	if !slices.Equal(got, ws) {
+		t.Error("claim took the waiters out of ticket order")
 	}
 }
 
-func TestNotifierPendingRelease(t *testing.T) {
+// TestTurnDuringTryIsKept: a quorum of turns that came while the waiter's
+// try was under way (the try reached the nodes before the release) makes
+// the next wait end at once with an extra try, not wait for the retry
+// delay.
+func TestTurnDuringTryIsKept(t *testing.T) {
 	nodes, pools := newFakeSubNodes(3)
-	n := newNotifier(pools)
-	w := n.watch(&Mutex{config: config{name: "k"}})
-	subscribedEverywhere(t, nodes, "k")
-	w.wait(time.Now())
-	w.stopWaiting()
-	// A release announced while the waiter was busy with a try: the next
-	// wait returns at once, when the try started before the release.
-	tryStart := time.Now()
-	for _, f := range nodes[:2] {
-		f.listener().publish("k", "a")
+	rs := New(pools...)
+	m := rs.NewMutex("k", WithRetryDelay(time.Hour))
+	lw := &lockWait{m: m}
+	lw.w = m.notify.watch(m)
+	defer lw.close(context.Background())
+	subscribedEverywhere(t, nodes)
+	lw.tryStarts() // the try starts; the release comes during it
+	for i := range 2 {
+		nodes[i].listener().receive(turnMsg(m.notify, "turn", lw.w.member, "a"))
 	}
-	if c := w.wait(tryStart); !isReady(c) {
-		t.Error("a release during the try did not wake the next wait")
+	done := make(chan waitResult, 1)
+	go func() {
+		r, _ := lw.await(context.Background(), 1)
+		done <- r
+	}()
+	select {
+	case r := <-done:
+		if r != waitExtra {
+			t.Fatalf("await() = %v, want waitExtra", r)
+		}
+	case <-time.After(2 * time.Second):
+		t.Fatal("a turn heard during the try was lost: the wait goes on")
 	}
-	w.stopWaiting()
-	// A release before the try started is not for this wait.
-	for _, f := range nodes[:2] {
-		f.listener().publish("k", "b")
-	}
-	if c := w.wait(time.Now()); isReady(c) {
-		t.Error("a release before the try woke the wait")
-	}
-	w.close()
 }
 
 func TestNotifierReconnects(t *testing.T) {
 	nodes, pools := newFakeSubNodes(3)
 	n := newNotifier(pools)
-	w := n.watch(&Mutex{config: config{name: "k"}})
-	defer w.close()
-	subscribedEverywhere(t, nodes, "k")
+	w := readyWaiter(t, n, nodes)
 	broken := nodes[0].listener()
 	broken.receive(redis.Message{Err: errors.New("connection reset")})
 	eventually(t, "node 0 listens again", func() bool {
@@ -352,23 +335,22 @@ func TestNotifierReconnects(t *testing.T) {
 			return false
 		}
 		chans, _ := l.state()
-		return slices.Contains(chans, releaseChannel("k"))
+		return slices.Contains(chans, n.channel)
 	})
 	if _, closed := broken.state(); !closed {
 		t.Error("the failed listener was not closed")
 	}
+	// The confirmation of the new subscription asks for a try.
+	w.tryStarts()
 	// Messages of the old listener are ignored.
-	w.wait(time.Now())
-	w.stopWaiting()
-	c := w.wait(time.Now())
-	broken.publish("k", "a")
-	nodes[1].listener().publish("k", "a")
-	if isReady(c) {
+	broken.receive(turnMsg(n, "turn", w.member, "a"))
+	nodes[1].listener().receive(turnMsg(n, "turn", w.member, "a"))
+	if turned, _ := w.take(); turned {
 		t.Error("a message of the failed listener counted")
 	}
-	nodes[0].listener().publish("k", "a")
-	if !isReady(c) {
-		t.Error("a quorum with the new listener did not wake the waiter")
+	nodes[0].listener().receive(turnMsg(n, "turn", w.member, "a"))
+	if turned, _ := w.take(); !turned {
+		t.Error("a quorum with the new listener did not turn the waiter")
 	}
 }
 
@@ -377,12 +359,12 @@ func TestNotifierListenFailureBacksOff(t *testing.T) {
 	nodes[2].listenErr = errors.New("connection refused")
 	n := newNotifier(pools)
 	w := n.watch(&Mutex{config: config{name: "k"}})
-	subscribedEverywhere(t, nodes[:2], "k")
+	subscribedEverywhere(t, nodes[:2])
 	time.Sleep(50 * time.Millisecond)
 	nodes[2].mu.Lock()
 	nodes[2].listenErr = nil
 	nodes[2].mu.Unlock()
-	subscribedEverywhere(t, nodes, "k") // after the back-off
+	subscribedEverywhere(t, nodes) // after the back-off
 	w.close()
 	eventually(t, "listeners closed", func() bool {
 		for _, f := range nodes {
@@ -449,15 +431,7 @@ func TestSplitAmongOthersRetriesSoon(t *testing.T) {
 	m.now = c.clock.Now
 	done := make(chan error, 1)
 	go func() { done <- m.Lock() }()
-	eventually(t, "a second try", func() bool {
-		n := 0
-		for _, s := range c.nodes[0].ran() {
-			if s == "acquire" {
-				n++
-			}
-		}
-		return n >= 2
-	})
+	eventually(t, "a second try", func() bool { return c.nodes[0].tries() >= 2 })
 	for _, n := range c.nodes {
 		n.mu.Lock()
 		delete(n.keys, "k")
@@ -576,92 +550,4 @@ func TestDoWithFakes(t *testing.T) {
 	if err == nil {
 		t.Error("Do() = nil after its lock was stolen, want the release's error")
 	}
-}
-
-// TestNotifierClaim wakes a waiter by a release that several processes
-// heard, then tells it, while it waits out its spread, that another
-// process took the lock.
-func TestNotifierClaim(t *testing.T) {
-	nodes, w, lw := spreadScene(t)
-
-	wake := func(id string) {
-		t.Helper()
-		c := w.wait(time.Now())
-		for _, f := range nodes[:2] {
-			f.listener().publish("k", id+" 4")
-		}
-		if !isReady(c) {
-			t.Fatalf("release %s: the waiter was not woken", id)
-		}
-		if d := takeSpread(lw); d < 0 || d >= 3*time.Millisecond {
-			t.Fatalf("release %s: spread delay %v, want in [0, 3ms)", id, d)
-		}
-		if lw.claimID != id {
-			t.Fatalf("release %s: the try would claim %q", id, lw.claimID)
-		}
-	}
-
-	wake("r1")
-	nodes[0].listener().publish("k", "r0 claimed")
-	if isReady(lw.w.claimed) {
-		t.Error("the claim of another release reached the waiter")
-	}
-	nodes[2].listener().publish("k", "r1 claimed") // one node is enough
-	if !isReady(lw.w.claimed) {
-		t.Fatal("the claim of the release that woke the waiter did not reach it")
-	}
-	lw.w.stopSpread()
-
-	// A claim that comes after the spread ended leaves nothing behind.
-	wake("r2")
-	lw.w.stopSpread()
-	nodes[0].listener().publish("k", "r2 claimed")
-	if isReady(lw.w.claimed) {
-		t.Error("a claim after the spread ended reached the waiter")
-	}
-
-	// A claim is not a release: it wakes nobody.
-	c := w.wait(time.Now())
-	for _, f := range nodes {
-		f.listener().publish("k", "r3 claimed")
-	}
-	if isReady(c) {
-		t.Error("claims from every node woke a waiter")
-	}
-	w.stopWaiting()
-
-	// Released without the listeners' count: no spread, nothing to claim.
-	c = w.wait(time.Now())
-	for _, f := range nodes[:2] {
-		f.listener().publish("k", "r4")
-	}
-	if !isReady(c) {
-		t.Fatal("release r4: the waiter was not woken")
-	}
-	if d := takeSpread(lw); d != 0 || lw.claimID != "" {
-		t.Errorf("release r4 (one listener): spread %v, claim %q; want 0 and none", d, lw.claimID)
-	}
-}
-
-// TestNotifierPendingSpread announces a release while the waiter is out
-// of the queue (its try under way): when it comes back, it is woken at
-// once, spread like a waiter woken by the announcement.
-func TestNotifierPendingSpread(t *testing.T) {
-	nodes, w, lw := spreadScene(t)
-
-	since := time.Now() // the try starts
-	for _, f := range nodes[:2] {
-		f.listener().publish("k", "r1 5")
-	}
-	if c := w.wait(since); !isReady(c) {
-		t.Fatal("the release announced during the try did not wake the waiter")
-	}
-	if d := takeSpread(lw); d < 0 || d >= 4*time.Millisecond || lw.claimID != "r1" {
-		t.Errorf("spread delay %v, claim %q; want in [0, 4ms) and r1", d, lw.claimID)
-	}
-	nodes[1].listener().publish("k", "r1 claimed")
-	if !isReady(lw.w.claimed) {
-		t.Error("the claim did not reach the waiter woken by the pending release")
-	}
-	lw.w.stopSpread()
 }

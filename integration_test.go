@@ -489,20 +489,20 @@ func waitNoKeys(t *testing.T, srv *redistest.Server, within time.Duration) {
 }
 
 // waitSubscribed waits until every server has a client subscribed to the
-// channel on which the releases of lock name are announced: a Lock call
-// of a Redsync over them waits for the lock and listens.
+// channel of a Redsync on which its waiters are told their turns: a Lock
+// call of a Redsync over them waits for a lock and listens. name is the
+// lock's name (the channel does not depend on it).
 func waitSubscribed(t *testing.T, servers []*redistest.Server, name string) {
 	t.Helper()
-	channel := "redsync:released:" + name
 	deadline := time.Now().Add(callSlack)
 	for i := 0; i < len(servers); {
-		rep, err := servers[i].Do("PUBSUB", "NUMSUB", channel)
-		if err == nil && len(rep.Elems) == 2 && rep.Elems[1].Int > 0 {
+		rep, err := servers[i].Do("PUBSUB", "CHANNELS", "redsync:wake:*")
+		if err == nil && len(rep.Elems) > 0 {
 			i++
 			continue
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("node %d: PUBSUB NUMSUB %s = %s (%v) after %v, want a subscriber", i, channel, rep, err, callSlack)
+			t.Fatalf("node %d: PUBSUB CHANNELS redsync:wake:* = %s (%v) after %v while %s is awaited, want a channel", i, rep, err, callSlack, name)
 		}
 		time.Sleep(10 * time.Millisecond)
 	}

@@ -33,6 +33,12 @@ type Mutex struct {
 	configErr error
 
 	keyArg any // name, boxed once for the scripts
+	// queueKeyArg is the key of the name's queue of waiters (queueKey),
+	// boxed once for the queue scripts (one name, no kind).
+	queueKeyArg any
+	// streakKeyArg is the key of the count of releases in a row that
+	// gave a waiter the turn (streakKey).
+	streakKeyArg any
 	// NewMultiMutex: the names, and the key count and names, boxed once
 	// for the multi-key scripts (multi.go); nil for one name.
 	names   []string
@@ -69,7 +75,11 @@ type lockCalls struct {
 	setNX   []any
 	release redis.ScriptCall // announces the release unless WithReleaseNotification(false)
 	undo    redis.ScriptCall // a kind's undo of a failed try (see lockKind), or none: release
-	token   uint64           // WithFencing: the token, set by the try that acquired the lock
+	// member and ticket, for an acquisition made by a try of a waiting
+	// Lock, are its entry in the nodes' queues of waiters, which its
+	// release or local hand-off removes (handoff.go); "" otherwise.
+	member, ticket string
+	token          uint64 // WithFencing: the token, set by the try that acquired the lock
 	// settled, when not nil, is closed once every node ended the command
 	// that made this acquisition: a local hand-off returns at a quorum
 	// (transfer.go), and the next command must not overtake it on a node.
@@ -198,12 +208,12 @@ func (m *Mutex) lockContext(ctx context.Context, tries int, rec *acquireRecord) 
 	}
 	var last error
 	wait := lockWait{m: m} // the wait between tries (handoff.go)
-	defer wait.close()
-	// A try that a release announcement brings forward, or that follows
-	// such a try after a short back-off, is extra: it does not count
-	// toward tries, and the counted tries keep their schedule, so Lock
-	// gives up after as many scheduled tries, at about the same time, as
-	// without notification.
+	defer wait.close(ctx)
+	// A try that a turn brings forward, that joins the queue of waiters,
+	// or that follows a try nobody won after a short back-off, is extra:
+	// it does not count toward tries, and the counted tries keep their
+	// schedule, so Lock gives up after as many scheduled tries, at about
+	// the same time, as without notification.
 	for try := 0; try < tries; {
 		counted := true
 		if try > 0 {
@@ -213,21 +223,12 @@ func (m *Mutex) lockContext(ctx context.Context, tries int, rec *acquireRecord) 
 			case waitGranted:
 				m.takeGrant(g, rec) // a holder of this Redsync handed the lock over
 				return nil
-			case waitClaimed:
-				continue
 			case waitExtra:
 				counted = false
 			}
 		}
 
-		wait.tryStarts(m)
-		if wait.skipTry(m, try, tries) {
-			// Waiters of this process are ahead: keep waiting.
-			if counted {
-				try++
-			}
-			continue
-		}
+		wait.tryStarts()
 		// Each try has a value of its own: the undo of a failed try may
 		// reach a slow node after we gave up on it, and must not delete
 		// the lock that a later try took with the same value.
@@ -236,11 +237,12 @@ func (m *Mutex) lockContext(ctx context.Context, tries int, rec *acquireRecord) 
 			return err
 		}
 		calls := m.makeCalls(value)
+		wait.prepare(m, calls) // a waiter's try joins the queue (handoff.go)
 		until, permanent, split, err := m.acquire(ctx, calls, rec)
 		rec.tried(err)
 		if err == nil {
 			m.acquired(value, until, calls)
-			wait.claim(m)
+			wait.acquired(calls)
 			return nil
 		}
 		if last == nil || !cutShort(ctx) {
@@ -694,10 +696,9 @@ func (m *Mutex) makeCalls(value string) *lockCalls {
 			c.setNX = []any{"SET", m.keyArg, c.value, "NX", "PX", m.ttlArg}
 		}
 	}
-	// The undo of a failed try announces its release too: it deletes the
-	// key on fewer nodes than a quorum, so its announcements wake nobody
-	// (see handoff.go), unless the try reached a quorum too late, when the
-	// key is indeed free.
+	// The undo of a failed try releases as Unlock does: where it deletes
+	// the key, the first waiter of the nodes' queue gets the turn (see
+	// handoff.go).
 	switch {
 	case m.names != nil && m.noNotify:
 		c.release = m.lockCall(multiReleaseScript, nil, c.value, "0")
@@ -706,7 +707,7 @@ func (m *Mutex) makeCalls(value string) *lockCalls {
 	case m.noNotify:
 		c.release = redis.NewScriptCall(releaseScript, m.keyArg, c.value)
 	default:
-		c.release = redis.NewScriptCall(releaseNotifyScript, m.keyArg, c.value)
+		c.release = redis.NewScriptCall(releaseNotifyScript, m.keyArg, m.queueKeyArg, m.streakKeyArg, c.value)
 	}
 	return c
 }

@@ -225,27 +225,33 @@ func WithMaxHold(d time.Duration) Option {
 	})
 }
 
-// WithReleaseNotification turns the hand-off by notification on or off.
-// When on, Unlock announces the release (a PUBLISH on the channel
-// "redsync:released:" + name, on each node where the key was deleted), and
-// a Lock that has to wait listens on that channel on every node whose pool
-// implements [redis.Subscriber], retrying as soon as a quorum of nodes
-// announced a release instead of sleeping the whole retry delay; the retry
-// delay stays as a fallback. Each release wakes one waiter of the Redsync,
-// the one that has waited longest, and a Lock that finds others of the
-// same Redsync already waiting for the lock queues behind them without a
-// first try. A try that an announcement brings forward (and a quick
-// retry when nobody won it) is extra: it does not count toward WithTries,
-// and the counted tries keep their schedule, so a Lock gives up after as
-// many tries of the retry delay's schedule as without notification. When
+// WithReleaseNotification turns the hand-off by a queue of waiters on or
+// off. When on, a Lock that has to wait joins a queue of waiters kept next
+// to the key on every node, ordered the same way on each (by when the Lock
+// started waiting), and listens for its turn on every node whose pool
+// implements [redis.Subscriber]. Unlock, where it deletes the key, gives
+// the first live waiter of the node's queue a turn: the key is kept for
+// that waiter's try for 100 ms, and the waiter is told with a PUBLISH on
+// its Redsync's channel "redsync:wake:<id>" (with nobody queued, the
+// release is announced on "redsync:released:" + name). A waiter that a
+// quorum of nodes gave the turn tries at once instead of sleeping the
+// whole retry delay; the retry delay stays as a fallback. The lock is
+// still only what a try takes on a quorum within the validity: a turn
+// decides who tries, not who holds. A Lock that ends without the lock
+// leaves the queues before it returns; the entry of a process that died
+// ends with its life (the Mutex's expiry, at least a second). A try that
+// a turn brings forward (and a quick retry when nobody won a try) is
+// extra: it does not count toward WithTries, and the counted tries keep
+// their schedule, so a Lock gives up after as many tries of the retry
+// delay's schedule as without notification. When
 // that waiter is a Lock of the same Redsync (and neither
 // Mutex uses fencing, nor the waiter a restart guard), Unlock does better:
 // it hands the lock straight to the waiter, so that the lock is never free
 // in between and the waiter sends no try: one round replaces the holder's
 // value with a fresh one of the waiter on the nodes. See the local
-// hand-off in docs/LIFETIME.md. When off, Unlock publishes nothing, hands
-// nothing over, and Lock only polls, as redsync v4 does. The default is
-// on.
+// hand-off in docs/LIFETIME.md. When off, Unlock gives no turn, publishes
+// nothing, hands nothing over, and Lock only polls, as redsync v4 does.
+// The default is on.
 func WithReleaseNotification(enabled bool) Option {
 	return setting(func(c *config) {
 		c.noNotify = !enabled

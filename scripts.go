@@ -19,8 +19,6 @@ var (
 	extendSrc string
 	//go:embed lua/release_notify.lua
 	releaseNotifySrc string
-	//go:embed lua/claim.lua
-	claimSrc string
 	//go:embed lua/multi_acquire.lua
 	multiAcquireSrc string
 	//go:embed lua/multi_release.lua
@@ -31,8 +29,7 @@ var (
 	releaseScript = redis.NewScript(1, releaseSrc, "")
 	extendScript  = redis.NewScript(1, extendSrc, "")
 
-	releaseNotifyScript = redis.NewScript(1, releaseNotifySrc, "")
-	claimScript         = redis.NewScript(1, claimSrc, "")
+	releaseNotifyScript = redis.NewScript(3, releaseNotifySrc, "")
 
 	// The scripts of a Mutex of NewMultiMutex (multi.go) take the key
 	// count as their first argument.

@@ -91,6 +91,7 @@ func (ttlConn) Close() error                                      { return nil }
 
 func (c ttlConn) Eval(script *redis.Script, keysAndArgs ...any) (any, error) {
 	n := c.n
+	keysAndArgs = withoutQueueKeys(script, keysAndArgs)
 	key, value := keysAndArgs[0].(string), keysAndArgs[1].(string)
 	n.mu.Lock()
 	defer n.mu.Unlock()

@@ -13,11 +13,12 @@ import (
 //
 // When Unlock finds a Lock call of the same Redsync waiting for the same
 // lock (a waiter of the notifier, see handoff.go), it does not release the
-// lock and let the waiter try again, which costs the waiter a release
-// announcement and a try of its own after the release. It hands the lock
+// lock and let the waiter try again, which costs the waiter a turn message
+// and a try of its own after the release. It hands the lock
 // over instead, in one round: transfer.lua replaces, on every node, the
 // holder's value with a fresh value of the waiter (or sets it where the key
-// had expired), with the waiter's expiry. Both run in this process, so the
+// had expired), with the waiter's expiry, and takes the waiter out of the
+// nodes' queue of waiters. Both run in this process, so the
 // round's start on the monotonic clock bounds the new validity exactly as
 // the start of a try does: the waiter holds the lock when a quorum took the
 // new value and the validity, computed with the waiter's expiry and drift,
@@ -28,7 +29,8 @@ import (
 //
 // Waiters in other processes cannot be handed the lock this way; to leave
 // them a chance, a lock goes to local waiters at most maxLocalHandoffs
-// times in a row, then it is released and announced as usual. Mutexes with
+// times in a row, then it is released as usual, which gives the turn to
+// the first waiter of the nodes' queue. Mutexes with
 // fencing, and waiters with a restart guard, take no part: their
 // acquisitions need a new token, or a check of each node's restart. An
 // observer sees a hand-off as the last Try of the waiter's AcquireEvent and
@@ -41,7 +43,7 @@ const maxLocalHandoffs = 16
 //go:embed lua/transfer.lua
 var transferSrc string
 
-var transferScript = redis.NewScript(1, transferSrc, "")
+var transferScript = redis.NewScript(2, transferSrc, "")
 
 // grant is a hand-off to a waiter; done is closed when it has ended, and
 // ok tells whether the waiter now holds the lock.
@@ -92,11 +94,11 @@ func (n *notifier) claim(key string, handoffs int) (*waiter, *grant) {
 	}
 	n.mu.Lock()
 	defer n.mu.Unlock()
-	ch := n.channels[key]
-	if ch == nil || len(ch.queue) == 0 {
+	kw := n.keys[key]
+	if kw == nil || len(kw.queue) == 0 {
 		return nil, nil
 	}
-	w := ch.queue[0]
+	w := kw.queue[0]
 	if w.grant != nil || !w.m.canTakeOver() {
 		return nil, nil
 	}
@@ -126,7 +128,7 @@ func (m *Mutex) handOver(ctx context.Context, calls *lockCalls, w *waiter, g *gr
 	}
 	next := wm.makeCalls(value)
 	next.handoffs = calls.handoffs + 1
-	transfer := redis.NewScriptCall(transferScript, m.keyArg, calls.value, next.value, wm.ttlArg, "")
+	transfer := redis.NewScriptCall(transferScript, m.keyArg, m.queueKeyArg, calls.value, next.value, wm.ttlArg, "", w.member, w.ticketArg, calls.member, calls.ticket)
 	trace := tr
 	if trace == nil && wm.observer != nil {
 		trace = &nodeTrace{}
@@ -175,7 +177,7 @@ func (m *Mutex) handOver(ctx context.Context, calls *lockCalls, w *waiter, g *gr
 		tr.nodes = nil
 	}
 	next.awaitSettled(wm.nodeTimeout())
-	undo := redis.NewScriptCall(transferScript, m.keyArg, calls.value, next.value, wm.ttlArg, "undo")
+	undo := redis.NewScriptCall(transferScript, m.keyArg, m.queueKeyArg, calls.value, next.value, wm.ttlArg, "undo")
 	t = m.nodes.broadcast(context.WithoutCancel(ctx), m.nodeTimeout(), m.failFast, nodeOp{call: &undo, trace: tr})
 	ok, err = m.releaseResult(t)
 	return ok, false, err

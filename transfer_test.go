@@ -27,7 +27,11 @@ func (f *fakeSubScriptNode) Listen(ctx context.Context, receive func(redis.Messa
 func (c *fakeCluster) subPools() []redis.Pool {
 	pools := make([]redis.Pool, len(c.nodes))
 	for i, n := range c.nodes {
-		pools[i] = &fakeSubScriptNode{fakeNode: n}
+		f := &fakeSubScriptNode{fakeNode: n}
+		n.mu.Lock()
+		n.subs = append(n.subs, &f.sub)
+		n.mu.Unlock()
+		pools[i] = f
 	}
 	return pools
 }
@@ -48,8 +52,8 @@ func queuedWaiter(t *testing.T, m *Mutex) *waiter {
 	eventually(t, "a waiter queued", func() bool {
 		m.notify.mu.Lock()
 		defer m.notify.mu.Unlock()
-		if ch := m.notify.channels[m.name]; ch != nil && len(ch.queue) > 0 {
-			w = ch.queue[0]
+		if kw := m.notify.keys[m.name]; kw != nil && len(kw.queue) > 0 {
+			w = kw.queue[0]
 		}
 		return w != nil
 	})
@@ -245,7 +249,8 @@ func TestLocalHandOffTooSlow(t *testing.T) {
 	if got := c.holders("k", waiter.Value()); got != 5 {
 		t.Errorf("%d of 5 nodes hold the waiter's value", got)
 	}
-	want := []string{"transfer", "transfer-undo", "acquire"}
+	// The waiter's try is a queued one: it waits in the nodes' queue.
+	want := []string{"transfer", "transfer-undo", "queue-acquire"}
 	for i, n := range c.nodes {
 		if got := lastCommands(n, 3); !slices.Equal(got, want) {
 			t.Errorf("node %d ran %v last, want %v", i, got, want)
@@ -321,12 +326,12 @@ func TestClaimBoundsLocalHandOffs(t *testing.T) {
 	defer w.close()
 	// The subscriptions' confirmation may wake the waiter (a release may
 	// have been missed during the set-up): let it happen first.
-	subscribedEverywhere(t, nodes, "k")
+	subscribedEverywhere(t, nodes)
 	// The acquisition handed over k times in a row is handed over again
 	// while k < maxLocalHandoffs.
 	claimed := 0
 	for k := range maxLocalHandoffs + 2 {
-		w.wait(time.Now())
+		w.wait()
 		got, g := n.claim("k", k)
 		if got == nil {
 			w.stopWaiting()
@@ -337,7 +342,7 @@ func TestClaimBoundsLocalHandOffs(t *testing.T) {
 		}
 		claimed++
 		close(g.done)
-		if g, _, _ := w.stopWaiting(); g != nil {
+		if g := w.stopWaiting(); g != nil {
 			t.Fatalf("stopWaiting returned a grant that was not ok")
 		}
 	}
@@ -346,7 +351,7 @@ func TestClaimBoundsLocalHandOffs(t *testing.T) {
 	}
 	// After the release that the bound forced, an acquisition made by a
 	// try is handed over again.
-	w.wait(time.Now())
+	w.wait()
 	got, g := n.claim("k", 0)
 	if got != w {
 		t.Fatalf("claim after the forced release = %v, want the waiter", got)
@@ -364,7 +369,7 @@ func TestClaimSkipsWaitersThatCannotTakeOver(t *testing.T) {
 	} {
 		n := newNotifier(pools)
 		w := n.watch(m)
-		w.wait(time.Now())
+		w.wait()
 		if got, _ := n.claim("k", 0); got != nil {
 			t.Errorf("claim handed the lock to a waiter with fencing %v, guard %v, config error %v",
 				m.fence.on, m.guard.on, m.configErr)
@@ -374,10 +379,10 @@ func TestClaimSkipsWaitersThatCannotTakeOver(t *testing.T) {
 	}
 }
 
-// TestAnnouncedTriesDoNotCount wakes a waiter with release announcements
-// while another Redsync keeps the lock: its tries brought forward fail,
-// and do not use up WithTries.
-func TestAnnouncedTriesDoNotCount(t *testing.T) {
+// TestTurnTriesDoNotCount gives a waiter turns (by hand) while another
+// Redsync keeps the lock: its tries brought forward fail, and do not use
+// up WithTries.
+func TestTurnTriesDoNotCount(t *testing.T) {
 	c := newFakeCluster(3)
 	pools := c.subPools()
 	other := New(c.pools()...).NewMutex("k")
@@ -391,37 +396,42 @@ func TestAnnouncedTriesDoNotCount(t *testing.T) {
 	done := make(chan error, 1)
 	go func() { done <- waiter.LockContext(ctx) }()
 	subNodes := listenersOf(pools)
-	subscribedEverywhere(t, subNodes, "k")
-	// acquire scripts run on node 0, the other Redsync's included.
-	acquires := func() int {
-		n := 0
-		for _, s := range c.nodes[0].ran() {
-			if s == "acquire" {
-				n++
+	subscribedEverywhere(t, subNodes)
+	w := queuedWaiter(t, waiter)
+	// The first try, and the one that joins the queue.
+	eventually(t, "the waiter in every node's queue", func() bool {
+		for _, n := range c.nodes {
+			if !slices.Contains(n.queued("k"), w.member) {
+				return false
 			}
 		}
-		return n
-	}
+		return true
+	})
 	for round := range 4 {
-		queuedWaiter(t, waiter)
-		before := acquires()
+		before := c.nodes[0].tries()
 		for _, s := range subNodes {
-			s.listener().publish("k", fmt.Sprintf("release-%d", round))
+			s.listener().receive(turnMsg(waiter.notify, "turn", w.member, fmt.Sprintf("release-%d", round)))
 		}
-		eventually(t, "an extra try", func() bool { return acquires() > before })
+		eventually(t, "an extra try", func() bool { return c.nodes[0].tries() > before })
 	}
 	select {
 	case err := <-done:
-		t.Fatalf("Lock() = %v after 4 tries brought forward by announcements, want it still waiting (WithTries(2), the second due in an hour)", err)
+		t.Fatalf("Lock() = %v after 4 tries brought forward by turns, want it still waiting (WithTries(2), the second due in an hour)", err)
 	case <-time.After(50 * time.Millisecond):
 	}
 	cancel()
 	if err := <-done; !errors.Is(err, context.Canceled) {
 		t.Fatalf("LockContext() = %v, want context.Canceled", err)
 	}
-	if got := acquires(); got < 6 {
-		t.Errorf("%d acquire scripts on node 0, want the other's, the first try and 4 extra ones", got)
-	}
+	// The cancelled waiter withdraws from every queue.
+	eventually(t, "the waiter withdrawn", func() bool {
+		for _, n := range c.nodes {
+			if len(n.queued("k")) != 0 {
+				return false
+			}
+		}
+		return true
+	})
 	other.Unlock()
 }
 
@@ -501,64 +511,6 @@ func TestLocalHandOffFreshValue(t *testing.T) {
 	}
 	if ok, err := holder.Unlock(); !ok || err != nil {
 		t.Errorf("holder Unlock() of its new acquisition = %v, %v", ok, err)
-	}
-}
-
-// TestClaimAfterSpreadTry wakes a waiter by a release that several
-// processes heard: once its try takes the lock, it claims the release on
-// the nodes, so that the others stop waiting out their spread. A waiter
-// woken by a release that nobody else heard claims nothing.
-func TestClaimAfterSpreadTry(t *testing.T) {
-	for _, tc := range []struct {
-		listeners string
-		claims    bool
-	}{{" 3", true}, {"", false}} {
-		c := newFakeCluster(3)
-		pools := c.subPools()
-		other := New(c.pools()...).NewMutex("k")
-		if err := other.Lock(); err != nil {
-			t.Fatal(err)
-		}
-		waiter := New(pools...).NewMutex("k", WithRetryDelay(time.Hour))
-		done := make(chan error, 1)
-		go func() { done <- waiter.Lock() }()
-		subNodes := listenersOf(pools)
-		subscribedEverywhere(t, subNodes, "k")
-		queuedWaiter(t, waiter)
-		if ok, err := other.Unlock(); !ok || err != nil {
-			t.Fatalf("Unlock() = %v, %v", ok, err)
-		}
-		for _, s := range subNodes {
-			s.listener().publish("k", "gone"+tc.listeners)
-		}
-		select {
-		case err := <-done:
-			if err != nil {
-				t.Fatalf("listeners %q: waiter Lock() = %v", tc.listeners, err)
-			}
-		case <-time.After(5 * time.Second):
-			t.Fatalf("listeners %q: the waiter was not woken", tc.listeners)
-		}
-		claimed := func() int {
-			k := 0
-			for _, n := range c.nodes {
-				if slices.Contains(n.ran(), "claim") {
-					k++
-				}
-			}
-			return k
-		}
-		if tc.claims {
-			eventually(t, "the release claimed on every node", func() bool { return claimed() == 3 })
-		} else {
-			time.Sleep(20 * time.Millisecond)
-			if k := claimed(); k != 0 {
-				t.Errorf("listeners %q: %d nodes got a claim, want none", tc.listeners, k)
-			}
-		}
-		if ok, err := waiter.Unlock(); !ok || err != nil {
-			t.Fatalf("waiter Unlock() = %v, %v", ok, err)
-		}
 	}
 }
 

@@ -1,8 +1,12 @@
 -- transfer.lua: hand the lock from its holder straight to the next owner
 -- on one node (a local hand-off, see transfer.go), or undo such a hand-off.
--- KEYS[1] the lock key; ARGV[1] the holder's value; ARGV[2] the next
+-- KEYS[1] the lock key; KEYS[2] its queue of waiters (queueKey in
+-- handoff.go); ARGV[1] the holder's value; ARGV[2] the next
 -- owner's value; ARGV[3] the next owner's TTL in ms; ARGV[4] "undo" to
--- delete the key when it holds either value.
+-- delete the key when it holds either value; ARGV[5] and ARGV[6], when
+-- given, the next owner's member and ticket in the queue of waiters (see
+-- queue_acquire.lua), from which a hand-off takes it out (and whose turn
+-- it may replace); ARGV[7] and ARGV[8] the holder's, likewise.
 -- Hand-off: returns 1 when the key held the holder's value (or, on a
 -- repeat, the next owner's) and now holds the next owner's; 2 when the
 -- key did not exist and now holds the next owner's; 0 when another owner
@@ -19,11 +23,38 @@ if ARGV[4] == 'undo' then
 	end
 	return 0
 end
-if current == ARGV[1] or current == ARGV[2] then
-	redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3])
-	return 1
-elseif current == false then
-	redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3])
-	return 2
+-- The next owner leaves the queue of waiters whatever the outcome here:
+-- it has the lock now, or tries again (and queues again) when the hand-off
+-- failed on a quorum. So does the holder, when its acquisition was made by
+-- a try of a waiting Lock (ARGV[7] and ARGV[8]: its member and ticket),
+-- which left its entry where that try failed.
+local member = ARGV[5]
+local queue = KEYS[2]
+local function leave(who, ticket)
+	if not who or who == '' then
+		return
+	end
+	local entries = redis.pcall('ZRANGEBYSCORE', queue, ticket, ticket)
+	if type(entries) == 'table' and not entries.err then
+		for _, entry in ipairs(entries) do
+			if string.sub(entry, 1, #who + 1) == who .. '|' then
+				redis.pcall('ZREM', queue, entry)
+			end
+		end
+	end
 end
-return 0
+leave(member, ARGV[6])
+leave(ARGV[7], ARGV[8])
+local result
+if current == ARGV[1] or current == ARGV[2] then
+	result = 1
+elseif current == false or (member and current == 'redsync:turn:' .. member)
+	or (ARGV[7] and ARGV[7] ~= '' and current == 'redsync:turn:' .. ARGV[7]) then
+	-- Expired, or a free key kept for the next owner, or for the holder
+	-- (a turn given after its try had taken the lock elsewhere).
+	result = 2
+else
+	return 0
+end
+redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3])
+return result

@@ -64,21 +64,21 @@ func checkNotification(t *testing.T, newRedsync func() *redsync.Redsync, groups 
 }
 
 // waitSubscribed waits until, in each group of servers, one server has a
-// subscriber on the release channel of the lock name.
+// subscriber on the channel of a Redsync (redsync:wake:<id>), on which its
+// waiters for the lock name are told their turns.
 func waitSubscribed(t *testing.T, groups [][]*redistest.Server, name string) {
 	t.Helper()
-	channel := "redsync:released:" + name
 	deadline := time.Now().Add(10 * time.Second)
 	for i, group := range groups {
 	poll:
 		for {
 			for _, srv := range group {
-				if rep := srv.MustDo(t, "PUBSUB", "NUMSUB", channel); len(rep.Elems) == 2 && rep.Elems[1].Int > 0 {
+				if rep := srv.MustDo(t, "PUBSUB", "CHANNELS", "redsync:wake:*"); len(rep.Elems) > 0 {
 					break poll
 				}
 			}
 			if time.Now().After(deadline) {
-				t.Fatalf("node %d: no subscriber on %s after 10s", i, channel)
+				t.Fatalf("node %d: no subscriber on redsync:wake:* after 10s while %s is awaited", i, name)
 			}
 			time.Sleep(10 * time.Millisecond)
 		}

@@ -2,6 +2,7 @@ package chaos
 
 import (
 	"flag"
+	"fmt"
 	"os"
 	"strings"
 	"testing"
@@ -61,6 +62,7 @@ func check(t *testing.T, res *result, sc scale) {
 		}
 		t.Logf("double grant: %v", o)
 	}
+	logConflicts(t, res.grants)
 	if res.acquisitions == 0 {
 		t.Errorf("no acquisitions")
 	}
@@ -79,5 +81,40 @@ func check(t *testing.T, res *result, sc scale) {
 	}
 	if res.row.name == "canary-restart-majority" && res.doubleGrants == 0 {
 		t.Errorf("the validity sweep found no double grant after restarting a majority without the guard")
+	}
+}
+
+// logConflicts logs the first occupancy conflicts of grants: the grant
+// that found an occupant and the occupant's grant, on the monotonic clock
+// (ms from the entering grant's Called), to tell a holder that outlived its
+// validity from two grants at once.
+func logConflicts(t *testing.T, grants []Grant) {
+	t.Helper()
+	byValue := map[string]*Grant{}
+	for i := range grants {
+		byValue[grants[i].Value] = &grants[i]
+	}
+	ms := func(base, at int64) string { return fmt.Sprintf("%+.3fms", float64(at-base)/1e6) }
+	logged := 0
+	for i := range grants {
+		g := &grants[i]
+		if g.Found == "" || logged == 3 {
+			continue
+		}
+		logged++
+		parts := strings.SplitN(g.Found, "/", 3)
+		value := ""
+		if len(parts) == 3 {
+			value = strings.TrimSuffix(parts[2], "/L")
+		}
+		o := byValue[value]
+		if o == nil {
+			t.Logf("conflict: grant %d/%d %q (called 0, acquired %s, valid to %s, handed over %v) found %q, whose grant is not logged",
+				g.Worker, g.Goroutine, g.Value, ms(g.Called, g.Acquired), ms(g.Called, g.ValidEnd), g.HandedOver, g.Found)
+			continue
+		}
+		t.Logf("conflict: grant %d/%d (acquired %s, valid to %s, handed over %v, waited %v) found %d/%d (called %s, acquired %s, valid to %s, released %s, hold %v, handed over %v, waited %v)",
+			g.Worker, g.Goroutine, ms(g.Called, g.Acquired), ms(g.Called, g.ValidEnd), g.HandedOver, g.Waited,
+			o.Worker, o.Goroutine, ms(g.Called, o.Called), ms(g.Called, o.Acquired), ms(g.Called, o.ValidEnd), ms(g.Called, o.Released), o.Hold, o.HandedOver, o.Waited)
 	}
 }

@@ -66,6 +66,9 @@ type row struct {
 	writeEvery     int
 	uncheckedReads bool
 	workers        int // worker processes; 0 for numWorkers
+	// wait makes each worker's one goroutine call Lock with retries: it
+	// waits in the nodes' queue for another worker's release.
+	wait bool
 
 	// inject runs fault cycles until ctx ends, counting each in
 	// h.cycles, and leaves every node and proxy healthy when it returns.
@@ -303,6 +306,7 @@ func runRow(t *testing.T, resource *redistest.Server, r row, sc scale) result {
 			TimeoutFactor: r.timeoutFactor,
 			Fencing:       r.fencing,
 			Goroutines:    r.goroutines,
+			Wait:          r.wait,
 			Sets:          r.sets,
 			FirstNameOnly: r.firstNameOnly && id == 0,
 			Log:           filepath.Join(h.dir, fmt.Sprintf("worker%d.jsonl", id)),

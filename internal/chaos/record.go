@@ -42,6 +42,9 @@ type Grant struct {
 	// HandedOver: the lock came by local hand-off from another goroutine
 	// of the worker (WorkerConfig.Goroutines).
 	HandedOver bool `json:"handed_over,omitempty"`
+	// Waited: the Lock call made more than one try (WorkerConfig.Wait, or
+	// Goroutines): it waited for a release, unless handed over.
+	Waited bool `json:"waited,omitempty"`
 
 	Unlocked  bool   `json:"unlocked"`
 	UnlockErr string `json:"unlock_err,omitempty"`

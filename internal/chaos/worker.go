@@ -53,6 +53,11 @@ type WorkerConfig struct {
 	// retries) instead of TryLock: the lock then passes between them by
 	// local hand-off (transfer.go in the root package).
 	Goroutines int `json:"goroutines"`
+	// Wait makes the worker's one goroutine call Lock (with the default
+	// retries) instead of TryLock: it waits in the nodes' queue of waiters
+	// for the release of another worker process (handoff.go in the root
+	// package).
+	Wait bool `json:"wait,omitempty"`
 	// Sets, when not empty, makes the worker lock several names at once
 	// (multi_rows_test.go): each try takes one of the sets, drawn at
 	// random, with redsync.NewMultiMutex (Key is then unused); the
@@ -199,6 +204,12 @@ func RunWorker(ctx context.Context, cfg WorkerConfig, out io.Writer) error {
 		if err := lockLoop(ctx, cfg, res, targets, nil, 0, lw); err != nil {
 			return err
 		}
+	case cfg.Goroutines <= 1 && cfg.Wait:
+		obs := &handOffObserver{}
+		m := rs.NewMutex(cfg.Key, append(opts, redsync.WithObserver(obs))...)
+		if err := lockLoop(ctx, cfg, res, []lockTarget{{mutex: m, res: []*Resource{res}}}, obs, 0, lw); err != nil {
+			return err
+		}
 	case cfg.Goroutines <= 1:
 		opts = append(opts, redsync.WithTries(1))
 		target := lockTarget{mutex: rs.NewMutex(cfg.Key, opts...), res: []*Resource{res}}
@@ -298,11 +309,12 @@ func (lw *logWriter) granted(g *Grant) error {
 type handOffObserver struct {
 	// Written and read on the goroutine that calls Lock.
 	handedOver bool
+	waited     bool // the Lock made more than one try
 	value      string
 }
 
 func (o *handOffObserver) OnAcquire(_ context.Context, e redsync.AcquireEvent) {
-	o.handedOver, o.value = e.HandedOver, e.Value
+	o.handedOver, o.waited, o.value = e.HandedOver, e.Attempts > 1, e.Value
 }
 func (*handOffObserver) OnExtend(context.Context, redsync.ExtendEvent)   {}
 func (*handOffObserver) OnRelease(context.Context, redsync.ReleaseEvent) {}
@@ -318,7 +330,7 @@ func lockLoop(ctx context.Context, cfg WorkerConfig, res *Resource, targets []lo
 		target := targets[rand.N(len(targets))]
 		mutex := target.mutex
 		lock := mutex.TryLock
-		if cfg.Goroutines > 1 {
+		if cfg.Goroutines > 1 || cfg.Wait {
 			lock = mutex.Lock
 		}
 		called := Mono()
@@ -340,7 +352,7 @@ func lockLoop(ctx context.Context, cfg WorkerConfig, res *Resource, targets []lo
 		}
 		g.Value = mutex.Value()
 		if obs != nil {
-			g.HandedOver = obs.handedOver
+			g.HandedOver, g.Waited = obs.handedOver, obs.waited
 			if obs.value != g.Value {
 				return fmt.Errorf("worker %d goroutine %d: the observer saw value %q, Mutex.Value is %q", cfg.ID, goroutine, obs.value, g.Value)
 			}

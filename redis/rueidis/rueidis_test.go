@@ -190,9 +190,10 @@ func TestDefaultOptions(t *testing.T) {
 // aclRules are the permissions docs/ECOSYSTEM.md lists for Lock, Extend,
 // Valid and Unlock with release notification.
 var aclRules = []string{
-	"resetkeys", "~*", "resetchannels", "&redsync:released:*", "-@all",
+	"resetkeys", "~*", "resetchannels", "&redsync:released:*", "&redsync:wake:*", "-@all",
 	"+evalsha", "+eval", "+get", "+set", "+pexpire", "+del",
 	"+publish", "+subscribe", "+unsubscribe", "+ping",
+	"+time", "+pttl", "+zadd", "+zrem", "+zrange", "+zrangebyscore",
 }
 
 // aclPools returns pools over servers whose clients authenticate as user

@@ -51,6 +51,7 @@ import (
 	"math"
 	"os"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -79,6 +80,7 @@ type config struct {
 	work       time.Duration
 	nodes      int
 	rounds     int
+	procs      int // 0: goroutines of one process; else this many processes, one goroutine each
 }
 
 // locker is one goroutine's handle on the contended lock of a library.
@@ -107,17 +109,21 @@ var libraries = []library{
 }
 
 func main() {
+	if workerMain() {
+		return
+	}
 	var cfg config
 	flag.DurationVar(&cfg.duration, "duration", 5*time.Second, "run `time` per library")
 	flag.IntVar(&cfg.goroutines, "goroutines", 16, "competing goroutines")
 	flag.DurationVar(&cfg.hold, "hold", time.Millisecond, "time each goroutine holds the lock")
 	flag.DurationVar(&cfg.work, "work", 5*time.Millisecond, "time each goroutine works outside the lock between acquisitions")
 	flag.IntVar(&cfg.nodes, "nodes", 5, "Redis nodes of the Redlock libraries")
+	flag.IntVar(&cfg.procs, "procs", 0, "run `N` OS processes, each with one goroutine and a client of its own, instead of -goroutines goroutines of this process")
 	flag.IntVar(&cfg.rounds, "rounds", 1, "run the libraries this many `times`, interleaved, and add a summary of medians")
 	libs := flag.String("libs", "redlock,redsyncv4,rueidislock", "comma-separated `libraries` to run (redlock, redlock-separate, redlock-redigo, redsyncv4, redsyncv4-redigo, rueidislock)")
 	flag.Parse()
-	if cfg.goroutines < 1 || cfg.nodes < 1 || cfg.duration <= 0 || cfg.rounds < 1 {
-		fmt.Fprintln(os.Stderr, "handoff: -goroutines, -nodes, -duration and -rounds must be positive")
+	if cfg.goroutines < 1 || cfg.nodes < 1 || cfg.duration <= 0 || cfg.rounds < 1 || cfg.procs < 0 {
+		fmt.Fprintln(os.Stderr, "handoff: -goroutines, -nodes, -duration and -rounds must be positive, -procs not negative")
 		os.Exit(2)
 	}
 	if err := run(cfg, strings.Split(*libs, ",")); err != nil {
@@ -151,8 +157,12 @@ func run(cfg config, names []string) error {
 
 	hold := measureHold(cfg.hold)
 	fmt.Printf("command: go run ./cmd/handoff %s\n", strings.Join(os.Args[1:], " "))
-	fmt.Printf("workload: %d goroutines, one key, hold %v, work %v outside the lock, %v per library; redis-server on 127.0.0.1\n",
-		cfg.goroutines, cfg.hold, cfg.work, cfg.duration)
+	who := fmt.Sprintf("%d goroutines of one process", cfg.goroutines)
+	if cfg.procs > 0 {
+		who = fmt.Sprintf("%d OS processes, one goroutine and one client each", cfg.procs)
+	}
+	fmt.Printf("workload: %s, one key, hold %v, work %v outside the lock, %v per library; redis-server on 127.0.0.1\n",
+		who, cfg.hold, cfg.work, cfg.duration)
 	limits := map[string]float64{}
 	for _, d := range []struct {
 		driver string
@@ -171,63 +181,124 @@ func run(cfg config, names []string) error {
 	if cfg.rounds > 1 {
 		round = "round | "
 	}
-	fmt.Printf("| %slibrary | nodes | hand-offs/s | %% of limit | wait p50 | wait p99 | Jain's fairness | failed Lock calls | failed Unlock calls |\n", round)
-	fmt.Printf("|%s---|---|---|---|---|---|---|---|---|\n", strings.Repeat("---|", len(round)/len("round | ")))
-	// rates[r][i] and p99s[r][i]: round r, library i.
-	rates := make([][]float64, cfg.rounds)
-	p99s := make([][]time.Duration, cfg.rounds)
+	fmt.Printf("| %slibrary | nodes | hand-offs/s | %% of limit | wait p50 | wait p99 | worst p99 of a competitor | Jain's fairness | failed Lock calls | failed Unlock calls | CPU per hand-off: clients, nodes |\n", round)
+	fmt.Printf("|%s---|---|---|---|---|---|---|---|---|---|---|\n", strings.Repeat("---|", len(round)/len("round | ")))
+	// runs[r][i]: round r, library i.
+	runs := make([][]result, cfg.rounds)
 	for r := range cfg.rounds {
 		for _, lib := range libs {
 			n := lib.nodes(cfg)
-			res, err := measure(cfg, lib, addrs[:n])
+			var res result
+			var err error
+			before := serversCPU(servers[:n])
+			if cfg.procs > 0 {
+				res, err = measureProcs(cfg, lib, addrs[:n])
+			} else {
+				res, err = measure(cfg, lib, addrs[:n])
+			}
+			res.nodeCPU = serversCPU(servers[:n]) - before
 			if err != nil {
 				return fmt.Errorf("%s: %w", lib.name, err)
 			}
-			rate := float64(res.acquisitions) / cfg.duration.Seconds()
-			rates[r] = append(rates[r], rate)
-			p99s[r] = append(p99s[r], res.p99)
+			res.rate = float64(res.acquisitions) / cfg.duration.Seconds()
+			runs[r] = append(runs[r], res)
 			if round != "" {
 				fmt.Printf("| %d ", r+1)
 			}
-			fmt.Printf("| %s | %d | %.0f | %.0f%% | %v | %v | %.3f | %d | %d |\n",
-				lib.name, n, rate, 100*rate/limits[lib.driver], res.p50.Round(10*time.Microsecond), res.p99.Round(10*time.Microsecond), res.fairness, res.failed, res.unlockFailed)
+			fmt.Printf("| %s | %d | %.0f | %.0f%% | %v | %v | %v | %.3f | %d | %d | %s |\n",
+				lib.name, n, res.rate, 100*res.rate/limits[lib.driver], res.p50.Round(10*time.Microsecond), res.p99.Round(10*time.Microsecond),
+				res.worstP99.Round(10*time.Microsecond), res.fairness, res.failed, res.unlockFailed, cpuCell(res))
 		}
 	}
 	if cfg.rounds > 1 {
-		summarize(libs, limits, rates, p99s)
+		summarize(libs, limits, runs)
 	}
 	return nil
 }
 
-// summarize prints, over the rounds, each library's median hand-offs/s and
-// wait p99 and, when redsyncv4 ran, the medians of the per-round ratios to
-// it (each ratio taken within one round, so that both sides saw the same
-// state of the machine).
-func summarize(libs []library, limits map[string]float64, rates [][]float64, p99s [][]time.Duration) {
+// summarize prints, over the rounds, each library's median hand-offs/s,
+// wait p99, worst p99 of a competitor and fairness and, when redsyncv4
+// ran, the medians of the per-round ratios to it (each ratio taken within
+// one round, so that both sides saw the same state of the machine), and
+// the failed calls of all rounds.
+func summarize(libs []library, limits map[string]float64, runs [][]result) {
 	ref := slices.IndexFunc(libs, func(l library) bool { return l.name == "redsyncv4" })
-	fmt.Printf("\nmedians over %d rounds", len(rates))
+	fmt.Printf("\nmedians over %d rounds", len(runs))
 	if ref >= 0 {
 		fmt.Print("; ratios to redsyncv4 taken within each round")
 	}
 	fmt.Println(":")
 	fmt.Println()
-	fmt.Println("| library | hand-offs/s | % of limit | wait p99 | hand-offs/s vs redsyncv4 (min-max) | wait p99 vs redsyncv4 (min-max) |")
-	fmt.Println("|---|---|---|---|---|---|")
+	fmt.Println("| library | hand-offs/s | % of limit | wait p99 | worst p99 | Jain's fairness (min) | hand-offs/s vs redsyncv4 (min-max) | wait p99 vs redsyncv4 (min-max) | worst p99 vs redsyncv4 (min-max) | failed Lock, Unlock calls |")
+	fmt.Println("|---|---|---|---|---|---|---|---|---|---|")
 	for i, lib := range libs {
-		var rate, rateRatio, p99Ratio []float64
-		var p99 []time.Duration
-		for r := range rates {
-			rate = append(rate, rates[r][i])
-			p99 = append(p99, p99s[r][i])
+		var rate, fair, rateRatio, p99Ratio, worstRatio []float64
+		var p99, worst []time.Duration
+		failed, unlockFailed := 0, 0
+		for r := range runs {
+			x := runs[r][i]
+			rate = append(rate, x.rate)
+			fair = append(fair, x.fairness)
+			p99 = append(p99, x.p99)
+			worst = append(worst, x.worstP99)
+			failed += x.failed
+			unlockFailed += x.unlockFailed
 			if ref >= 0 {
-				rateRatio = append(rateRatio, rates[r][i]/rates[r][ref])
-				p99Ratio = append(p99Ratio, float64(p99s[r][i])/float64(p99s[r][ref]))
+				y := runs[r][ref]
+				rateRatio = append(rateRatio, x.rate/y.rate)
+				p99Ratio = append(p99Ratio, float64(x.p99)/float64(y.p99))
+				worstRatio = append(worstRatio, float64(x.worstP99)/float64(y.worstP99))
 			}
 		}
 		m := median(rate)
-		fmt.Printf("| %s | %.0f | %.0f%% | %v | %s | %s |\n", lib.name, m, 100*m/limits[lib.driver],
-			medianDuration(p99).Round(10*time.Microsecond), ratioCell(rateRatio), ratioCell(p99Ratio))
+		fmt.Printf("| %s | %.0f | %.0f%% | %v | %v | %.3f (%.3f) | %s | %s | %s | %d, %d |\n", lib.name, m, 100*m/limits[lib.driver],
+			medianDuration(p99).Round(10*time.Microsecond), medianDuration(worst).Round(10*time.Microsecond),
+			median(fair), slices.Min(fair), ratioCell(rateRatio), ratioCell(p99Ratio), ratioCell(worstRatio), failed, unlockFailed)
 	}
+}
+
+// cpuCell formats the CPU time per hand-off of the clients (with -procs;
+// "-" otherwise) and of the nodes.
+func cpuCell(res result) string {
+	if res.acquisitions == 0 {
+		return "-"
+	}
+	per := func(d time.Duration) time.Duration {
+		return (d / time.Duration(res.acquisitions)).Round(time.Microsecond)
+	}
+	clients := "-"
+	if res.clientCPU > 0 {
+		clients = per(res.clientCPU).String()
+	}
+	return clients + ", " + per(res.nodeCPU).String()
+}
+
+// serversCPU returns the user and system time the servers' processes have
+// used, from /proc (0 where it cannot be read).
+func serversCPU(servers []*redistest.Server) time.Duration {
+	var total time.Duration
+	for _, s := range servers {
+		stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", s.Pid()))
+		if err != nil {
+			continue
+		}
+		// The fields after the command name, which is in parentheses:
+		// utime and stime are the 12th and 13th, in clock ticks (100 per
+		// second on Linux).
+		_, rest, ok := strings.Cut(string(stat), ") ")
+		if !ok {
+			continue
+		}
+		fields := strings.Fields(rest)
+		if len(fields) < 13 {
+			continue
+		}
+		for _, f := range fields[11:13] {
+			ticks, _ := strconv.ParseInt(f, 10, 64)
+			total += time.Duration(ticks) * 10 * time.Millisecond
+		}
+	}
+	return total
 }
 
 // ratioCell formats the median of ratios with their range ("" when none).
@@ -260,10 +331,14 @@ func medianDuration(ds []time.Duration) time.Duration {
 // result is the outcome of one library's run.
 type result struct {
 	acquisitions int
+	rate         float64 // acquisitions per second
 	p50, p99     time.Duration
+	worstP99     time.Duration // the highest p99 of one competitor's waits
 	fairness     float64
-	failed       int // Lock calls that gave up (tries exhausted)
-	unlockFailed int // Unlock calls that failed
+	clientCPU    time.Duration // -procs: the worker processes' CPU time during the run
+	nodeCPU      time.Duration // the redis-servers' CPU time during the run
+	failed       int           // Lock calls that gave up (tries exhausted)
+	unlockFailed int           // Unlock calls that failed
 }
 
 // measure runs the workload with one library.
@@ -324,23 +399,35 @@ func measure(cfg config, lib library, addrs []string) (result, error) {
 	}
 	wg.Wait()
 
-	var res result
+	res := result{}
+	for g := range counts {
+		res.failed += failed[g]
+		res.unlockFailed += unlockFailed[g]
+	}
+	return summarizeRun(counts, waits, res), nil
+}
+
+// summarizeRun completes res with the acquisitions, the waits' p50 and p99,
+// the worst p99 of one competitor and Jain's fairness index, from each
+// competitor's acquisition count and waits.
+func summarizeRun(counts []int, waits [][]time.Duration, res result) result {
 	var all []time.Duration
 	var sum, sumSq float64
 	for g := range counts {
 		res.acquisitions += counts[g]
-		res.failed += failed[g]
-		res.unlockFailed += unlockFailed[g]
 		all = append(all, waits[g]...)
 		sum += float64(counts[g])
 		sumSq += float64(counts[g]) * float64(counts[g])
+		own := slices.Clone(waits[g])
+		slices.Sort(own)
+		res.worstP99 = max(res.worstP99, percentile(own, 0.99))
 	}
 	if sumSq > 0 {
 		res.fairness = sum * sum / (float64(len(counts)) * sumSq)
 	}
 	slices.Sort(all)
 	res.p50, res.p99 = percentile(all, 0.50), percentile(all, 0.99)
-	return res, nil
+	return res
 }
 
 // percentile returns the p-quantile of sorted durations (nearest rank).

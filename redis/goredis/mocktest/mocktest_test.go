@@ -20,7 +20,7 @@ import (
 // its Lock no script but SET NX.
 const (
 	acquireSHA       = "cffb05b196c76dbdcf5af682554b64872a418746" // acquire.lua: Lock
-	releaseNotifySHA = "b98d515538c36a75d9e37c64fea387ef6f780fa0" // release_notify.lua: Unlock
+	releaseNotifySHA = "2b889259f8d06c94aab4b8e6aa75a4d0f206abf0" // release_notify.lua: Unlock
 	releaseSHA       = "2719e091d1c2d4470b60e458107208be5b57a4a2" // release.lua: Unlock with WithReleaseNotification(false)
 	extendSHA        = "8ada6eccdbdcca290f2791b8c4ef6177f755add5" // extend.lua: Extend
 )

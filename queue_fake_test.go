@@ -1,0 +1,257 @@
+package redsync
+
+import (
+	"errors"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/go-redlock/redsync/redis"
+)
+
+// The fake nodes' version of the queue of waiters (queue_acquire.lua,
+// queue_leave.lua, release_notify.lua): the same rules on the node's map,
+// with the fake clock for the entries' lives. Turns do not expire here
+// (fake keys have no TTL): a test ends a turn by a try or a withdrawal.
+
+// fakeEntry is a waiter in a fake node's queue.
+type fakeEntry struct {
+	member string
+	ticket int64
+	until  time.Time // end of its life
+}
+
+// fakeNow is the node's clock: the fake clock, or the wall clock.
+func (n *fakeNode) fakeNow() time.Time {
+	if n.clock != nil {
+		return n.clock.Now()
+	}
+	return time.Now()
+}
+
+// leaveQueue removes member's entry from key's queue. The caller holds
+// n.mu.
+func (n *fakeNode) leaveQueue(key, member string) {
+	if n.queues == nil {
+		return
+	}
+	n.queues[key] = slices.DeleteFunc(n.queues[key], func(e fakeEntry) bool { return e.member == member })
+}
+
+// joinQueue adds (or renews) member's entry, ordered by ticket then
+// member, as in the sorted set. The caller holds n.mu.
+func (n *fakeNode) joinQueue(key, member string, ticket int64, life time.Duration) {
+	if n.queues == nil {
+		n.queues = map[string][]fakeEntry{}
+	}
+	n.leaveQueue(key, member)
+	q := n.queues[key]
+	e := fakeEntry{member: member, ticket: ticket, until: n.fakeNow().Add(life)}
+	i, _ := slices.BinarySearchFunc(q, e, func(a, b fakeEntry) int {
+		switch {
+		case a.ticket != b.ticket:
+			return int(a.ticket - b.ticket)
+		}
+		return strings.Compare(a.member, b.member)
+	})
+	n.queues[key] = slices.Insert(q, i, e)
+}
+
+// queued returns the members in key's queue on the node, in order.
+func (n *fakeNode) queued(key string) []string {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	var members []string
+	for _, e := range n.queues[key] {
+		members = append(members, e.member)
+	}
+	return members
+}
+
+// fakeStandbys is how many waiters after the head a release names
+// standbys, with their ranks, as the scripts do. The fake keeps no count
+// of turns in a row (the scripts' bound for pollers, see maxTurnStreak).
+const fakeStandbys = 2
+
+// designate gives the free key's turn to the first live waiter, names the
+// next ones standbys, and returns the messages to publish. The caller
+// holds n.mu.
+func (n *fakeNode) designate(key, id string) (msgs []redis.Message) {
+	now := n.fakeNow()
+	var picked []string
+	q := n.queues[key]
+	for i := 0; i < len(q) && len(picked) < 1+fakeStandbys; {
+		if !q[i].until.After(now) {
+			q = slices.Delete(q, i, i+1)
+			continue
+		}
+		picked = append(picked, q[i].member)
+		if len(picked) == 1 {
+			q = q[1:]
+		} else {
+			i++
+		}
+	}
+	if len(q) > 0 || n.queues[key] != nil {
+		n.queues[key] = q
+	}
+	if len(picked) == 0 {
+		return []redis.Message{{Channel: releaseChannel(key), Payload: id}}
+	}
+	n.keys[key] = turnPrefix + picked[0]
+	if n.turnEnds == nil {
+		n.turnEnds = map[string]time.Time{}
+	}
+	n.turnEnds[key] = time.Now().Add(turnWindow)
+	msgs = append(msgs, fakeWake("turn", picked[0], id))
+	for rank, member := range picked[1:] {
+		msgs = append(msgs, fakeWake("next", member, id+" "+strconv.Itoa(rank+1)))
+	}
+	return msgs
+}
+
+// expireTurns deletes the turns whose window has passed (by the wall
+// clock, as the nodes' PX). The caller holds n.mu.
+func (n *fakeNode) expireTurns() {
+	now := time.Now()
+	for key, end := range n.turnEnds {
+		if !now.Before(end) {
+			if strings.HasPrefix(n.keys[key], turnPrefix) {
+				delete(n.keys, key)
+			}
+			delete(n.turnEnds, key)
+		}
+	}
+}
+
+func fakeWake(kind, member, id string) redis.Message {
+	redsyncID, _, _ := strings.Cut(member, ":")
+	return redis.Message{Channel: wakeChannelPrefix + redsyncID, Payload: kind + " " + member + " " + id}
+}
+
+// publish delivers msgs to the listeners subscribed to their channels.
+// The caller does not hold n.mu.
+func (n *fakeNode) publish(msgs []redis.Message) {
+	n.mu.Lock()
+	subs := slices.Clone(n.subs)
+	n.mu.Unlock()
+	for _, msg := range msgs {
+		for _, s := range subs {
+			if l := s.listener(); l != nil && l.subscribed(msg.Channel) {
+				l.receive(msg)
+			}
+		}
+	}
+}
+
+// evalReleaseNotify runs release_notify.lua's logic.
+func (c *fakeConn) evalReleaseNotify(keysAndArgs []any) (any, error) {
+	n := c.node
+	if err := n.enter(c.ctx, "release"); err != nil {
+		return nil, err
+	}
+	key, value := keysAndArgs[0].(string), keysAndArgs[1].(string)
+	if value == "" {
+		return nil, errors.New("fake: empty value on the wire")
+	}
+	n.mu.Lock()
+	stale := false
+	if len(keysAndArgs) > 3 {
+		member := keysAndArgs[2].(string)
+		n.leaveQueue(key, member)
+		stale = n.keys[key] == turnPrefix+member
+	}
+	current, ok := n.keys[key]
+	switch {
+	case !ok:
+		n.mu.Unlock()
+		return replyMissing, nil
+	case current != value && !stale:
+		n.mu.Unlock()
+		return replyTaken, nil
+	}
+	delete(n.keys, key)
+	msgs := n.designate(key, value)
+	n.mu.Unlock()
+	n.publish(msgs)
+	if stale {
+		return replyTaken, nil
+	}
+	return replyDone, nil
+}
+
+// evalQueue runs queue_acquire.lua's and queue_leave.lua's logic.
+func (c *fakeConn) evalQueue(script *redis.Script, keysAndArgs []any) (any, error) {
+	n := c.node
+	arg := func(i int) string { return keysAndArgs[i].(string) }
+	name := "queue-acquire"
+	if script == queueLeaveScript {
+		name = "queue-" + arg(1)
+	}
+	if err := n.enter(c.ctx, name); err != nil {
+		return nil, err
+	}
+	n.mu.Lock()
+	key := arg(0)
+	current, held := n.keys[key]
+	var msgs []redis.Message
+	var reply int64
+	if script == queueAcquireScript {
+		value, member := arg(1), arg(3)
+		ticket, _ := strconv.ParseInt(arg(4), 10, 64)
+		life, _ := strconv.Atoi(arg(5))
+		switch {
+		case !held || current == value || current == turnPrefix+member:
+			n.keys[key] = value
+			n.leaveQueue(key, member)
+			reply = replyDone
+		default:
+			n.joinQueue(key, member, ticket, time.Duration(life)*time.Millisecond)
+			reply = fakeHolder(current)
+		}
+	} else {
+		mode, value, member := arg(1), arg(2), arg(3)
+		switch {
+		case mode == "undo" && !held:
+			reply = replyMissing
+		case mode == "undo" && current != value:
+			reply = replyTaken
+		case mode == "undo":
+			ticket, _ := strconv.ParseInt(arg(4), 10, 64)
+			life, _ := strconv.Atoi(arg(5))
+			delete(n.keys, key)
+			n.joinQueue(key, member, ticket, time.Duration(life)*time.Millisecond)
+			msgs = n.designate(key, value)
+			reply = replyDone
+		default: // withdraw
+			n.leaveQueue(key, member)
+			if held && current == turnPrefix+member {
+				delete(n.keys, key)
+				msgs = n.designate(key, current)
+				reply = 1
+			}
+		}
+	}
+	n.mu.Unlock()
+	n.publish(msgs)
+	return reply, nil
+}
+
+// subscribed reports whether the listener is subscribed to channel.
+func (l *fakeListener) subscribed(channel string) bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.channels[channel] && !l.closed
+}
+
+// tries counts the acquire scripts the node ran, plain or queued.
+func (n *fakeNode) tries() int {
+	k := 0
+	for _, s := range n.ran() {
+		if s == "acquire" || s == "queue-acquire" {
+			k++
+		}
+	}
+	return k
+}

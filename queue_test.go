@@ -1,0 +1,429 @@
+package redsync
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	goredislib "github.com/redis/go-redis/v9"
+
+	"github.com/go-redlock/redsync/internal/redistest"
+	"github.com/go-redlock/redsync/redis"
+	"github.com/go-redlock/redsync/redis/goredis"
+)
+
+// Tests of the queue of waiters kept on the nodes (handoff.go): order,
+// one process woken per release, waiters that give up or crash.
+
+// queueScene locks "k" with a Redsync of its own and starts a Lock call
+// of a Redsync of its own for each of waiters, one after the other (each
+// queued on every node before the next starts), with a retry delay of an
+// hour: only a turn ends their wait within a test.
+type queueScene struct {
+	c       *fakeCluster
+	holder  *Mutex
+	waiters []*Mutex
+	members []string
+	cancels []context.CancelFunc
+	results []chan error
+}
+
+func newQueueScene(t *testing.T, waiters int) *queueScene {
+	t.Helper()
+	s := &queueScene{c: newFakeCluster(3)}
+	s.holder = New(s.c.subPools()...).NewMutex("k")
+	if err := s.holder.Lock(); err != nil {
+		t.Fatal(err)
+	}
+	for range waiters {
+		pools := s.c.subPools()
+		m := New(pools...).NewMutex("k", WithRetryDelay(time.Hour), WithTries(2))
+		ctx, cancel := context.WithCancel(context.Background())
+		t.Cleanup(cancel)
+		done := make(chan error, 1)
+		go func() { done <- m.LockContext(ctx) }()
+		w := queuedWaiter(t, m)
+		eventually(t, "the waiter in every node's queue", func() bool {
+			for _, n := range s.c.nodes {
+				if !slices.Contains(n.queued("k"), w.member) {
+					return false
+				}
+			}
+			return true
+		})
+		s.waiters = append(s.waiters, m)
+		s.members = append(s.members, w.member)
+		s.cancels = append(s.cancels, cancel)
+		s.results = append(s.results, done)
+	}
+	return s
+}
+
+// locked waits for waiter i's Lock to return and checks it got the lock.
+func (s *queueScene) locked(t *testing.T, i int) {
+	t.Helper()
+	select {
+	case err := <-s.results[i]:
+		if err != nil {
+			t.Fatalf("waiter %d: Lock() = %v, want nil", i, err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatalf("waiter %d was not given the lock", i)
+	}
+	// A try may reach a node before the release there: a quorum is enough.
+	if got := s.c.holders("k", s.waiters[i].Value()); got < len(s.c.nodes)/2+1 {
+		t.Fatalf("waiter %d holds the lock on %d of %d nodes", i, got, len(s.c.nodes))
+	}
+}
+
+// waiting checks that the Lock calls of waiters is still wait.
+func (s *queueScene) waiting(t *testing.T, is ...int) {
+	t.Helper()
+	time.Sleep(20 * time.Millisecond)
+	for _, i := range is {
+		select {
+		case err := <-s.results[i]:
+			t.Fatalf("waiter %d: Lock() = %v, want it still waiting", i, err)
+		default:
+		}
+	}
+}
+
+// TestQueueTurnsInOrder: the nodes queue the waiters of three processes in
+// the order they started waiting, the same on every node; each release
+// wakes exactly the first, whose try takes the lock, and the others wait.
+func TestQueueTurnsInOrder(t *testing.T) {
+	s := newQueueScene(t, 3)
+	for i, n := range s.c.nodes {
+		if got := n.queued("k"); !slices.Equal(got, s.members) {
+			t.Fatalf("node %d queues %q, want %q", i, got, s.members)
+		}
+	}
+	if ok, err := s.holder.Unlock(); !ok || err != nil {
+		t.Fatalf("holder Unlock() = %v, %v", ok, err)
+	}
+	for i := range s.waiters {
+		s.locked(t, i)
+		s.waiting(t, slices.Collect(func(yield func(int) bool) {
+			for j := i + 1; j < len(s.waiters); j++ {
+				if !yield(j) {
+					return
+				}
+			}
+		})...)
+		if ok, err := s.waiters[i].Unlock(); !ok || err != nil {
+			t.Fatalf("waiter %d Unlock() = %v, %v", i, ok, err)
+		}
+	}
+	if got := s.c.keys("k"); got != 0 {
+		t.Errorf("%d nodes hold the key after the last Unlock", got)
+	}
+	for i, n := range s.c.nodes {
+		if got := n.queued("k"); len(got) != 0 {
+			t.Errorf("node %d still queues %q after the last Unlock", i, got)
+		}
+		// A Lock that took the lock sends nothing more before it returns:
+		// a round then would eat into its validity (a slow node holds it
+		// up to the per-node timeout). Its Unlock cleans up instead.
+		if slices.Contains(n.ran(), "queue-withdraw") {
+			t.Errorf("node %d ran a withdrawal, though every Lock succeeded: %v", i, n.ran())
+		}
+	}
+}
+
+// TestQueueCancelledWaiterLeaves: a waiter that gives up (its ctx ends)
+// takes its entries out of the queues, and a turn it was given passes on
+// to the next waiter.
+func TestQueueCancelledWaiterLeaves(t *testing.T) {
+	s := newQueueScene(t, 3)
+	s.cancels[1]()
+	if err := <-s.results[1]; !errors.Is(err, context.Canceled) || !errors.Is(err, ErrFailed) {
+		t.Fatalf("cancelled waiter: LockContext() = %v, want ErrFailed and context.Canceled", err)
+	}
+	want := []string{s.members[0], s.members[2]}
+	eventually(t, "the cancelled waiter left every queue", func() bool {
+		for _, n := range s.c.nodes {
+			if !slices.Equal(n.queued("k"), want) {
+				return false
+			}
+		}
+		return true
+	})
+	// The holder's release gives waiter 0 the turn: it gives up at once,
+	// before it tried; its withdrawal passes the turn to waiter 2.
+	for _, n := range s.c.nodes {
+		n.mu.Lock()
+		n.block = make(chan struct{}) // hold the release until waiter 0 is gone
+		n.mu.Unlock()
+	}
+	unlocked := make(chan error, 1)
+	go func() { _, err := s.holder.Unlock(); unlocked <- err }()
+	s.cancels[0]()
+	for _, n := range s.c.nodes {
+		n.mu.Lock()
+		close(n.block)
+		n.block = nil
+		n.mu.Unlock()
+	}
+	if err := <-unlocked; err != nil {
+		t.Fatalf("holder Unlock() = %v", err)
+	}
+	if err := <-s.results[0]; !errors.Is(err, context.Canceled) {
+		t.Fatalf("waiter 0: LockContext() = %v, want context.Canceled", err)
+	}
+	s.locked(t, 2)
+	if ok, err := s.waiters[2].Unlock(); !ok || err != nil {
+		t.Fatalf("waiter 2 Unlock() = %v, %v", ok, err)
+	}
+}
+
+// TestQueueTurnPassedOnByWithdrawal: a waiter whose Lock ends while the key
+// is its turn on the nodes passes the turn to the next waiter.
+func TestQueueTurnPassedOnByWithdrawal(t *testing.T) {
+	s := newQueueScene(t, 2)
+	// Node by node, as a release whose turns the waiter never heard.
+	if ok, err := s.holder.Unlock(); !ok || err != nil {
+		t.Fatalf("holder Unlock() = %v, %v", ok, err)
+	}
+	s.locked(t, 0)
+	for _, n := range s.c.nodes {
+		n.set("k", turnPrefix+s.members[0]) // waiter 0's turn again, as if it had not taken it
+	}
+	// Waiter 0's lock is gone (its keys replaced): it is just a Mutex now.
+	// Waiter 1 waits. A new Lock of waiter 0's member cannot come, so the
+	// withdrawal of a member that ended is simulated with the script.
+	for _, n := range s.c.nodes {
+		conn, _ := n.Get(context.Background())
+		if _, err := conn.Eval(queueLeaveScript, "k", queueKey("k"), streakKey("k"), "withdraw", "", s.members[0], "0", "0"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	s.locked(t, 1)
+	if ok, err := s.waiters[1].Unlock(); !ok || err != nil {
+		t.Fatalf("waiter 1 Unlock() = %v, %v", ok, err)
+	}
+}
+
+// TestQueueExpiredEntrySkipped: the entry of a waiter that crashed (it
+// renews it no more) is dropped once its life ended: the release gives
+// the turn to the next live waiter.
+func TestQueueExpiredEntrySkipped(t *testing.T) {
+	s := newQueueScene(t, 1)
+	for _, n := range s.c.nodes {
+		n.mu.Lock()
+		n.joinQueue("k", "deadbeefdeadbeef:1", 1, time.Second) // ticket 1: first in line
+		n.mu.Unlock()
+	}
+	s.c.clock.Advance(2 * time.Second) // the dead entry's life ends; the waiter's (8s) does not
+	if ok, err := s.holder.Unlock(); !ok || err != nil {
+		t.Fatalf("holder Unlock() = %v, %v", ok, err)
+	}
+	s.locked(t, 0)
+	s.waiters[0].Unlock()
+	for i, n := range s.c.nodes {
+		if got := n.queued("k"); len(got) != 0 {
+			t.Errorf("node %d still queues %q", i, got)
+		}
+	}
+}
+
+// realPools returns go-redis pools over servers.
+func realPools(t *testing.T, servers []*redistest.Server) []redis.Pool {
+	t.Helper()
+	pools := make([]redis.Pool, len(servers))
+	for i, s := range servers {
+		client := goredislib.NewClient(&goredislib.Options{Addr: s.Addr(), MaxRetries: -1})
+		t.Cleanup(func() { client.Close() })
+		pools[i] = goredis.NewPool(client)
+	}
+	return pools
+}
+
+// queueOnNode returns the members queued for key on srv, in order.
+func queueOnNode(t *testing.T, srv *redistest.Server, key string) []string {
+	t.Helper()
+	rep := srv.MustDo(t, "ZRANGE", queueKey(key), "0", "-1")
+	var members []string
+	for _, e := range rep.Elems {
+		member, _, _ := cutLast(e.Text(), "|")
+		members = append(members, member)
+	}
+	return members
+}
+
+func cutLast(s, sep string) (string, string, bool) {
+	for i := len(s) - len(sep); i >= 0; i-- {
+		if s[i:i+len(sep)] == sep {
+			return s[:i], s[i+len(sep):], true
+		}
+	}
+	return s, "", false
+}
+
+// TestQueueRealServers runs the queue on redis-server: five processes
+// (Redsyncs) queue in the same order on all five nodes; a waiter that
+// crashed while first in line (an entry with life left, that never
+// tries) holds the lock up for about one turn window, not for its
+// entry's life; the others take the lock in queue order, each woken by
+// the release before it.
+func TestQueueRealServers(t *testing.T) {
+	servers := redistest.StartN(t, 5)
+	holder := New(realPools(t, servers)...).NewMutex("k")
+	if err := holder.Lock(); err != nil {
+		t.Fatal(err)
+	}
+	// The crashed waiter: first in line on every node, its entry living
+	// 30s.
+	for _, srv := range servers {
+		rep := srv.MustDo(t, "TIME")
+		sec, _ := strconv.ParseInt(rep.Elems[0].Text(), 10, 64)
+		life := sec*1000 + 30_000
+		srv.MustDo(t, "ZADD", queueKey("k"), "1", fmt.Sprintf("deadbeefdeadbeef:1|%d", life))
+	}
+	const waiters = 4
+	var (
+		members []string
+		results []chan error
+		order   = make(chan int, waiters)
+	)
+	for i := range waiters {
+		m := New(realPools(t, servers)...).NewMutex("k", WithRetryDelay(time.Hour), WithTries(2))
+		done := make(chan error, 1)
+		go func() {
+			err := m.Lock()
+			if err == nil {
+				order <- i
+				time.Sleep(5 * time.Millisecond)
+				m.Unlock()
+			}
+			done <- err
+		}()
+		w := queuedWaiter(t, m)
+		eventually(t, "the waiter queued on every node", func() bool {
+			for _, srv := range servers {
+				if !slices.Contains(queueOnNode(t, srv, "k"), w.member) {
+					return false
+				}
+			}
+			return true
+		})
+		members = append(members, w.member)
+		results = append(results, done)
+	}
+	want := append([]string{"deadbeefdeadbeef:1"}, members...)
+	for i, srv := range servers {
+		if got := queueOnNode(t, srv, "k"); !slices.Equal(got, want) {
+			t.Fatalf("node %d queues %q, want %q", i, got, want)
+		}
+	}
+	start := time.Now()
+	if ok, err := holder.Unlock(); !ok || err != nil {
+		t.Fatalf("holder Unlock() = %v, %v", ok, err)
+	}
+	for i := range waiters {
+		select {
+		case err := <-results[i]:
+			if err != nil {
+				t.Fatalf("waiter %d: Lock() = %v", i, err)
+			}
+		case <-time.After(5 * time.Second):
+			t.Fatalf("waiter %d did not get the lock within 5s (retry delay 1h)", i)
+		}
+	}
+	took := time.Since(start)
+	close(order)
+	var got []int
+	for i := range order {
+		got = append(got, i)
+	}
+	if !slices.Equal(got, []int{0, 1, 2, 3}) {
+		t.Errorf("waiters took the lock in order %v, want [0 1 2 3] (queue order)", got)
+	}
+	// One turn window lost to the crashed waiter, then hand-offs.
+	if took > time.Second {
+		t.Errorf("%d hand-offs after a crashed waiter took %v, want about one turn window (%v)", waiters, took, turnWindow)
+	}
+	for i, srv := range servers {
+		if got := queueOnNode(t, srv, "k"); len(got) != 0 {
+			t.Errorf("node %d still queues %q", i, got)
+		}
+	}
+}
+
+// TestQueueScriptConstants: the scripts that give turns keep the bound on
+// turns in a row, and the number of standbys, that the Go side documents.
+func TestQueueScriptConstants(t *testing.T) {
+	want := fmt.Sprintf("local standbys, maxStreak, streakSpan = %d, %d, %d\n", 2, maxTurnStreak, turnStreakSpan.Milliseconds())
+	for name, src := range map[string]string{"release_notify.lua": releaseNotifySrc, "queue_leave.lua": queueLeaveSrc} {
+		if !strings.Contains(src, want) {
+			t.Errorf("%s does not contain %q", name, want)
+		}
+	}
+	if maxStandbyRank < 2 {
+		t.Errorf("maxStandbyRank %d is below the scripts' 2 standbys", maxStandbyRank)
+	}
+}
+
+// TestQueueTurnStreak runs release_notify.lua on a real server with a live
+// waiter queued and the count of turns in a row set by hand: the release
+// gives the waiter its turn until maxTurnStreak releases in a row over at
+// least turnStreakSpan did, and then leaves the key free, keeps the
+// waiter's entry, and starts the count again.
+func TestQueueTurnStreak(t *testing.T) {
+	srv := redistest.Start(t)
+	pool := realPools(t, []*redistest.Server{srv})[0]
+	const key, member = "streak", "deadbeefdeadbeef:1"
+	nodeMillis := func() int64 {
+		rep := srv.MustDo(t, "TIME")
+		sec, _ := strconv.ParseInt(rep.Elems[0].Text(), 10, 64)
+		usec, _ := strconv.ParseInt(rep.Elems[1].Text(), 10, 64)
+		return sec*1000 + usec/1000
+	}
+	for _, c := range []struct {
+		name     string
+		streak   string // "" for none
+		free     bool
+		wantNext string // the count after the release, "" for none
+	}{
+		{"first", "", false, "1"},
+		{"short", "3 0", false, "4"},
+		{"recent", fmt.Sprintf("%d %d", maxTurnStreak-1, nodeMillis()), false, strconv.Itoa(maxTurnStreak)},
+		{"bound", fmt.Sprintf("%d 0", maxTurnStreak-1), true, ""},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			srv.MustDo(t, "FLUSHALL")
+			srv.MustDo(t, "SET", key, "v")
+			srv.MustDo(t, "ZADD", queueKey(key), "1", fmt.Sprintf("%s|%d", member, nodeMillis()+60_000))
+			if c.streak != "" {
+				srv.MustDo(t, "SET", streakKey(key), c.streak)
+			}
+			conn, err := pool.Get(context.Background())
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer conn.Close()
+			reply, err := conn.Eval(releaseNotifyScript, key, queueKey(key), streakKey(key), "v")
+			if err != nil || reply != replyDone {
+				t.Fatalf("release = %v, %v", reply, err)
+			}
+			value := srv.MustDo(t, "GET", key)
+			queued := srv.MustDo(t, "ZCARD", queueKey(key)).Int
+			if c.free {
+				if value.Text() != "" || queued != 1 {
+					t.Errorf("the key holds %q and the queue has %d entries; want it free, the waiter still queued", value.Text(), queued)
+				}
+			} else if value.Text() != turnPrefix+member || queued != 0 {
+				t.Errorf("the key holds %q and the queue has %d entries; want the waiter's turn, the queue empty", value.Text(), queued)
+			}
+			count, _, _ := strings.Cut(srv.MustDo(t, "GET", streakKey(key)).Text(), " ")
+			if count != c.wantNext {
+				t.Errorf("count after the release %q, want %q", count, c.wantNext)
+			}
+		})
+	}
+}
