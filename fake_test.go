@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"hash/fnv"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -52,9 +51,8 @@ type fakeNode struct {
 	served  []string      // names of the commands served (not cancelled), in order
 	// queues are the queues of waiters, by lock key (queue_fake_test.go);
 	// subs are the listening sides that PUBLISH reaches.
-	queues   map[string][]fakeEntry
-	turnEnds map[string]time.Time // when the turns in keys expire
-	subs     []*fakeSubNode
+	queues map[string][]fakeEntry
+	subs   []*fakeSubNode
 }
 
 func newFakeNode(clock *fakeClock) *fakeNode {
@@ -74,7 +72,6 @@ func (n *fakeNode) set(key, value string) {
 func (n *fakeNode) value(key string) (string, bool) {
 	n.mu.Lock()
 	defer n.mu.Unlock()
-	n.expireTurns()
 	v, ok := n.keys[key]
 	return v, ok
 }
@@ -102,7 +99,6 @@ func (n *fakeNode) ran() []string {
 func (n *fakeNode) enter(ctx context.Context, name string) error {
 	n.calls.Add(1)
 	n.mu.Lock()
-	n.expireTurns()
 	n.scripts = append(n.scripts, name)
 	block, deaf, latency, err := n.block, n.deaf, n.latency, n.err
 	if n.slow != "" && n.slow != name {
@@ -269,16 +265,7 @@ func (c *fakeConn) evalTransfer(keysAndArgs []any) (any, error) {
 		member := keysAndArgs[5].(string)
 		n.leaveQueue(key, member)
 		if len(keysAndArgs) > 8 && keysAndArgs[7].(string) != "" {
-			holder := keysAndArgs[7].(string)
-			n.leaveQueue(key, holder)
-			if current == turnPrefix+holder {
-				delete(n.keys, key)
-				current, ok = "", false
-			}
-		}
-		if current == turnPrefix+member {
-			delete(n.keys, key)
-			current, ok = "", false
+			n.leaveQueue(key, keysAndArgs[7].(string))
 		}
 	}
 	switch {
@@ -339,12 +326,11 @@ func (c *fakeCluster) holders(key, value string) int {
 	return count
 }
 
-// keys counts the nodes where key is held: a waiter's turn (see
-// handoff.go), which expires within turnWindow, holds nothing.
+// keys counts the nodes where key is held.
 func (c *fakeCluster) keys(key string) int {
 	count := 0
 	for _, n := range c.nodes {
-		if v, ok := n.value(key); ok && !strings.HasPrefix(v, turnPrefix) {
+		if _, ok := n.value(key); ok {
 			count++
 		}
 	}

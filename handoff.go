@@ -19,46 +19,41 @@ import (
 // Hand-off by a queue of waiters on the nodes.
 //
 // A Lock call whose first try failed becomes a waiter. Its next try, sent
-// at once, runs queue_acquire.lua: it takes the lock where the key is free
-// (or is this waiter's turn, below), and elsewhere adds the waiter to a
-// queue kept next to the key, a sorted set whose entries are the waiter's
-// member ("<Redsync id>:<number>") scored with a ticket the client chose
-// (the time it started waiting, in microseconds). The same ticket goes to
-// every node, so the queue has the same order on every node that has the
-// entries. Each entry lives for the lock's expiry (at least a second), and
-// every try of the waiter renews it (a waiter tries at least every half
-// life); a waiter that crashed drops out when its entry's life ends.
+// at once, runs queue_acquire.lua: it takes the lock where the key is
+// free, and elsewhere adds the waiter to a queue kept next to the key, a
+// sorted set whose entries are the waiter's member ("<Redsync id>:<number>")
+// scored with a ticket the client chose (the time it started waiting, in
+// microseconds). The same ticket goes to every node, so the queue has the
+// same order on every node that has the entries. Each entry lives for the
+// lock's expiry (at least a second), and every try of the waiter renews it
+// (a waiter tries at least every half life); a waiter that crashed drops
+// out when its entry's life ends.
 //
-// Unlock runs release_notify.lua: where it deletes the key, it takes the
-// first live entry out of the queue and sets the key to that waiter's turn
-// ("redsync:turn:<member>") for turnWindow; plain tries, SET NX and the
-// tries of other waiters find the key taken until then. It tells the
-// waiter on its Redsync's channel ("redsync:wake:<Redsync id>", which each
-// Redsync with waiters listens to on every node) with "turn <member>
-// <SHA1 of the released value>", and the next two live waiters with
-// "next <member> <SHA1> <rank>", standbys of rank 1 and 2.
-// When turns of one release came from a quorum of nodes, the waiter tries
-// at once, and its try takes the key wherever it is the waiter's turn: one
-// process tries per release, and nothing else competes with it. A waiter
-// named a standby of rank r by a quorum tries when r standbyWaits have
-// passed without a turn of its own: a turn given to a waiter that never
-// comes (it crashed) holds the lock up for turnWindow once, and two
-// crashed waiters at the head do not keep a live third one waiting.
-// Once in a long run of turn-giving releases, a release leaves the key
-// free for the clients that poll instead (see maxTurnStreak). A waiter that ends without the lock
-// withdraws (queue_leave.lua) before its Lock returns, passing on a turn
-// it was given; a failed try is undone by the same script, which puts the
-// waiter back in the queue. A waiter that took the lock sends nothing
+// The queue decides whom a release wakes, never who holds: the lock key
+// keeps exactly what it holds without a queue, and any try, SET NX of a v4
+// client included, takes a free key as before. Unlock runs
+// release_notify.lua: where it deletes the key, it takes the first live
+// entry out of the queue and tells that waiter on its Redsync's channel
+// ("redsync:wake:<Redsync id>", which each Redsync with waiters listens to
+// on every node) with "turn <member> <SHA1 of the released value>", and
+// the next two live waiters with "next <member> <SHA1> <rank>", standbys
+// of rank 1 and 2. When turns of one release came from a quorum of nodes,
+// the waiter tries at once: one process tries per release, instead of
+// every waiter of every process. A waiter named a standby of rank r by a
+// quorum tries when r standbyWaits have passed without a turn of its own:
+// a turn given to a waiter that never comes (it crashed, or gave up as
+// the turn came) costs the others one standbyWait, not their retry delay.
+// A waiter whose try lost to another client (a poller, a newcomer) puts
+// its entry back with its ticket: it is first again at the next release.
+//
+// A waiter that ends without the lock withdraws (queue_leave.lua) before
+// its Lock returns; a failed try is undone by the same script, which puts
+// the waiter back in the queue. A waiter that took the lock sends nothing
 // more (a round then would eat into its validity): the entries its try
 // left where it failed go with its Unlock (release_notify.lua) or its
 // local hand-off (transfer.lua), which get its member and ticket, or with
-// their life.
-//
-// Whatever the queue says, the lock is taken only by a try that gets a
-// quorum within the validity, as any try: a turn is a key that nobody
-// holds, that only one waiter's try may replace. The queue decides who
-// tries, not who holds. The retry delay stays as the fallback: a release by
-// expiry, or by a client that gives no turns, wakes nobody.
+// their life. The retry delay stays as the fallback: a release by expiry,
+// or by a client that wakes nobody, wakes nobody.
 
 //go:embed lua/queue_acquire.lua
 var queueAcquireSrc string
@@ -68,7 +63,7 @@ var queueLeaveSrc string
 
 var (
 	queueAcquireScript = redis.NewScript(2, queueAcquireSrc, "")
-	queueLeaveScript   = redis.NewScript(3, queueLeaveSrc, "")
+	queueLeaveScript   = redis.NewScript(2, queueLeaveSrc, "")
 )
 
 // queueKeyPrefix starts the key of every queue of waiters.
@@ -84,29 +79,6 @@ func queueKey(key string) string {
 	return queueKeyPrefix + "{" + slotTag(keySlot(key)) + "}:" + key
 }
 
-// streakKey returns the key that counts the releases of the lock key in a
-// row that gave a waiter of the queue the turn, with the node's time of
-// the first, in the same slot (see maxTurnStreak).
-func streakKey(key string) string {
-	return queueKeyPrefix + "streak:{" + slotTag(keySlot(key)) + "}:" + key
-}
-
-// maxTurnStreak and turnStreakSpan are maxStreak and streakSpan in
-// release_notify.lua and queue_leave.lua: a release that finds a live
-// waiter in the queue when maxTurnStreak releases in a row (itself
-// included) did, over turnStreakSpan at least, leaves the key free and
-// announces the release to the clients that poll (v4 clients,
-// WithReleaseNotification(false), Mutexes with fencing, a restart guard
-// or several names), which a queue that never empties would otherwise
-// keep from the lock for good; the first waiters of the queue are named
-// standbys, and the first tries after standbyWait if no poller took the
-// key. The span bounds what this costs the queue's hand-offs: at most one
-// standbyWait of a free key per turnStreakSpan.
-const (
-	maxTurnStreak  = 16
-	turnStreakSpan = time.Second
-)
-
 // Names the scripts build too.
 const (
 	// releaseChannelPrefix starts the channel on which a release is
@@ -115,8 +87,6 @@ const (
 	// wakeChannelPrefix starts the channel of a Redsync, on which its
 	// waiters are told their turn.
 	wakeChannelPrefix = "redsync:wake:"
-	// turnPrefix starts the value of a key that is a waiter's turn.
-	turnPrefix = "redsync:turn:"
 )
 
 // releaseChannel is the channel on which releases of key are announced
@@ -127,12 +97,9 @@ func releaseChannel(key string) string {
 
 // Timing of the queue and of the listening connections.
 const (
-	// turnWindow is how long a turn keeps the key for its waiter: the
-	// PX of the turn in release_notify.lua and queue_leave.lua.
-	turnWindow = 100 * time.Millisecond
 	// standbyWait is how long a waiter named next waits for a turn of its
-	// own before it tries.
-	standbyWait = turnWindow + 10*time.Millisecond
+	// own before it tries (times its rank).
+	standbyWait = 100 * time.Millisecond
 	// maxStandbyRank bounds the rank of a standby (the scripts name
 	// ranks 1 and 2).
 	maxStandbyRank = 4
@@ -450,7 +417,7 @@ func (n *notifier) receive(ln *listenNode, gen uint64, msg redis.Message) {
 		kind, rest, _ := strings.Cut(msg.Payload, " ")
 		member, id, _ := strings.Cut(rest, " ")
 		// A standby's rank follows the release's id ("next <member> <id>
-		// <rank>"): it tries after rank turn windows.
+		// <rank>"): it tries after rank standby waits.
 		id, rankArg, _ := strings.Cut(id, " ")
 		rank, err := strconv.Atoi(rankArg)
 		if err != nil || rank < 1 {
@@ -458,7 +425,7 @@ func (n *notifier) receive(ln *listenNode, gen uint64, msg redis.Message) {
 		}
 		w := n.members[member]
 		if w == nil {
-			return // a waiter that has ended: it withdraws, passing the turn on
+			return // a waiter that has ended (its standbys cover the turn)
 		}
 		switch kind {
 		case "turn":
@@ -803,10 +770,10 @@ func (lw *lockWait) prepare(m *Mutex, calls *lockCalls) {
 	lifeArg := strconv.FormatInt(life.Milliseconds(), 10)
 	calls.acquire = redis.NewScriptCall(queueAcquireScript, m.keyArg, m.queueKeyArg, calls.value, m.ttlArg, w.member, w.ticketArg, lifeArg)
 	calls.setNX = nil
-	calls.undo = redis.NewScriptCall(queueLeaveScript, m.keyArg, m.queueKeyArg, m.streakKeyArg, "undo", calls.value, w.member, w.ticketArg, lifeArg)
+	calls.undo = redis.NewScriptCall(queueLeaveScript, m.keyArg, m.queueKeyArg, "undo", calls.value, w.member, w.ticketArg, lifeArg)
 	// The Unlock of an acquisition made by this try takes the waiter's
 	// entries out of the queues where the try failed (see lockWait.close).
-	calls.release = redis.NewScriptCall(releaseNotifyScript, m.keyArg, m.queueKeyArg, m.streakKeyArg, calls.value, w.member, w.ticketArg)
+	calls.release = redis.NewScriptCall(releaseNotifyScript, m.keyArg, m.queueKeyArg, calls.value, w.member, w.ticketArg)
 	calls.member, calls.ticket = w.member, w.ticketArg
 	lw.onNodes = true
 	lw.renew = time.Now().Add(life / 2)
@@ -848,12 +815,11 @@ func (lw *lockWait) acquired(calls *lockCalls) {
 	lw.clean = true
 }
 
-// withdraw takes the waiter out of every node's queue, passing on a turn
-// it was given; in the background when async is set (the Lock call does
+// withdraw takes the waiter out of every node's queue; in the background when async is set (the Lock call does
 // not wait for it).
 func (lw *lockWait) withdraw(ctx context.Context, async bool) {
 	m, w := lw.m, lw.w
-	call := redis.NewScriptCall(queueLeaveScript, m.keyArg, m.queueKeyArg, m.streakKeyArg, "withdraw", "", w.member, w.ticketArg, "0")
+	call := redis.NewScriptCall(queueLeaveScript, m.keyArg, m.queueKeyArg, "withdraw", "", w.member, w.ticketArg, "0")
 	send := func() {
 		m.nodes.broadcast(context.WithoutCancel(ctx), m.nodeTimeout(), m.failFast, nodeOp{call: &call})
 	}
@@ -889,8 +855,7 @@ func (lw *lockWait) splitBackoff() time.Duration {
 
 // close unregisters the waiter and stops the timer. A waiter that gave up
 // (ctx ended, tries used up, a permanent error) and may have left entries
-// in the nodes' queues withdraws them, passing on a turn it was given,
-// before the Lock call returns (even when ctx has ended, with the
+// in the nodes' queues withdraws them before the Lock call returns (even when ctx has ended, with the
 // per-node timeout), so that a Lock that gave up leaves nothing on the
 // nodes. One that took the lock withdraws nothing here (see acquired; a
 // local hand-off takes the waiter out of the queues itself).

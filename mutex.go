@@ -36,9 +36,6 @@ type Mutex struct {
 	// queueKeyArg is the key of the name's queue of waiters (queueKey),
 	// boxed once for the queue scripts (one name, no kind).
 	queueKeyArg any
-	// streakKeyArg is the key of the count of releases in a row that
-	// gave a waiter the turn (streakKey).
-	streakKeyArg any
 	// NewMultiMutex: the names, and the key count and names, boxed once
 	// for the multi-key scripts (multi.go); nil for one name.
 	names   []string
@@ -707,7 +704,7 @@ func (m *Mutex) makeCalls(value string) *lockCalls {
 	case m.noNotify:
 		c.release = redis.NewScriptCall(releaseScript, m.keyArg, c.value)
 	default:
-		c.release = redis.NewScriptCall(releaseNotifyScript, m.keyArg, m.queueKeyArg, m.streakKeyArg, c.value)
+		c.release = redis.NewScriptCall(releaseNotifyScript, m.keyArg, m.queueKeyArg, c.value)
 	}
 	return c
 }

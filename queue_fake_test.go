@@ -12,8 +12,7 @@ import (
 
 // The fake nodes' version of the queue of waiters (queue_acquire.lua,
 // queue_leave.lua, release_notify.lua): the same rules on the node's map,
-// with the fake clock for the entries' lives. Turns do not expire here
-// (fake keys have no TTL): a test ends a turn by a try or a withdrawal.
+// with the fake clock for the entries' lives.
 
 // fakeEntry is a waiter in a fake node's queue.
 type fakeEntry struct {
@@ -70,14 +69,13 @@ func (n *fakeNode) queued(key string) []string {
 }
 
 // fakeStandbys is how many waiters after the head a release names
-// standbys, with their ranks, as the scripts do. The fake keeps no count
-// of turns in a row (the scripts' bound for pollers, see maxTurnStreak).
+// standbys, with their ranks, as release_notify.lua does.
 const fakeStandbys = 2
 
-// designate gives the free key's turn to the first live waiter, names the
-// next ones standbys, and returns the messages to publish. The caller
-// holds n.mu.
-func (n *fakeNode) designate(key, id string) (msgs []redis.Message) {
+// wakeFirst takes the first live waiter out of key's queue, and returns
+// the messages to publish: its turn and the next ones' standby ranks, or
+// the release announcement when nobody waits. The caller holds n.mu.
+func (n *fakeNode) wakeFirst(key, id string) (msgs []redis.Message) {
 	now := n.fakeNow()
 	var picked []string
 	q := n.queues[key]
@@ -99,30 +97,11 @@ func (n *fakeNode) designate(key, id string) (msgs []redis.Message) {
 	if len(picked) == 0 {
 		return []redis.Message{{Channel: releaseChannel(key), Payload: id}}
 	}
-	n.keys[key] = turnPrefix + picked[0]
-	if n.turnEnds == nil {
-		n.turnEnds = map[string]time.Time{}
-	}
-	n.turnEnds[key] = time.Now().Add(turnWindow)
 	msgs = append(msgs, fakeWake("turn", picked[0], id))
 	for rank, member := range picked[1:] {
 		msgs = append(msgs, fakeWake("next", member, id+" "+strconv.Itoa(rank+1)))
 	}
 	return msgs
-}
-
-// expireTurns deletes the turns whose window has passed (by the wall
-// clock, as the nodes' PX). The caller holds n.mu.
-func (n *fakeNode) expireTurns() {
-	now := time.Now()
-	for key, end := range n.turnEnds {
-		if !now.Before(end) {
-			if strings.HasPrefix(n.keys[key], turnPrefix) {
-				delete(n.keys, key)
-			}
-			delete(n.turnEnds, key)
-		}
-	}
 }
 
 func fakeWake(kind, member, id string) redis.Message {
@@ -156,28 +135,22 @@ func (c *fakeConn) evalReleaseNotify(keysAndArgs []any) (any, error) {
 		return nil, errors.New("fake: empty value on the wire")
 	}
 	n.mu.Lock()
-	stale := false
 	if len(keysAndArgs) > 3 {
-		member := keysAndArgs[2].(string)
-		n.leaveQueue(key, member)
-		stale = n.keys[key] == turnPrefix+member
+		n.leaveQueue(key, keysAndArgs[2].(string))
 	}
 	current, ok := n.keys[key]
 	switch {
 	case !ok:
 		n.mu.Unlock()
 		return replyMissing, nil
-	case current != value && !stale:
+	case current != value:
 		n.mu.Unlock()
 		return replyTaken, nil
 	}
 	delete(n.keys, key)
-	msgs := n.designate(key, value)
+	msgs := n.wakeFirst(key, value)
 	n.mu.Unlock()
 	n.publish(msgs)
-	if stale {
-		return replyTaken, nil
-	}
 	return replyDone, nil
 }
 
@@ -195,14 +168,13 @@ func (c *fakeConn) evalQueue(script *redis.Script, keysAndArgs []any) (any, erro
 	n.mu.Lock()
 	key := arg(0)
 	current, held := n.keys[key]
-	var msgs []redis.Message
 	var reply int64
 	if script == queueAcquireScript {
 		value, member := arg(1), arg(3)
 		ticket, _ := strconv.ParseInt(arg(4), 10, 64)
 		life, _ := strconv.Atoi(arg(5))
 		switch {
-		case !held || current == value || current == turnPrefix+member:
+		case !held || current == value:
 			n.keys[key] = value
 			n.leaveQueue(key, member)
 			reply = replyDone
@@ -222,19 +194,12 @@ func (c *fakeConn) evalQueue(script *redis.Script, keysAndArgs []any) (any, erro
 			life, _ := strconv.Atoi(arg(5))
 			delete(n.keys, key)
 			n.joinQueue(key, member, ticket, time.Duration(life)*time.Millisecond)
-			msgs = n.designate(key, value)
 			reply = replyDone
 		default: // withdraw
 			n.leaveQueue(key, member)
-			if held && current == turnPrefix+member {
-				delete(n.keys, key)
-				msgs = n.designate(key, current)
-				reply = 1
-			}
 		}
 	}
 	n.mu.Unlock()
-	n.publish(msgs)
 	return reply, nil
 }
 

@@ -70,7 +70,7 @@ func (r *Redsync) NewMutex(name string, options ...Option) *Mutex {
 		}
 		m.keyArg = m.name
 		m.keyArgs = []any{m.name}
-		m.queueKeyArg, m.streakKeyArg = queueKey(m.name), streakKey(m.name)
+		m.queueKeyArg = queueKey(m.name)
 		if m.fence.on {
 			m.fence.counters = []any{fenceCounter(m.name)}
 		}

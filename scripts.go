@@ -29,7 +29,7 @@ var (
 	releaseScript = redis.NewScript(1, releaseSrc, "")
 	extendScript  = redis.NewScript(1, extendSrc, "")
 
-	releaseNotifyScript = redis.NewScript(3, releaseNotifySrc, "")
+	releaseNotifyScript = redis.NewScript(2, releaseNotifySrc, "")
 
 	// The scripts of a Mutex of NewMultiMutex (multi.go) take the key
 	// count as their first argument.

@@ -1,24 +1,22 @@
 -- queue_acquire.lua: a try of a waiting Lock on one node (see handoff.go):
--- take the lock when it is free or its turn is this waiter's, else join
--- (or stay in) the queue of waiters kept next to it.
+-- take the lock when it is free, else join (or stay in) the queue of
+-- waiters kept next to it, which only decides whom a release wakes.
 -- KEYS[1] the lock key; KEYS[2] its queue of waiters (queueKey in
 -- handoff.go); ARGV[1] the try's value; ARGV[2] the TTL in ms;
 -- ARGV[3] the waiter's member (<Redsync id>:<number>); ARGV[4] its ticket,
 -- which orders the queue the same way on every node; ARGV[5] how long the
 -- entry lives, in ms, unless a later try renews it.
--- The queue is the sorted set KEYS[2], 'redsync:queue:{<tag>}:' .. KEYS[1]
--- where <tag> hashes to the lock key's Redis Cluster slot; each entry is
--- '<member>|<end of its life, ms by TIME>', scored with the ticket. The key 'redsync:turn:<member>' in the lock key
--- is a turn: a release gave the free lock to the head of the queue for a
--- short time (release_notify.lua).
+-- The queue is a sorted set; each entry is '<member>|<end of its life, ms
+-- by TIME>', scored with the ticket.
 -- Returns 1 when the key now holds ARGV[1] (and the waiter left the
--- queue); when the key is held, or is the turn of another waiter, 65536
--- plus a fingerprint of what it holds (as acquire.lua), with the waiter's
--- entry added or renewed; an error reply when the key holds a value of
--- another type. Without TIME in scripts (Redis before 3.2) it acquires as
--- acquire.lua does and keeps no queue.
+-- queue); when another owner holds the key, 65536 plus a fingerprint of
+-- what it holds (as acquire.lua), with the waiter's entry added or
+-- renewed; an error reply when the key holds a value of another type.
+-- Without TIME in scripts (Redis before 3.2) it acquires as acquire.lua
+-- does and keeps no queue.
 local queued = redis.replicate_commands ~= nil
 if queued then
+	-- Redis 3.2 to 4: writes after TIME need effects replication.
 	redis.replicate_commands()
 end
 local current = redis.pcall('GET', KEYS[1])
@@ -39,15 +37,9 @@ local function leave()
 		end
 	end
 end
-if current == ARGV[1] then
-	-- An earlier try of the same owner landed after its reply was lost.
-	redis.call('PEXPIRE', KEYS[1], ARGV[2])
-	if queued then
-		leave()
-	end
-	return 1
-end
-if current == false or current == 'redsync:turn:' .. ARGV[3] then
+if current == ARGV[1] or current == false then
+	-- Free, or an earlier try of the same owner landed after its reply
+	-- was lost.
 	redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
 	if queued then
 		leave()
@@ -56,8 +48,8 @@ if current == false or current == 'redsync:turn:' .. ARGV[3] then
 end
 -- mayQueue reports whether the user may run every command that keeps an
 -- entry in the queue (Redis 7 and later tell; before, it is assumed): one
--- that could add an entry but not remove it would leave entries that get
--- turns nobody takes. Such a user's waiters poll.
+-- that could add an entry but not remove it would leave entries that
+-- releases wake for nothing. Such a user's waiters poll.
 local function mayQueue()
 	if not redis.acl_check_cmd then
 		return true

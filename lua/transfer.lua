@@ -5,8 +5,8 @@
 -- owner's value; ARGV[3] the next owner's TTL in ms; ARGV[4] "undo" to
 -- delete the key when it holds either value; ARGV[5] and ARGV[6], when
 -- given, the next owner's member and ticket in the queue of waiters (see
--- queue_acquire.lua), from which a hand-off takes it out (and whose turn
--- it may replace); ARGV[7] and ARGV[8] the holder's, likewise.
+-- queue_acquire.lua), from which a hand-off takes it out; ARGV[7] and
+-- ARGV[8] the holder's, likewise.
 -- Hand-off: returns 1 when the key held the holder's value (or, on a
 -- repeat, the next owner's) and now holds the next owner's; 2 when the
 -- key did not exist and now holds the next owner's; 0 when another owner
@@ -48,11 +48,8 @@ leave(ARGV[7], ARGV[8])
 local result
 if current == ARGV[1] or current == ARGV[2] then
 	result = 1
-elseif current == false or (member and current == 'redsync:turn:' .. member)
-	or (ARGV[7] and ARGV[7] ~= '' and current == 'redsync:turn:' .. ARGV[7]) then
-	-- Expired, or a free key kept for the next owner, or for the holder
-	-- (a turn given after its try had taken the lock elsewhere).
-	result = 2
+elseif current == false then
+	result = 2 -- expired
 else
 	return 0
 end
