@@ -229,18 +229,17 @@ func WithMaxHold(d time.Duration) Option {
 // off. When on, a Lock that has to wait joins a queue of waiters kept next
 // to the key on every node, ordered the same way on each (by when the Lock
 // started waiting), and listens for its turn on every node whose pool
-// implements [redis.Subscriber]. Unlock, where it deletes the key, gives
-// the first live waiter of the node's queue a turn: the key is kept for
-// that waiter's try for 100 ms, and the waiter is told with a PUBLISH on
-// its Redsync's channel "redsync:wake:<id>" (with nobody queued, the
-// release is announced on "redsync:released:" + name). A waiter that a
-// quorum of nodes gave the turn tries at once instead of sleeping the
-// whole retry delay; the retry delay stays as a fallback. The lock is
-// still only what a try takes on a quorum within the validity: a turn
-// decides who tries, not who holds. A Lock that ends without the lock
+// implements [redis.Subscriber]. Unlock, where it deletes the key, wakes
+// the first live waiter of the node's queue with a PUBLISH on its
+// Redsync's channel "redsync:wake:<id>" (with nobody queued, the release
+// is announced on "redsync:released:" + name). A waiter that a quorum of
+// nodes woke tries at once instead of sleeping the whole retry delay; the
+// retry delay stays as a fallback. The lock key is used as without a
+// queue, and the lock is still only what a try takes on a quorum within
+// the validity: the queue decides who is woken, not who holds. A Lock that ends without the lock
 // leaves the queues before it returns; the entry of a process that died
 // ends with its life (the Mutex's expiry, at least a second). A try that
-// a turn brings forward (and a quick retry when nobody won a try) is
+// a wake-up brings forward (and a quick retry when nobody won a try) is
 // extra: it does not count toward WithTries, and the counted tries keep
 // their schedule, so a Lock gives up after as many tries of the retry
 // delay's schedule as without notification. When

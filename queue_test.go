@@ -155,8 +155,9 @@ func TestQueueCancelledWaiterLeaves(t *testing.T) {
 		}
 		return true
 	})
-	// The holder's release gives waiter 0 the turn: it gives up at once,
-	// before it tried; waiter 2, the standby, takes the free key.
+	// The holder's release and waiter 0's withdrawal land together: waiter
+	// 2 takes the lock as the head (the withdrawal came first) or as the
+	// release's standby (waiter 0 got a turn it never takes).
 	for _, n := range s.c.nodes {
 		n.mu.Lock()
 		n.block = make(chan struct{}) // hold the release until waiter 0 is gone
