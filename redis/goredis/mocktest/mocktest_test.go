@@ -20,7 +20,7 @@ import (
 // its Lock no script but SET NX.
 const (
 	acquireSHA       = "cffb05b196c76dbdcf5af682554b64872a418746" // acquire.lua: Lock
-	releaseNotifySHA = "2b889259f8d06c94aab4b8e6aa75a4d0f206abf0" // release_notify.lua: Unlock
+	releaseNotifySHA = "3eb6aa68d518dbf62547608c0a89c1797a1598cf" // release_notify.lua: Unlock
 	releaseSHA       = "2719e091d1c2d4470b60e458107208be5b57a4a2" // release.lua: Unlock with WithReleaseNotification(false)
 	extendSHA        = "8ada6eccdbdcca290f2791b8c4ef6177f755add5" // extend.lua: Extend
 )
@@ -57,9 +57,10 @@ type step struct {
 	cmd       string // "evalsha", "eval" or "get"
 	hashOrSrc string // of evalsha or eval
 	key       string
-	args      []any // of evalsha or eval, after the key
-	reply     any   // int64 for the scripts, string for get
-	err       error // replaces reply when not nil
+	more      []string // further keys of evalsha or eval
+	args      []any    // of evalsha or eval, after the keys
+	reply     any      // int64 for the scripts, string for get
+	err       error    // replaces reply when not nil
 }
 
 // A mockedNode is one node whose client is a go-redis mock.
@@ -155,7 +156,9 @@ func TestV4Expectations(t *testing.T) {
 		steps: func(*testing.T) []step {
 			return []step{
 				{cmd: "evalsha", hashOrSrc: acquireSHA, key: "lock", args: []any{"v", "8000"}, reply: int64(1)},
-				{cmd: "evalsha", hashOrSrc: releaseNotifySHA, key: "lock", args: []any{"v"}, reply: int64(1)},
+				// v4: mock.ExpectEvalSha("e950836ed1e694540c503ef9972b8de518044d3b", []string{"lock"}, "v")
+				// The queue of waiters of "lock" is the second key (README).
+				{cmd: "evalsha", hashOrSrc: releaseNotifySHA, key: "lock", more: []string{"redsync:queue:{8u}:lock"}, args: []any{"v"}, reply: int64(1)},
 			}
 		},
 	}, {
@@ -229,11 +232,11 @@ func expect[C reply[any], S reply[string]](mock expecter[C, S], s step) {
 	var r interface{ SetErr(error) }
 	switch s.cmd {
 	case "evalsha":
-		c := mock.ExpectEvalSha(s.hashOrSrc, []string{s.key}, s.args...)
+		c := mock.ExpectEvalSha(s.hashOrSrc, append([]string{s.key}, s.more...), s.args...)
 		c.SetVal(s.reply)
 		r = c
 	case "eval":
-		c := mock.ExpectEval(s.hashOrSrc, []string{s.key}, s.args...)
+		c := mock.ExpectEval(s.hashOrSrc, append([]string{s.key}, s.more...), s.args...)
 		c.SetVal(s.reply)
 		r = c
 	case "get":
