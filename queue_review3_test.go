@@ -3,10 +3,14 @@ package redsync
 import (
 	"context"
 	"fmt"
+	mathrand "math/rand/v2"
 	"strconv"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
+
+	goredislib "github.com/redis/go-redis/v9"
 
 	"github.com/go-redlock/redsync/internal/redistest"
 	"github.com/go-redlock/redsync/redis"
@@ -278,5 +282,140 @@ func TestReview3MultiMutexReleaseWakesNobody(t *testing.T) {
 		m.Unlock()
 	case <-time.After(5 * time.Second):
 		t.Fatalf("the release of a multi-key lock did not wake the queued waiter of one of its names within 5s (retry delay 1h, renewal after 30s)")
+	}
+}
+
+// TestReview3ExclusionChaos attacks promise 1 (mutual exclusion) with a mix
+// of everything on five real servers: three Redsyncs (processes) with
+// goroutines of several kinds (default, WithFailFast, a
+// WithReleaseNotification(false) poller, local hand-offs between the
+// goroutines of one Redsync, queue waiters, cancelled Lock calls), a
+// v4-style client (SET NX PX on every node, compare-and-delete), while a
+// chaos goroutine pauses a random node (SIGSTOP) for 20-250 ms at a time.
+// A holder enters the critical section only while time.Now() is before
+// its validity's end and leaves it well before; two inside at once is a
+// double grant. It held in every run (coverage, not a finding).
+func TestReview3ExclusionChaos(t *testing.T) {
+	if testing.Short() {
+		t.Skip("stress")
+	}
+	servers := redistest.StartN(t, 5)
+	const (
+		name     = "chaos"
+		expiry   = 2 * time.Second
+		duration = 12 * time.Second
+	)
+	var (
+		inside, doubles, locks atomic.Int32
+		stop                   = make(chan struct{})
+		wg                     sync.WaitGroup
+	)
+	critical := func(until time.Time) {
+		if !time.Now().Add(50 * time.Millisecond).Before(until) {
+			return // too little validity left to enter safely
+		}
+		locks.Add(1)
+		if inside.Add(1) != 1 {
+			doubles.Add(1)
+		}
+		time.Sleep(time.Duration(mathrand.IntN(2000)) * time.Microsecond)
+		inside.Add(-1)
+	}
+	stopped := func() bool {
+		select {
+		case <-stop:
+			return true
+		default:
+			return false
+		}
+	}
+	for p := range 3 {
+		rs := New(realPoolsCtx(t, servers)...)
+		for g := range 3 {
+			var opts []Option
+			switch (p + g) % 3 {
+			case 1:
+				opts = append(opts, WithFailFast(true))
+			case 2:
+				if g == 2 {
+					opts = append(opts, WithReleaseNotification(false))
+				}
+			}
+			m := rs.NewMutex(name, append(opts, WithExpiry(expiry), WithTries(1<<20), WithRetryDelay(30*time.Millisecond))...)
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for !stopped() {
+					ctx, cancel := context.WithTimeout(context.Background(), time.Duration(5+mathrand.IntN(300))*time.Millisecond)
+					err := m.LockContext(ctx)
+					cancel()
+					if err != nil {
+						continue
+					}
+					critical(m.Until())
+					m.Unlock()
+				}
+			}()
+		}
+	}
+	// A v4-style client: SET NX PX on every node, quorum within the
+	// validity, compare-and-delete.
+	clients := make([]*goredislib.Client, len(servers))
+	for i, s := range servers {
+		clients[i] = goredislib.NewClient(&goredislib.Options{Addr: s.Addr(), MaxRetries: -1, ContextTimeoutEnabled: true})
+		t.Cleanup(func() { clients[i].Close() })
+	}
+	del := goredislib.NewScript(`if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0`)
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for n := 0; !stopped(); n++ {
+			value := fmt.Sprintf("v4-%d-%d", n, mathrand.Int64())
+			start := time.Now()
+			var got atomic.Int32
+			var cwg sync.WaitGroup
+			for _, c := range clients {
+				cwg.Add(1)
+				go func() {
+					defer cwg.Done()
+					ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+					defer cancel()
+					if ok, err := c.SetNX(ctx, name, value, expiry).Result(); err == nil && ok {
+						got.Add(1)
+					}
+				}()
+			}
+			cwg.Wait()
+			until := start.Add(expiry - expiry/100 - 2*time.Millisecond)
+			if got.Load() >= 3 && time.Now().Before(until) {
+				critical(until)
+			}
+			for _, c := range clients {
+				ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+				del.Run(ctx, c, []string{name}, value)
+				cancel()
+			}
+			time.Sleep(time.Duration(mathrand.IntN(20)) * time.Millisecond)
+		}
+	}()
+	// Chaos: pause a random node now and then.
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for !stopped() {
+			srv := servers[mathrand.IntN(len(servers))]
+			if srv.Pause() == nil {
+				time.Sleep(time.Duration(20+mathrand.IntN(230)) * time.Millisecond)
+				srv.Resume()
+			}
+			time.Sleep(time.Duration(100+mathrand.IntN(400)) * time.Millisecond)
+		}
+	}()
+	time.Sleep(duration)
+	close(stop)
+	wg.Wait()
+	t.Logf("%d critical sections", locks.Load())
+	if d := doubles.Load(); d > 0 {
+		t.Errorf("%d times two holders inside their validity at once", d)
 	}
 }
