@@ -355,6 +355,12 @@ func (c *fakeConn) evalMulti(script *redis.Script, keysAndArgs []any) (any, erro
 	count := keysAndArgs[0].(int)
 	keys, args := keysAndArgs[1:1+count], keysAndArgs[1+count:]
 	value := args[0].(string)
+	wakes := script == multiReleaseScript && args[1] == "1"
+	if wakes {
+		keys = keys[:count/2] // then the names' queues
+	}
+	var msgs []redis.Message // the release's wake-ups, sent unlocked
+	defer func() { n.publish(msgs) }()
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	held, missing := 0, 0
@@ -378,6 +384,9 @@ func (c *fakeConn) evalMulti(script *redis.Script, keysAndArgs []any) (any, erro
 		for _, k := range keys {
 			if n.keys[k.(string)] == value {
 				delete(n.keys, k.(string))
+				if wakes {
+					msgs = append(msgs, n.wakeFirst(k.(string), value)...)
+				}
 			}
 		}
 		switch {

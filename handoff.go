@@ -62,8 +62,8 @@ var queueAcquireSrc string
 var queueLeaveSrc string
 
 var (
-	queueAcquireScript = redis.NewScript(2, queueAcquireSrc, "")
-	queueLeaveScript   = redis.NewScript(2, queueLeaveSrc, "")
+	queueAcquireScript = redis.NewScript(2, queueLibSrc+queueAcquireSrc, "")
+	queueLeaveScript   = redis.NewScript(2, queueLibSrc+queueLeaveSrc, "")
 )
 
 // queueKeyPrefix starts the key of every queue of waiters.
@@ -135,7 +135,7 @@ type notifier struct {
 	members  map[string]*waiter     // registered waiters, by member
 	seq      uint64                 // last waiter number
 	ticket   int64                  // last ticket handed out
-	nconfirm int                    // nodes whose subscription is confirmed
+	nconfirm atomic.Int32           // nodes whose subscription is confirmed; changed under mu, read without it
 	idle     time.Time              // when the last waiter left (zero while some wait)
 }
 
@@ -170,9 +170,9 @@ func (n *notifier) listens() bool {
 }
 
 // hears reports whether a quorum of nodes would deliver a turn now: only
-// then do waiters join the queue. The caller holds n.mu.
+// then do waiters join the queue. Without n.mu, the answer may be stale.
 func (n *notifier) hears() bool {
-	return n.listens() && n.nconfirm >= n.quorum
+	return n.listens() && int(n.nconfirm.Load()) >= n.quorum
 }
 
 // keyWaiters are the Lock calls of a Redsync waiting for one lock.
@@ -394,7 +394,7 @@ func (n *notifier) receive(ln *listenNode, gen uint64, msg redis.Message) {
 		ln.broken = true
 		if ln.confirmed {
 			ln.confirmed = false
-			n.nconfirm--
+			n.nconfirm.Add(-1)
 		}
 		ln.kickLocked()
 	case msg.Subscribed:
@@ -403,8 +403,7 @@ func (n *notifier) receive(ln *listenNode, gen uint64, msg redis.Message) {
 			return
 		}
 		ln.confirmed = true
-		n.nconfirm++
-		if n.nconfirm == n.quorum {
+		if int(n.nconfirm.Add(1)) == n.quorum {
 			// A quorum listens only now: a turn given meanwhile may have
 			// gone unheard, and waiters that could not join the queue
 			// may now. Every waiter tries once.
@@ -513,7 +512,7 @@ func (ln *listenNode) run() {
 			lis, subscribed = nil, false
 			if ln.confirmed {
 				ln.confirmed = false
-				n.nconfirm--
+				n.nconfirm.Add(-1)
 			}
 			if ln.broken {
 				ln.broken = false
@@ -768,7 +767,11 @@ func (lw *lockWait) prepare(m *Mutex, calls *lockCalls) {
 	}
 	life := m.entryLife()
 	lifeArg := strconv.FormatInt(life.Milliseconds(), 10)
-	calls.acquire = redis.NewScriptCall(queueAcquireScript, m.keyArg, m.queueKeyArg, calls.value, m.ttlArg, w.member, w.ticketArg, lifeArg)
+	fresh := "0"
+	if !lw.onNodes {
+		fresh = "1" // no entry of the waiter to replace
+	}
+	calls.acquire = redis.NewScriptCall(queueAcquireScript, m.keyArg, m.queueKeyArg, calls.value, m.ttlArg, w.member, w.ticketArg, lifeArg, fresh)
 	calls.setNX = nil
 	calls.undo = redis.NewScriptCall(queueLeaveScript, m.keyArg, m.queueKeyArg, "undo", calls.value, w.member, w.ticketArg, lifeArg)
 	// The Unlock of an acquisition made by this try takes the waiter's
@@ -777,6 +780,18 @@ func (lw *lockWait) prepare(m *Mutex, calls *lockCalls) {
 	calls.member, calls.ticket = w.member, w.ticketArg
 	lw.onNodes = true
 	lw.renew = time.Now().Add(life / 2)
+}
+
+// begin makes a Lock call that may wait (tries > 1) a waiter before its
+// first try when other Lock calls of its Redsync waited lately: the
+// listening connections are still up and a quorum hears. Its first try
+// then joins the queue where the lock is held, instead of a plain try
+// that fails and a second one that joins. Otherwise (the common,
+// uncontended case) the first try is a plain one.
+func (lw *lockWait) begin(m *Mutex, tries int) {
+	if tries > 1 && m.queues() && m.notify.hears() {
+		lw.w = m.notify.watch(m)
+	}
 }
 
 // tried notes the outcome of a failed try: whether it was a split vote.

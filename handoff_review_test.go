@@ -31,7 +31,7 @@ func waitQueuedConfirmed(t *testing.T, m *Mutex) {
 		m.notify.mu.Lock()
 		defer m.notify.mu.Unlock()
 		kw := m.notify.keys[m.name]
-		return kw != nil && m.notify.nconfirm >= m.notify.quorum && len(kw.queue) > 0
+		return kw != nil && int(m.notify.nconfirm.Load()) >= m.notify.quorum && len(kw.queue) > 0
 	})
 }
 

@@ -478,7 +478,9 @@ func TestReviewMultiNotAHandOffWaiter(t *testing.T) {
 
 // TestReviewMultiHolderHandsNothing: a set's Unlock, with a single-name
 // Lock of the same Redsync queued for one of its names (and one queued for
-// the joined name), releases and announces; it hands nothing over.
+// the joined name), releases and wakes the waiter of the name; it hands
+// nothing over: the waiter of "a" may take "a" with a try of its own, and
+// the waiter of "a,b" (held elsewhere) gets nothing.
 func TestReviewMultiHolderHandsNothing(t *testing.T) {
 	c := newFakeCluster(3)
 	pools := c.subPools()
@@ -495,12 +497,14 @@ func TestReviewMultiHolderHandsNothing(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	waiters := map[string]*Mutex{}
-	results := make(chan error, 2)
+	results := map[string]chan error{}
 	for _, name := range []string{"a", "a,b"} {
 		w := rs.NewMutex(name, WithRetryDelay(time.Hour))
 		w.now = c.clock.Now
 		waiters[name] = w
-		go func() { results <- w.LockContext(ctx) }()
+		done := make(chan error, 1)
+		results[name] = done
+		go func() { done <- w.LockContext(ctx) }()
 	}
 	subscribedEverywhere(t, listenersOf(pools))
 	queuedWaiter(t, waiters["a"])
@@ -508,27 +512,34 @@ func TestReviewMultiHolderHandsNothing(t *testing.T) {
 	if ok, err := set.Unlock(); !ok || err != nil {
 		t.Fatalf("set.Unlock() = %v, %v", ok, err)
 	}
+	// The release woke the waiter of "a" (retry delay: an hour).
+	select {
+	case err := <-results["a"]:
+		if err != nil {
+			t.Fatalf("the waiter of a: Lock() = %v, want the lock after the set's release", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the set's Unlock did not wake the waiter of a")
+	}
 	for i, n := range c.nodes {
 		if slices.Contains(n.ran(), "transfer") {
 			t.Errorf("node %d ran a transfer: %v", i, n.ran())
 		}
-		for _, name := range []string{"a", "b"} {
-			if _, ok := n.value(name); ok {
-				t.Errorf("node %d: %s exists after the set's Unlock", i, name)
-			}
+		if _, ok := n.value("b"); ok {
+			t.Errorf("node %d: b exists after the set's Unlock", i)
+		}
+		if v, _ := n.value("a"); v != waiters["a"].Value() {
+			t.Errorf("node %d: a = %q, want the value of its waiter's own try %q", i, v, waiters["a"].Value())
 		}
 	}
 	cancel()
-	for range 2 {
-		if err := <-results; err == nil {
-			t.Error("a waiter got a lock from the set's Unlock")
-		}
+	if err := <-results["a,b"]; err == nil {
+		t.Error("the waiter of a,b got a lock held elsewhere")
 	}
-	for name, w := range waiters {
-		if w.Value() != "" {
-			t.Errorf("waiter %q has a value %q", name, w.Value())
-		}
+	if v := waiters["a,b"].Value(); v != "" {
+		t.Errorf("waiter %q has a value %q", "a,b", v)
 	}
+	waiters["a"].Unlock()
 }
 
 // TestReviewMultiFailFastUndoOvertaken: with WithFailFast, a failed try

@@ -206,6 +206,7 @@ func (m *Mutex) lockContext(ctx context.Context, tries int, rec *acquireRecord) 
 	var last error
 	wait := lockWait{m: m} // the wait between tries (handoff.go)
 	defer wait.close(ctx)
+	wait.begin(m, tries)
 	// A try that a turn brings forward, that joins the queue of waiters,
 	// or that follows a try nobody won after a short back-off, is extra:
 	// it does not count toward tries, and the counted tries keep their
@@ -694,13 +695,17 @@ func (m *Mutex) makeCalls(value string) *lockCalls {
 		}
 	}
 	// The undo of a failed try releases as Unlock does: where it deletes
-	// the key, the first waiter of the nodes' queue gets the turn (see
+	// the key, the first waiter of the nodes' queue is woken (see
 	// handoff.go).
 	switch {
 	case m.names != nil && m.noNotify:
 		c.release = m.lockCall(multiReleaseScript, nil, c.value, "0")
 	case m.names != nil:
-		c.release = m.lockCall(multiReleaseScript, nil, c.value, "1")
+		queues := make([]any, len(m.names))
+		for i, name := range m.names {
+			queues[i] = queueKey(name)
+		}
+		c.release = m.lockCall(multiReleaseScript, queues, c.value, "1")
 	case m.noNotify:
 		c.release = redis.NewScriptCall(releaseScript, m.keyArg, c.value)
 	default:

@@ -331,11 +331,11 @@ func TestQueueRealServers(t *testing.T) {
 	}
 }
 
-// TestQueueScriptConstants: release_notify.lua names as many standbys as
-// the Go side documents and accepts.
+// TestQueueScriptConstants: queue_lib.lua names as many standbys as the
+// Go side documents and accepts.
 func TestQueueScriptConstants(t *testing.T) {
-	if want := "local standbys = 2\n"; !strings.Contains(releaseNotifySrc, want) {
-		t.Errorf("release_notify.lua does not contain %q", want)
+	if want := "local standbys, batch, scanLimit = 2, "; !strings.Contains(queueLibSrc, want) {
+		t.Errorf("queue_lib.lua does not contain %q", want)
 	}
 	if maxStandbyRank < 2 {
 		t.Errorf("maxStandbyRank %d is below the script's 2 standbys", maxStandbyRank)

@@ -25,15 +25,19 @@ var (
 	multiReleaseSrc string
 	//go:embed lua/multi_extend.lua
 	multiExtendSrc string
+	// queueLibSrc starts every script that keeps a queue of waiters or
+	// wakes one (see handoff.go).
+	//go:embed lua/queue_lib.lua
+	queueLibSrc string
 
 	releaseScript = redis.NewScript(1, releaseSrc, "")
 	extendScript  = redis.NewScript(1, extendSrc, "")
 
-	releaseNotifyScript = redis.NewScript(2, releaseNotifySrc, "")
+	releaseNotifyScript = redis.NewScript(2, queueLibSrc+releaseNotifySrc, "")
 
 	// The scripts of a Mutex of NewMultiMutex (multi.go) take the key
 	// count as their first argument.
-	multiReleaseScript = redis.NewScript(-1, multiReleaseSrc, "")
+	multiReleaseScript = redis.NewScript(-1, queueLibSrc+multiReleaseSrc, "")
 	multiExtendScript  = redis.NewScript(-1, multiExtendSrc, "")
 
 	// acquireScripts are the acquire scripts, by [multi][guard][fence]:

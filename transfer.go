@@ -43,7 +43,7 @@ const maxLocalHandoffs = 16
 //go:embed lua/transfer.lua
 var transferSrc string
 
-var transferScript = redis.NewScript(2, transferSrc, "")
+var transferScript = redis.NewScript(2, queueLibSrc+transferSrc, "")
 
 // grant is a hand-off to a waiter; done is closed when it has ended, and
 // ok tells whether the waiter now holds the lock.

@@ -11,12 +11,17 @@
 -- repeat, the next owner's) and now holds the next owner's; 2 when the
 -- key did not exist and now holds the next owner's; 0 when another owner
 -- holds the key, which is left alone.
--- Undo: returns 1 when the key was deleted, -1 when it did not exist, 0
--- when another owner holds it.
+-- Undo: returns 1 when the key was deleted (and wakes the first waiter of
+-- the queue, as a release does), -1 when it did not exist, 0 when another
+-- owner holds it. queue_lib.lua comes before it (scripts.go).
 local current = redis.call('GET', KEYS[1])
+local queue = KEYS[2]
 if ARGV[4] == 'undo' then
 	if current == ARGV[1] or current == ARGV[2] then
+		-- The key is free now: the first waiter is told as after a
+		-- release.
 		redis.call('DEL', KEYS[1])
+		wake(queue, redis.sha1hex(ARGV[1]))
 		return 1
 	elseif current == false then
 		return -1
@@ -28,23 +33,8 @@ end
 -- failed on a quorum. So does the holder, when its acquisition was made by
 -- a try of a waiting Lock (ARGV[7] and ARGV[8]: its member and ticket),
 -- which left its entry where that try failed.
-local member = ARGV[5]
-local queue = KEYS[2]
-local function leave(who, ticket)
-	if not who or who == '' then
-		return
-	end
-	local entries = redis.pcall('ZRANGEBYSCORE', queue, ticket, ticket)
-	if type(entries) == 'table' and not entries.err then
-		for _, entry in ipairs(entries) do
-			if string.sub(entry, 1, #who + 1) == who .. '|' then
-				redis.pcall('ZREM', queue, entry)
-			end
-		end
-	end
-end
-leave(member, ARGV[6])
-leave(ARGV[7], ARGV[8])
+leave(queue, ARGV[5], ARGV[6])
+leave(queue, ARGV[7], ARGV[8])
 local result
 if current == ARGV[1] or current == ARGV[2] then
 	result = 1

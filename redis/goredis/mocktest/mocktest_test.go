@@ -20,19 +20,26 @@ import (
 // its Lock no script but SET NX.
 const (
 	acquireSHA       = "cffb05b196c76dbdcf5af682554b64872a418746" // acquire.lua: Lock
-	releaseNotifySHA = "3eb6aa68d518dbf62547608c0a89c1797a1598cf" // release_notify.lua: Unlock
+	releaseNotifySHA = "92496ad7375a72c56ec7ec98052ec35b843a7ea2" // queue_lib.lua and release_notify.lua: Unlock
 	releaseSHA       = "2719e091d1c2d4470b60e458107208be5b57a4a2" // release.lua: Unlock with WithReleaseNotification(false)
 	extendSHA        = "8ada6eccdbdcca290f2791b8c4ef6177f755add5" // extend.lua: Extend
 )
 
-// scriptSource returns the source of the library's script file.
+// scriptSource returns the source of the library's script file, as it is
+// sent: release_notify.lua comes after queue_lib.lua (scripts.go).
 func scriptSource(t *testing.T, file string) string {
 	t.Helper()
-	src, err := os.ReadFile(filepath.Join("..", "..", "..", "lua", file))
-	if err != nil {
-		t.Fatal(err)
+	read := func(file string) string {
+		src, err := os.ReadFile(filepath.Join("..", "..", "..", "lua", file))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return string(src)
 	}
-	return string(src)
+	if file == "release_notify.lua" {
+		return read("queue_lib.lua") + read(file)
+	}
+	return read(file)
 }
 
 // TestScriptHashes checks the hashes above against the scripts of the
