@@ -29,8 +29,8 @@ import (
 //
 // A Lock that has to wait for a multi-key lock polls, with the retry delay
 // (see [WithRetryDelay]); it takes no part in release notification and
-// local hand-off. Its Unlock announces the release of every name, which
-// wakes the waiting Lock calls of single names.
+// local hand-off. Its Unlock wakes, for every name it frees, the first
+// Lock call queued for that name.
 //
 // With one name, NewMultiMutex is NewMutex. Name returns the names joined
 // by commas.
