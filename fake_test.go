@@ -385,7 +385,7 @@ func (c *fakeConn) evalMulti(script *redis.Script, keysAndArgs []any) (any, erro
 			if n.keys[k.(string)] == value {
 				delete(n.keys, k.(string))
 				if wakes {
-					msgs = append(msgs, n.wakeFirst(k.(string), value)...)
+					msgs = append(msgs, n.wakeFirst(k.(string), value, true)...)
 				}
 			}
 		}

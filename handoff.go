@@ -359,9 +359,10 @@ func (w *waiter) close() {
 	}
 }
 
-// heard counts node's message of the release id in seen and reports
-// whether a quorum of nodes has now sent one (once per release).
-func heard(seen *[]turnSeen, node, nodes, quorum int, id string) bool {
+// heard counts node's message of the release id in seen and returns how
+// many nodes have now sent one: quorum once (the message that makes the
+// quorum), 0 for a repeat from the same node.
+func heard(seen *[]turnSeen, node, nodes int, id string) int {
 	i := slices.IndexFunc(*seen, func(s turnSeen) bool { return s.id == id })
 	if i < 0 {
 		if len(*seen) == turnMemory {
@@ -374,11 +375,11 @@ func heard(seen *[]turnSeen, node, nodes, quorum int, id string) bool {
 	}
 	s := &(*seen)[i]
 	if s.nodes.has(node) {
-		return false
+		return 0
 	}
 	s.nodes.add(node)
 	s.count++
-	return s.count == quorum
+	return s.count
 }
 
 // receive handles a message of node's listener of generation gen.
@@ -428,12 +429,21 @@ func (n *notifier) receive(ln *listenNode, gen uint64, msg redis.Message) {
 		}
 		switch kind {
 		case "turn":
-			if heard(&w.turns, ln.slot, len(n.nodes), n.quorum, id) {
+			count := heard(&w.turns, ln.slot, len(n.nodes), id)
+			if count == n.quorum {
 				w.turned, w.standby = true, time.Time{}
+				w.signal()
+			} else if soon := now.Add(standbyWait); count == 1 && (w.standby.IsZero() || soon.Before(w.standby)) {
+				// A turn from fewer nodes than a quorum, so far: the rest
+				// may follow, or the nodes' queues have come apart (a
+				// node lost its queue, or woke the waiter alone). Either
+				// way the waiter tries after a standby wait; its try puts
+				// its entry back where it is missing.
+				w.standby = soon
 				w.signal()
 			}
 		case "next":
-			if heard(&w.nexts, ln.slot, len(n.nodes), n.quorum, id) && !w.turned {
+			if heard(&w.nexts, ln.slot, len(n.nodes), id) == n.quorum && !w.turned {
 				w.standby = now.Add(time.Duration(min(rank, maxStandbyRank)) * standbyWait)
 				w.signal()
 			}

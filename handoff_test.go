@@ -195,12 +195,18 @@ func TestNotifierTurnQuorum(t *testing.T) {
 	send := func(node int, kind string, w *waiter, id string) {
 		nodes[node].listener().receive(turnMsg(n, kind, w.member, id))
 	}
+	before := time.Now()
 	send(0, "turn", w1, "a")
 	send(1, "turn", w1, "a")
 	send(1, "turn", w1, "a") // a repeat from one node counts once
-	if turned, _ := w1.take(); turned || isReady(c1) || isReady(c2) {
+	if turned, standby := w1.take(); turned || isReady(c2) {
 		t.Fatal("a waiter was told to try before a quorum gave it the turn")
+	} else if standby.Before(before.Add(standbyWait)) || standby.After(time.Now().Add(standbyWait)) {
+		// The first turn of a release sets a standby wait, in case the
+		// quorum never comes (the nodes' queues came apart).
+		t.Fatalf("after a turn from one node, standby at %v, want a standby wait after it", standby.Sub(before))
 	}
+	<-c1 // the standby's signal
 	send(4, "turn", w1, "a")
 	if turned, _ := w1.take(); !turned || !isReady(c1) || isReady(c2) {
 		t.Fatalf("after a quorum of turns: first waiter turned %v woken %v, second woken %v; want true, true, false", turned, isReady(c1), isReady(c2))

@@ -72,24 +72,33 @@ func (n *fakeNode) queued(key string) []string {
 // standbys, with their ranks, as release_notify.lua does.
 const fakeStandbys = 2
 
-// wakeFirst takes the first live waiter out of key's queue, and returns
-// the messages to publish: its turn and the next ones' standby ranks, or
-// the release announcement when nobody waits. The caller holds n.mu.
-func (n *fakeNode) wakeFirst(key, id string) (msgs []redis.Message) {
+// wakeFirst returns the messages that wake key's queue: the first live
+// waiter's turn and the next ones' standby ranks (of other Redsyncs), or
+// the release announcement when nobody waits; with pop, the first leaves
+// the queue. The caller holds n.mu.
+func (n *fakeNode) wakeFirst(key, id string, pop bool) (msgs []redis.Message) {
 	now := n.fakeNow()
 	var picked []string
+	seen := map[string]bool{}
 	q := n.queues[key]
+	first := -1
 	for i := 0; i < len(q) && len(picked) < 1+fakeStandbys; {
 		if !q[i].until.After(now) {
 			q = slices.Delete(q, i, i+1)
 			continue
 		}
-		picked = append(picked, q[i].member)
-		if len(picked) == 1 {
-			q = q[1:]
-		} else {
-			i++
+		process, _, _ := strings.Cut(q[i].member, ":")
+		if !seen[process] {
+			seen[process] = true
+			picked = append(picked, q[i].member)
+			if first < 0 {
+				first = i
+			}
 		}
+		i++
+	}
+	if pop && first >= 0 {
+		q = slices.Delete(q, first, first+1)
 	}
 	if len(q) > 0 || n.queues[key] != nil {
 		n.queues[key] = q
@@ -148,7 +157,7 @@ func (c *fakeConn) evalReleaseNotify(keysAndArgs []any) (any, error) {
 		return replyTaken, nil
 	}
 	delete(n.keys, key)
-	msgs := n.wakeFirst(key, value)
+	msgs := n.wakeFirst(key, value, true)
 	n.mu.Unlock()
 	n.publish(msgs)
 	return replyDone, nil
@@ -169,6 +178,7 @@ func (c *fakeConn) evalQueue(script *redis.Script, keysAndArgs []any) (any, erro
 	key := arg(0)
 	current, held := n.keys[key]
 	var reply int64
+	var msgs []redis.Message
 	if script == queueAcquireScript {
 		value, member := arg(1), arg(3)
 		ticket, _ := strconv.ParseInt(arg(4), 10, 64)
@@ -194,12 +204,19 @@ func (c *fakeConn) evalQueue(script *redis.Script, keysAndArgs []any) (any, erro
 			life, _ := strconv.Atoi(arg(5))
 			delete(n.keys, key)
 			n.joinQueue(key, member, ticket, time.Duration(life)*time.Millisecond)
+			if len(n.queues[key]) > 0 {
+				msgs = n.wakeFirst(key, value, false)
+			}
 			reply = replyDone
 		default: // withdraw
 			n.leaveQueue(key, member)
+			if _, held := n.keys[key]; !held && len(n.queues[key]) > 0 {
+				msgs = n.wakeFirst(key, "withdraw:"+member, false)
+			}
 		}
 	}
 	n.mu.Unlock()
+	n.publish(msgs)
 	return reply, nil
 }
 

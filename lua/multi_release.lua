@@ -22,7 +22,7 @@ for i = 1, names do
 	if current == ARGV[1] then
 		redis.call('DEL', KEYS[i])
 		deleted = true
-		if ARGV[2] == '1' and not wake(KEYS[names + i], id) then
+		if ARGV[2] == '1' and not wake(KEYS[names + i], id, true) then
 			redis.pcall('PUBLISH', 'redsync:released:' .. KEYS[i], id)
 		end
 	elseif current then

@@ -7,15 +7,22 @@
 -- entry's life in ms (undo).
 -- undo: where the key holds the try's value, delete it, put the waiter
 -- (which goes on waiting, unless its Lock is ending) back in the queue,
--- and wake the first live waiter, as a release does (a turned try that
+-- and wake the first live waiter, leaving it first (a turned try that
 -- failed, cancelled or timed out after it set the key everywhere, must
 -- not leave the queue waiting for nobody). Returns 1 when deleted, 0 when
 -- another owner holds the key, -1 when it does not exist.
--- withdraw: remove the waiter's entry. Returns 0.
+-- withdraw: remove the waiter's entry and, where the key is free, wake the
+-- first live waiter, leaving it first (a release may have woken this
+-- waiter as its Lock ended). Returns 0.
 -- queue_lib.lua comes before it (scripts.go).
 local queue, member = KEYS[2], ARGV[3]
 if ARGV[1] ~= 'undo' then
 	leave(queue, member, ARGV[4])
+	-- A release may have woken this waiter as its Lock ended: where the
+	-- key is free, the (new) first waiter is told instead.
+	if redis.pcall('GET', KEYS[1]) == false then
+		wake(queue, redis.sha1hex(member), false)
+	end
 	return 0
 end
 local current = redis.call('GET', KEYS[1])
@@ -27,7 +34,7 @@ if current ~= ARGV[2] then
 end
 redis.call('DEL', KEYS[1])
 -- Back in the queue, as the try put it where it failed; then the key is
--- free, and the first waiter is told as after a release.
+-- free, and the first waiter is told, and left first.
 join(queue, member, ARGV[4], ARGV[5], false)
-wake(queue, redis.sha1hex(ARGV[2]))
+wake(queue, redis.sha1hex(ARGV[2]), false)
 return 1

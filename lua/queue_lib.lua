@@ -67,25 +67,29 @@ local function join(queue, member, ticket, life, fresh)
 	end
 end
 
--- wake takes the first live entry out of queue and tells its waiter
--- 'turn <member> <id>' on its Redsync's channel ('redsync:wake:<Redsync
--- id>'), where id is the SHA1 of the freed value: waiters group the
--- messages of one release across nodes by it. It tells the next two live
--- waiters of other Redsyncs (than the first's and each other's)
+-- wake tells the first live waiter of queue 'turn <member> <id>' on its
+-- Redsync's channel ('redsync:wake:<Redsync id>'), where id names the
+-- event on every node alike (the SHA1 of the freed value): waiters group
+-- the messages of one release across nodes by it. It tells the next two
+-- live waiters of other Redsyncs (than the first's and each other's)
 -- 'next <member> <id> <rank>', ranks 1 and 2: standbys, which try after
 -- rank standby waits without a turn of their own, in case the first never
 -- comes (its process crashed, and the entries of one process die
--- together). Entries past their life are removed on the way; at most
--- scanLimit entries are looked at. It reports whether it woke a waiter.
+-- together). With pop, the first's entry leaves the queue: a release
+-- (Unlock) frees the key on every node alike. Without, the queue stays as
+-- it is: an undo or a withdrawal may free the key on fewer nodes than a
+-- quorum, and taking the head out there alone would set the nodes'
+-- queues apart. Entries past their life are removed on the way (at most
+-- maxLooked entries looked at). It reports whether it woke a waiter.
 -- Every command runs through pcall: a user without the right to one (an
 -- ACL) still frees the key, and an entry it cannot remove is skipped.
-local function wake(queue, id)
+local function wake(queue, id, pop)
 	if not queued then
 		return false
 	end
-	local standbys, batch, scanLimit = 2, 8, 32
-	local picked, seen, now, from, scanned = {}, {}, nil, 0, 0
-	while #picked < standbys + 1 and scanned < scanLimit do
+	local standbys, batch, maxLive, maxLooked = 2, 8, 32, 1000
+	local picked, seen, now, from, live, looked = {}, {}, nil, 0, 0, 0
+	while #picked < standbys + 1 and live < maxLive and looked < maxLooked do
 		local entries = redis.pcall('ZRANGE', queue, from, from + batch - 1)
 		if type(entries) ~= 'table' or entries.err or #entries == 0 then
 			break
@@ -98,9 +102,10 @@ local function wake(queue, id)
 			now = tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)
 		end
 		for _, entry in ipairs(entries) do
-			scanned = scanned + 1
+			looked = looked + 1
 			local member, life = string.match(entry, '^(.*)|(%d+)$')
 			if member and tonumber(life) > now then
+				live = live + 1
 				local process = string.match(member, '^[^:]*')
 				if #picked < standbys + 1 and not seen[process] then
 					picked[#picked + 1] = { entry, member, process }
@@ -121,7 +126,9 @@ local function wake(queue, id)
 	if #picked == 0 then
 		return false
 	end
-	redis.pcall('ZREM', queue, picked[1][1])
+	if pop then
+		redis.pcall('ZREM', queue, picked[1][1])
+	end
 	for k, pick in ipairs(picked) do
 		local message = 'turn ' .. pick[2] .. ' ' .. id
 		if k > 1 then
@@ -131,4 +138,3 @@ local function wake(queue, id)
 	end
 	return true
 end
-

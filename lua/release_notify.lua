@@ -26,7 +26,7 @@ end
 redis.call('DEL', KEYS[1])
 local id = redis.sha1hex(ARGV[1])
 
-if not wake(queue, id) then
+if not wake(queue, id, true) then
 	redis.pcall('PUBLISH', 'redsync:released:' .. KEYS[1], id)
 end
 return 1

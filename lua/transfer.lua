@@ -12,7 +12,7 @@
 -- key did not exist and now holds the next owner's; 0 when another owner
 -- holds the key, which is left alone.
 -- Undo: returns 1 when the key was deleted (and wakes the first waiter of
--- the queue, as a release does), -1 when it did not exist, 0 when another
+-- the queue, leaving it there), -1 when it did not exist, 0 when another
 -- owner holds it. queue_lib.lua comes before it (scripts.go).
 local current = redis.call('GET', KEYS[1])
 local queue = KEYS[2]
@@ -21,7 +21,7 @@ if ARGV[4] == 'undo' then
 		-- The key is free now: the first waiter is told as after a
 		-- release.
 		redis.call('DEL', KEYS[1])
-		wake(queue, redis.sha1hex(ARGV[1]))
+		wake(queue, redis.sha1hex(ARGV[1]), false)
 		return 1
 	elseif current == false then
 		return -1
