@@ -840,8 +840,8 @@ func (lw *lockWait) acquired(calls *lockCalls) {
 	lw.clean = true
 }
 
-// withdraw takes the waiter out of every node's queue; in the background when async is set (the Lock call does
-// not wait for it).
+// withdraw takes the waiter out of every node's queue; in the background
+// when async is set (the Lock call does not wait for it).
 func (lw *lockWait) withdraw(ctx context.Context, async bool) {
 	m, w := lw.m, lw.w
 	call := redis.NewScriptCall(queueLeaveScript, m.keyArg, m.queueKeyArg, "withdraw", "", w.member, w.ticketArg, "0")
