@@ -783,7 +783,8 @@ func (lw *lockWait) prepare(m *Mutex, calls *lockCalls) {
 	}
 	calls.acquire = redis.NewScriptCall(queueAcquireScript, m.keyArg, m.queueKeyArg, calls.value, m.ttlArg, w.member, w.ticketArg, lifeArg, fresh)
 	calls.setNX = nil
-	calls.undo = redis.NewScriptCall(queueLeaveScript, m.keyArg, m.queueKeyArg, "undo", calls.value, w.member, w.ticketArg, lifeArg)
+	calls.undo = redis.NewScriptCall(queueLeaveScript, m.keyArg, m.queueKeyArg, "undo", calls.value, w.member, w.ticketArg, lifeArg, "1")
+	calls.quietUndo = redis.NewScriptCall(queueLeaveScript, m.keyArg, m.queueKeyArg, "undo", calls.value, w.member, w.ticketArg, lifeArg, "0")
 	// The Unlock of an acquisition made by this try takes the waiter's
 	// entries out of the queues where the try failed (see lockWait.close).
 	calls.release = redis.NewScriptCall(releaseNotifyScript, m.keyArg, m.queueKeyArg, calls.value, w.member, w.ticketArg)

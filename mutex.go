@@ -72,6 +72,10 @@ type lockCalls struct {
 	setNX   []any
 	release redis.ScriptCall // announces the release unless WithReleaseNotification(false)
 	undo    redis.ScriptCall // a kind's undo of a failed try (see lockKind), or none: release
+	// quietUndo, when set, is the undo of a queue try that found another
+	// owner holding the lock on a quorum: it wakes nobody, since that
+	// owner's release will (handoff.go).
+	quietUndo redis.ScriptCall
 	// member and ticket, for an acquisition made by a try of a waiting
 	// Lock, are its entry in the nodes' queues of waiters, which its
 	// release or local hand-off removes (handoff.go); "" otherwise.
@@ -322,7 +326,10 @@ func (m *Mutex) acquire(ctx context.Context, calls *lockCalls, rec *acquireRecor
 	if !t.nothingTaken() {
 		calls.awaitSettled(m.nodeTimeout())
 		undo := &calls.release
-		if calls.undo.Script() != nil {
+		switch {
+		case calls.quietUndo.Script() != nil && t.mostHeld() >= m.nodes.quorum:
+			undo = &calls.quietUndo
+		case calls.undo.Script() != nil:
 			undo = &calls.undo
 		}
 		m.nodes.fanoutScript(context.WithoutCancel(ctx), m.nodeTimeout(), m.failFast, undo)

@@ -204,7 +204,7 @@ func (c *fakeConn) evalQueue(script *redis.Script, keysAndArgs []any) (any, erro
 			life, _ := strconv.Atoi(arg(5))
 			delete(n.keys, key)
 			n.joinQueue(key, member, ticket, time.Duration(life)*time.Millisecond)
-			if len(n.queues[key]) > 0 {
+			if len(n.queues[key]) > 0 && len(keysAndArgs) > 6 && arg(6) == "1" {
 				msgs = n.wakeFirst(key, value, false)
 			}
 			reply = replyDone

@@ -112,6 +112,13 @@ func (t *tally) split(q int) bool {
 	if len(t.taken) == 0 || len(t.errs) > len(t.taken) { // nothing taken, or a node failed
 		return false
 	}
+	return t.mostHeld() < q
+}
+
+// mostHeld returns the most nodes on which one other owner holds the key
+// (owners that the nodes could not tell apart count as one).
+func (t *tally) mostHeld() int {
+	most := 0
 	for i, h := range t.holders {
 		n := 0
 		for _, o := range t.holders[i:] {
@@ -119,11 +126,9 @@ func (t *tally) split(q int) bool {
 				n++
 			}
 		}
-		if n >= q {
-			return false
-		}
+		most = max(most, n)
 	}
-	return true
+	return most
 }
 
 // err joins the node errors; nil when there are none.

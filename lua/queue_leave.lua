@@ -4,7 +4,9 @@
 -- KEYS[1] the lock key; KEYS[2] its queue of waiters (queueKey in
 -- handoff.go); ARGV[1] 'undo' or 'withdraw'; ARGV[2] the try's value
 -- (undo); ARGV[3] the waiter's member; ARGV[4] its ticket; ARGV[5] the
--- entry's life in ms (undo).
+-- entry's life in ms (undo); ARGV[6] '1' to wake the queue (undo: '0'
+-- when the try found another owner holding the lock on a quorum, whose
+-- release will wake it; a wake then would only make waiters try in vain).
 -- undo: where the key holds the try's value, delete it, put the waiter
 -- (which goes on waiting, unless its Lock is ending) back in the queue,
 -- and wake the first live waiter, leaving it first (a turned try that
@@ -36,5 +38,7 @@ redis.call('DEL', KEYS[1])
 -- Back in the queue, as the try put it where it failed; then the key is
 -- free, and the first waiter is told, and left first.
 join(queue, member, ARGV[4], ARGV[5], false)
-wake(queue, redis.sha1hex(ARGV[2]), false)
+if ARGV[6] == '1' then
+	wake(queue, redis.sha1hex(ARGV[2]), false)
+end
 return 1

@@ -87,9 +87,9 @@ local function wake(queue, id, pop)
 	if not queued then
 		return false
 	end
-	local standbys, batch, maxLive, maxLooked = 2, 8, 32, 1000
-	local picked, seen, now, from, live, looked = {}, {}, nil, 0, 0, 0
-	while #picked < standbys + 1 and live < maxLive and looked < maxLooked do
+	local standbys, batch, maxLooked = 2, 8, 1000
+	local picked, seen, now, from, looked = {}, {}, nil, 0, 0
+	while #picked < standbys + 1 and looked < maxLooked do
 		local entries = redis.pcall('ZRANGE', queue, from, from + batch - 1)
 		if type(entries) ~= 'table' or entries.err or #entries == 0 then
 			break
@@ -105,7 +105,6 @@ local function wake(queue, id, pop)
 			looked = looked + 1
 			local member, life = string.match(entry, '^(.*)|(%d+)$')
 			if member and tonumber(life) > now then
-				live = live + 1
 				local process = string.match(member, '^[^:]*')
 				if #picked < standbys + 1 and not seen[process] then
 					picked[#picked + 1] = { entry, member, process }
@@ -122,19 +121,22 @@ local function wake(queue, id, pop)
 		if #entries < batch then
 			break -- the end of the queue
 		end
+		batch = 64 -- past the head: many waiters of one process, or dead ones
 	end
 	if #picked == 0 then
 		return false
-	end
-	if pop then
-		redis.pcall('ZREM', queue, picked[1][1])
 	end
 	for k, pick in ipairs(picked) do
 		local message = 'turn ' .. pick[2] .. ' ' .. id
 		if k > 1 then
 			message = 'next ' .. pick[2] .. ' ' .. id .. ' ' .. (k - 1)
 		end
-		redis.pcall('PUBLISH', 'redsync:wake:' .. pick[3], message)
+		local told = redis.pcall('PUBLISH', 'redsync:wake:' .. pick[3], message)
+		-- The first leaves the queue only when it was told (a user without
+		-- the right to publish, an ACL, must not take waiters out).
+		if k == 1 and pop and type(told) == 'number' then
+			redis.pcall('ZREM', queue, pick[1])
+		end
 	end
 	return true
 end
