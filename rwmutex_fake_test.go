@@ -282,17 +282,16 @@ func (n *rwNode) readAcquire(now time.Time, w, r, q, value string, ttl time.Dura
 	return replyDone
 }
 
+// readRelease removes the expired shares of r, then the share of value,
+// as rw_read_release.lua does: the share was live when it is still there.
 func (n *rwNode) readRelease(now time.Time, r, value string) int64 {
-	end, ok := n.sets[r].shares[value]
-	if !ok {
+	n.purge(now, r)
+	if _, ok := n.sets[r].shares[value]; !ok {
 		return replyMissing
 	}
 	delete(n.sets[r].shares, value)
 	if len(n.sets[r].shares) == 0 {
 		delete(n.sets, r)
-	}
-	if !end.After(now) {
-		return replyMissing
 	}
 	return replyDone
 }

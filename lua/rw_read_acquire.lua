@@ -11,31 +11,39 @@
 -- R disappears by itself once every share has expired. Expired shares do
 -- not keep readers out; they are removed when R was there before (other
 -- readers keep it, and those that died must not pile up in it), so that a
--- lone reader's path is one EXISTS, one ZADD and R's expiry.
+-- lone reader's path is one EXISTS, TIME, one ZADD and R's expiry.
 if redis.replicate_commands then
 	-- Redis 3.2 to 4: writes after TIME need effects replication.
 	redis.replicate_commands()
 end
-local time = redis.call('TIME')
-local now = tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)
-if redis.call('EXISTS', KEYS[1], KEYS[3]) > 0 then
-	local writer = redis.pcall('GET', KEYS[1])
-	if type(writer) == 'table' and writer.err then
-		return redis.error_reply('WRONGTYPE the key ' .. KEYS[1] .. ' holds a value that is not a string')
+-- One EXISTS counts W, Q and R: where it finds none of them (a lone
+-- reader), R's remaining life need not be read.
+local found = redis.call('EXISTS', KEYS[1], KEYS[3], KEYS[2])
+local left = -2 -- R's remaining life in ms, as PTTL replies
+if found > 0 then
+	left = redis.call('PTTL', KEYS[2])
+	if left == -2 or found > 1 then
+		-- W or Q exists: found counts more than R.
+		local writer = redis.pcall('GET', KEYS[1])
+		if type(writer) == 'table' and writer.err then
+			return redis.error_reply('WRONGTYPE the key ' .. KEYS[1] .. ' holds a value that is not a string')
+		end
+		if writer then
+			return 65536 + tonumber(string.sub(redis.sha1hex(writer), 1, 12), 16)
+		end
+		return 0
 	end
-	if writer then
-		return 65536 + tonumber(string.sub(redis.sha1hex(writer), 1, 12), 16)
-	end
-	return 0
 end
-local ttl = tonumber(ARGV[2])
+local time = redis.call('TIME')
+-- Arithmetic converts TIME's strings once each (tonumber would twice).
+local now = time[1] * 1000 + math.floor(time[2] / 1000)
+local ttl = ARGV[2] + 0
 local added = redis.pcall('ZADD', KEYS[2], now + ttl, ARGV[1])
 if type(added) == 'table' and added.err then
 	return redis.error_reply('WRONGTYPE the readers key ' .. KEYS[2] .. ' holds a value that is not a sorted set')
 end
-local left = redis.call('PTTL', KEYS[2])
 if left >= 0 then
-	-- R had shares before this one (ZADD makes a new R without expiry).
+	-- R was there before this share, with the expiry these scripts give it.
 	redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now)
 end
 if left < ttl then
