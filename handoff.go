@@ -3,6 +3,7 @@ package redsync
 import (
 	"context"
 	"crypto/rand"
+	"crypto/sha1"
 	_ "embed"
 	"encoding/hex"
 	mathrand "math/rand/v2"
@@ -212,8 +213,12 @@ type waiter struct {
 	// of nodes began listening, and a turn may have been missed): try now.
 	turned bool
 	// standby, when not zero, is when to try if no turn has come: a
-	// quorum named the waiter next.
+	// quorum named the waiter next, or a node gave it a turn.
 	standby time.Time
+	// tries are the ids (SHA1 of the value) of the waiter's last two queue
+	// tries: the undo of one may wake the waiter itself from a node where
+	// the try found the key free, which is no news to it.
+	tries [2]string
 }
 
 // watch registers a waiter for the lock of m and makes sure every node
@@ -433,12 +438,15 @@ func (n *notifier) receive(ln *listenNode, gen uint64, msg redis.Message) {
 			if count == n.quorum {
 				w.turned, w.standby = true, time.Time{}
 				w.signal()
-			} else if soon := now.Add(standbyWait); count == 1 && (w.standby.IsZero() || soon.Before(w.standby)) {
+			} else if soon := now.Add(standbyWait); count == 1 && !slices.Contains(w.tries[:], id) && (w.standby.IsZero() || soon.Before(w.standby)) {
 				// A turn from fewer nodes than a quorum, so far: the rest
 				// may follow, or the nodes' queues have come apart (a
 				// node lost its queue, or woke the waiter alone). Either
 				// way the waiter tries after a standby wait; its try puts
-				// its entry back where it is missing.
+				// its entry back where it is missing. A turn from the undo
+				// of the waiter's own try is not news: trying again then
+				// would go on for as long as a node misses the holder's
+				// key (TestReview6DownNodeDefeatsQuietUndoStorm).
 				w.standby = soon
 				w.signal()
 			}
@@ -789,6 +797,10 @@ func (lw *lockWait) prepare(m *Mutex, calls *lockCalls) {
 	// entries out of the queues where the try failed (see lockWait.close).
 	calls.release = redis.NewScriptCall(releaseNotifyScript, m.keyArg, m.queueKeyArg, calls.value, w.member, w.ticketArg)
 	calls.member, calls.ticket = w.member, w.ticketArg
+	sum := sha1.Sum([]byte(calls.value.(string)))
+	w.n.mu.Lock()
+	w.tries[0], w.tries[1] = hex.EncodeToString(sum[:]), w.tries[0]
+	w.n.mu.Unlock()
 	lw.onNodes = true
 	lw.renew = time.Now().Add(life / 2)
 }
