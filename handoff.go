@@ -19,8 +19,9 @@ import (
 
 // Hand-off by a queue of waiters on the nodes.
 //
-// A Lock call whose first try failed becomes a waiter. Its next try, sent
-// at once, runs queue_acquire.lua: it takes the lock where the key is
+// A Lock call whose first try failed becomes a waiter (one that may wait
+// becomes a waiter before its first try while its Redsync still listens,
+// see lockWait.begin). Its next try, sent at once, runs queue_acquire.lua: it takes the lock where the key is
 // free, and elsewhere adds the waiter to a queue kept next to the key, a
 // sorted set whose entries are the waiter's member ("<Redsync id>:<number>")
 // scored with a ticket the client chose (the time it started waiting, in
@@ -37,19 +38,27 @@ import (
 // entry out of the queue and tells that waiter on its Redsync's channel
 // ("redsync:wake:<Redsync id>", which each Redsync with waiters listens to
 // on every node) with "turn <member> <SHA1 of the released value>", and
-// the next two live waiters with "next <member> <SHA1> <rank>", standbys
-// of rank 1 and 2. When turns of one release came from a quorum of nodes,
-// the waiter tries at once: one process tries per release, instead of
-// every waiter of every process. A waiter named a standby of rank r by a
-// quorum tries when r standbyWaits have passed without a turn of its own:
-// a turn given to a waiter that never comes (it crashed, or gave up as
-// the turn came) costs the others one standbyWait, not their retry delay.
-// A waiter whose try lost to another client (a poller, a newcomer) puts
-// its entry back with its ticket: it is first again at the next release.
+// the next two live waiters of other Redsyncs with "next <member> <SHA1>
+// <rank>", standbys of rank 1 and 2 (wake, in queue_lib.lua). When turns
+// of one release came from a quorum of nodes, the waiter tries at once:
+// one process tries per release, instead of every waiter of every
+// process. A waiter named a standby of rank r by a quorum tries when r
+// standbyWaits have passed without a turn of its own: a turn given to a
+// waiter that never comes (it crashed, or gave up as the turn came) costs
+// the others one standbyWait, not their retry delay. A turn from fewer
+// nodes than a quorum makes the waiter try after a standbyWait too (the
+// nodes' queues may have come apart), unless it came from the undo of its
+// own try. A waiter whose try lost to another client (a poller, a
+// newcomer) puts its entry back with its ticket: it is first again at the
+// next release.
 //
 // A waiter that ends without the lock withdraws (queue_leave.lua) before
-// its Lock returns; a failed try is undone by the same script, which puts
-// the waiter back in the queue. A waiter that took the lock sends nothing
+// its Lock returns, which wakes the first waiter where the key is free; a
+// failed try is undone by the same script, which puts the waiter back in
+// the queue and wakes the first waiter (unless the try found another
+// owner holding the lock on a quorum: its release will). Undos and
+// withdrawals leave the woken waiter in the queue, since they may free
+// the key on fewer nodes than a quorum. A waiter that took the lock sends nothing
 // more (a round then would eat into its validity): the entries its try
 // left where it failed go with its Unlock (release_notify.lua) or its
 // local hand-off (transfer.lua), which get its member and ticket, or with
