@@ -373,24 +373,6 @@ func (w *waiter) close() {
 	}
 }
 
-// nudge tells the first Lock call of this Redsync waiting for key, if
-// any, to try at once, as a turn would: a waiter that waits behind others
-// of its process without a try of its own (lockWait.skip) has no entry in
-// the nodes' queues, and no release will wake it. It is called when the
-// lock leaves the process's waiters: an Unlock of this Redsync that
-// releases instead of handing over, and a waiter that gives up.
-func (n *notifier) nudge(key string) {
-	if n == nil || n.watched.Load() == 0 {
-		return
-	}
-	n.mu.Lock()
-	defer n.mu.Unlock()
-	if kw := n.keys[key]; kw != nil && len(kw.queue) > 0 {
-		kw.queue[0].turned = true
-		kw.queue[0].signal()
-	}
-}
-
 // heard counts node's message of the release id in seen and returns how
 // many nodes have now sent one: quorum once (the message that makes the
 // quorum), 0 for a repeat from the same node.
@@ -653,9 +635,6 @@ type lockWait struct {
 	soon   time.Duration
 	split  bool // the last try was a split vote (tally.split)
 	splits int  // consecutive split votes
-	// skip is set when the first try is not sent: other Lock calls of
-	// this Redsync already wait for the lock (see begin).
-	skip bool
 	// join is set when the waiter should join the queue with a try at
 	// once (or after a split vote's back-off).
 	join bool
@@ -841,30 +820,10 @@ func (lw *lockWait) prepare(m *Mutex, calls *lockCalls) {
 // then joins the queue where the lock is held, instead of a plain try
 // that fails and a second one that joins. Otherwise (the common,
 // uncontended case) the first try is a plain one.
-//
-// When other Lock calls of the Redsync already wait for the lock, the
-// call waits behind them without a first try (skip): the lock is held,
-// and it goes to them first, by the local hand-off (transfer.go) or a
-// turn, so a try would fail, and costs a round. Such a waiter has no
-// entry in the nodes' queues; what could leave it waiting for nothing
-// tells it to try (nudge): an Unlock of this Redsync that releases rather
-// than hands over, and a waiter ahead of it that gives up. Its counted
-// tries keep their schedule.
 func (lw *lockWait) begin(m *Mutex, tries int) {
-	if tries < 2 || !m.queues() || !m.notify.hears() {
-		return
+	if tries > 1 && m.queues() && m.notify.hears() {
+		lw.w = m.notify.watch(m)
 	}
-	lw.w = m.notify.watch(m)
-	m.notify.mu.Lock()
-	lw.skip = len(lw.w.kw.queue) > 0
-	m.notify.mu.Unlock()
-}
-
-// skipTry reports, once, whether the first try is skipped (see begin).
-func (lw *lockWait) skipTry() bool {
-	skip := lw.skip
-	lw.skip = false
-	return skip
 }
 
 // tried notes the outcome of a failed try: whether it was a split vote.
@@ -954,9 +913,6 @@ func (lw *lockWait) close(ctx context.Context) {
 	lw.w.close()
 	if lw.timer != nil {
 		lw.timer.Stop()
-	}
-	if !lw.clean {
-		lw.m.notify.nudge(lw.m.name) // a waiter behind this one may have no entries
 	}
 	if lw.onNodes && !lw.clean {
 		lw.withdraw(ctx, false)

@@ -231,11 +231,6 @@ func (m *Mutex) lockContext(ctx context.Context, tries int, rec *acquireRecord) 
 		}
 
 		wait.tryStarts()
-		if wait.skipTry() {
-			// Lock calls of this Redsync are ahead: wait behind them.
-			try++
-			continue
-		}
 		// Each try has a value of its own: the undo of a failed try may
 		// reach a slow node after we gave up on it, and must not delete
 		// the lock that a later try took with the same value.
@@ -492,7 +487,6 @@ func (m *Mutex) unlock(ctx context.Context, tr *nodeTrace) (bool, error) {
 		ok, handed, err = m.handOver(ctx, calls, w, g, tr) // transfer.go
 	} else {
 		ok, err = m.release(ctx, calls, tr)
-		m.notify.nudge(m.name) // a waiter of this Redsync may have no entries (lockWait.begin)
 	}
 	if !handed && !ok && !errors.Is(err, ErrLockAlreadyExpired) {
 		m.giveBack(calls)

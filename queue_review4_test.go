@@ -136,8 +136,7 @@ func TestReview4CancelledHeadStrandsSameProcessWaiter(t *testing.T) {
 	m2 := rs.NewMutex("same", opts...)
 	w2done := startLock(t, m2)
 	w2 := otherWaiter(t, m2, w1)
-	// W2 waits behind W1, of its own Redsync, without a try of its own
-	// (lockWait.begin): it is in no node's queue.
+	queuedEverywhere(t, servers, w2)
 
 	armed.Store(true)
 	cancel1()
@@ -268,9 +267,8 @@ func TestReview4DriftedQueuesWakeNobody(t *testing.T) {
 	queuedEverywhere(t, servers, wy)
 	mz := q.NewMutex("drift", opts...)
 	zdone := startLock(t, mz)
-	otherWaiter(t, mz, wy)
-	// Z waits behind Y, of its own Redsync, without a try of its own
-	// (lockWait.begin): it is in no node's queue.
+	wz := otherWaiter(t, mz, wy)
+	queuedEverywhere(t, servers, wz)
 
 	multi := New(realPools(t, servers)...).NewMultiMutex([]string{"drift", "drift:other"})
 	// minorityTry frees the holder's key on node i only, lets a try of the
