@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	mathrand "math/rand/v2"
-	"strconv"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -19,53 +18,70 @@ import (
 // Third review of the queue of waiters (handoff.go, free-key design):
 // reproductions.
 
-// slowReplyPool wraps a pool (that can be listened to) so that, while
-// armed, the replies to the scripts that delay picks come back late: the
-// script has run on the node, its reply is held for the returned duration
-// (a slow network, or the client process stalled after it sent the try).
-// It implements neither ScriptRunner nor Pipeliner: rounds go through Get
-// and Eval.
-type slowReplyPool struct {
+// delayPool wraps a pool (that can be listened to) so that, while armed,
+// the scripts that delay picks are held for the returned duration: before
+// they are sent (after false: a congested link, or the client stalled
+// before it wrote the command), or after they ran on the node, with their
+// reply (after true: a slow network, or the client stalled after it sent
+// the try). It implements neither ScriptRunner nor Pipeliner: rounds go
+// through Get and Eval.
+type delayPool struct {
 	inner redis.Pool
 	armed *atomic.Bool
-	delay func(script *redis.Script) time.Duration
+	after bool
+	delay func(script *redis.Script, keysAndArgs []any) time.Duration
 }
 
-func (p *slowReplyPool) Get(ctx context.Context) (redis.Conn, error) {
+func (p *delayPool) Get(ctx context.Context) (redis.Conn, error) {
 	c, err := p.inner.Get(ctx)
 	if err != nil {
 		return nil, err
 	}
-	return &slowReplyConn{Conn: c, pool: p}, nil
+	return &delayConn{Conn: c, pool: p}, nil
 }
 
-func (p *slowReplyPool) Listen(ctx context.Context, receive func(redis.Message)) (redis.Listener, error) {
+func (p *delayPool) Listen(ctx context.Context, receive func(redis.Message)) (redis.Listener, error) {
 	return p.inner.(redis.Subscriber).Listen(ctx, receive)
 }
 
-type slowReplyConn struct {
+type delayConn struct {
 	redis.Conn
-	pool *slowReplyPool
+	pool *delayPool
 }
 
-func (c *slowReplyConn) Eval(script *redis.Script, keysAndArgs ...any) (any, error) {
-	reply, err := c.Conn.Eval(script, keysAndArgs...)
+func (c *delayConn) Eval(script *redis.Script, keysAndArgs ...any) (any, error) {
+	var d time.Duration
 	if c.pool.armed.Load() {
-		if d := c.pool.delay(script); d > 0 {
-			time.Sleep(d)
-		}
+		d = c.pool.delay(script, keysAndArgs)
+	}
+	if !c.pool.after {
+		time.Sleep(d)
+	}
+	reply, err := c.Conn.Eval(script, keysAndArgs...)
+	if c.pool.after {
+		time.Sleep(d)
 	}
 	return reply, err
 }
 
-// slowReplyPools returns realPools over servers wrapped in slowReplyPools
-// sharing armed.
-func slowReplyPools(t *testing.T, servers []*redistest.Server, armed *atomic.Bool, delay func(*redis.Script) time.Duration) []redis.Pool {
+// delayPools returns realPools over servers wrapped in delayPools sharing
+// armed.
+func delayPools(t *testing.T, servers []*redistest.Server, armed *atomic.Bool, after bool, delay func(*redis.Script, []any) time.Duration) []redis.Pool {
 	pools := realPools(t, servers)
 	for i, p := range pools {
-		pools[i] = &slowReplyPool{inner: p, armed: armed, delay: delay}
+		pools[i] = &delayPool{inner: p, armed: armed, after: after, delay: delay}
 	}
 	return pools
+}
+
+// slowReplyPools delays the replies of the scripts that delay picks.
+func slowReplyPools(t *testing.T, servers []*redistest.Server, armed *atomic.Bool, delay func(*redis.Script) time.Duration) []redis.Pool {
+	return delayPools(t, servers, armed, true, func(s *redis.Script, _ []any) time.Duration { return delay(s) })
+}
+
+// delayBeforePools delays the sending of the scripts that delay picks.
+func delayBeforePools(t *testing.T, servers []*redistest.Server, armed *atomic.Bool, delay func(*redis.Script, []any) time.Duration) []redis.Pool {
+	return delayPools(t, servers, armed, false, delay)
 }
 
 // queuedEverywhere waits until every server queues w.
@@ -224,29 +240,12 @@ func TestReview3ThreeCrashedWaitersAtHead(t *testing.T) {
 	queuedEverywhere(t, servers, w)
 	// The crashed process's three waiters, ahead of the live one (lower
 	// tickets), each entry still within its life.
-	for _, srv := range servers {
-		zkey := queueKeyOf(t, srv, w.member)
-		rep := srv.MustDo(t, "TIME")
-		sec, _ := strconv.ParseInt(rep.Elems[0].Text(), 10, 64)
-		life := sec*1000 + 60_000
-		for i := 1; i <= 3; i++ {
-			srv.MustDo(t, "ZADD", zkey, strconv.Itoa(i), fmt.Sprintf("deadbeefdeadbeef:%d|%d", i, life))
-		}
-	}
-	start := time.Now()
-	if ok, err := holder.Unlock(); !ok || err != nil {
-		t.Fatalf("holder Unlock() = %v, %v", ok, err)
-	}
-	select {
-	case err := <-done:
-		if err != nil {
-			t.Fatalf("Lock() = %v", err)
-		}
-		t.Logf("the live waiter got the lock after %v", time.Since(start))
+	queueCrashedAhead(t, servers, w.member, 3, time.Minute)
+	if unlockThenLocked(t, holder, done) {
 		m.Unlock()
-	case <-time.After(5 * time.Second):
-		t.Fatalf("three crashed waiters at the head kept the live waiter from a free lock for 5s (retry delay 1h, renewal after 30s)")
+		return
 	}
+	t.Fatalf("three crashed waiters at the head kept the live waiter from a free lock for 5s (retry delay 1h, renewal after 30s)")
 }
 
 // TestReview3MultiMutexReleaseWakesNobody breaks the promise of

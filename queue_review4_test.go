@@ -3,8 +3,6 @@ package redsync
 import (
 	"context"
 	"errors"
-	"fmt"
-	"strconv"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -15,52 +13,6 @@ import (
 
 // Fourth review of the queue of waiters (handoff.go, queue_lib.lua):
 // reproductions.
-
-// delayBeforePool wraps a pool (that can be listened to) so that, while
-// armed, the scripts that delay picks reach the node late: the Eval waits
-// for the returned duration before it is sent (a congested link, or the
-// client stalled before it wrote the command).
-type delayBeforePool struct {
-	inner redis.Pool
-	armed *atomic.Bool
-	delay func(script *redis.Script, keysAndArgs []any) time.Duration
-}
-
-func (p *delayBeforePool) Get(ctx context.Context) (redis.Conn, error) {
-	c, err := p.inner.Get(ctx)
-	if err != nil {
-		return nil, err
-	}
-	return &delayBeforeConn{Conn: c, pool: p}, nil
-}
-
-func (p *delayBeforePool) Listen(ctx context.Context, receive func(redis.Message)) (redis.Listener, error) {
-	return p.inner.(redis.Subscriber).Listen(ctx, receive)
-}
-
-type delayBeforeConn struct {
-	redis.Conn
-	pool *delayBeforePool
-}
-
-func (c *delayBeforeConn) Eval(script *redis.Script, keysAndArgs ...any) (any, error) {
-	if c.pool.armed.Load() {
-		if d := c.pool.delay(script, keysAndArgs); d > 0 {
-			time.Sleep(d)
-		}
-	}
-	return c.Conn.Eval(script, keysAndArgs...)
-}
-
-// delayBeforePools returns realPools over servers wrapped in
-// delayBeforePools sharing armed.
-func delayBeforePools(t *testing.T, servers []*redistest.Server, armed *atomic.Bool, delay func(*redis.Script, []any) time.Duration) []redis.Pool {
-	pools := realPools(t, servers)
-	for i, p := range pools {
-		pools[i] = &delayBeforePool{inner: p, armed: armed, delay: delay}
-	}
-	return pools
-}
 
 // otherWaiter waits until a waiter of m's Redsync for m's name other than
 // not is registered and waits, and returns it.
@@ -191,30 +143,13 @@ func TestReview4DeadEntriesHideLiveWaiter(t *testing.T) {
 	// The crashed process's 40 waiters, ahead of the live one (lower
 	// tickets), their life over (it ended a second ago on the node's
 	// clock).
-	for _, srv := range servers {
-		zkey := queueKeyOf(t, srv, w.member)
-		rep := srv.MustDo(t, "TIME")
-		sec, _ := strconv.ParseInt(rep.Elems[0].Text(), 10, 64)
-		ended := sec*1000 - 1000
-		for i := 1; i <= 40; i++ {
-			srv.MustDo(t, "ZADD", zkey, strconv.Itoa(i), fmt.Sprintf("deadbeefdeadbeef:%d|%d", i, ended))
-		}
-	}
-	start := time.Now()
-	if ok, err := holder.Unlock(); !ok || err != nil {
-		t.Fatalf("holder Unlock() = %v, %v", ok, err)
-	}
-	select {
-	case err := <-done:
-		if err != nil {
-			t.Fatalf("Lock() = %v", err)
-		}
-		t.Logf("the live waiter got the lock after %v", time.Since(start))
+	queueCrashedAhead(t, servers, w.member, 40, -time.Second)
+	if unlockThenLocked(t, holder, done) {
 		m.Unlock()
-	case <-time.After(5 * time.Second):
-		left := srv0Card(t, servers[0], w.member)
-		t.Fatalf("40 dead entries (life over) of a crashed process kept the live waiter behind them from a free lock for 5s (retry delay 1h, renewal after 30s); node 0's queue still has %d entries", left)
+		return
 	}
+	left := srv0Card(t, servers[0], w.member)
+	t.Fatalf("40 dead entries (life over) of a crashed process kept the live waiter behind them from a free lock for 5s (retry delay 1h, renewal after 30s); node 0's queue still has %d entries", left)
 }
 
 // srv0Card returns the size of the queue that holds member on srv.

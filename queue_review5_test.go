@@ -3,7 +3,6 @@ package redsync
 import (
 	"context"
 	"fmt"
-	"strconv"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -18,26 +17,36 @@ import (
 // Fifth review of the queue of waiters (handoff.go, queue_lib.lua):
 // reproductions, and a measurement.
 
-// countingPools returns realPools over servers wrapped in
-// delayBeforePools (no delay) that count, in tries, the tries
-// (acquire.lua and queue_acquire.lua) that reach node 0, and in undos the
-// undos of failed queue tries (queue_leave.lua 'undo') there. The wrapper
-// implements neither ScriptRunner nor Pipeliner: every try goes through
-// Eval, one per node.
+// countingPools returns realPools over servers, counting as countingOver.
 func countingPools(t *testing.T, servers []*redistest.Server, tries, undos *atomic.Int64) []redis.Pool {
-	var armed atomic.Bool
+	return countingOver(realPools(t, servers), tries, undos)
+}
+
+// countingOver wraps pools (which can be listened to) in delayPools
+// without delay, so that tries counts the tries (acquire.lua and
+// queue_acquire.lua) that reach node 0, and undos the undos of failed
+// queue tries (queue_leave.lua 'undo') there. The wrapper implements
+// neither ScriptRunner nor Pipeliner: every try goes through Eval, one per
+// node.
+func countingOver(pools []redis.Pool, tries, undos *atomic.Int64) []redis.Pool {
+	armed := &atomic.Bool{}
 	armed.Store(true)
-	pools := delayBeforePools(t, servers, &armed, func(s *redis.Script, args []any) time.Duration { return 0 })
-	pools[0].(*delayBeforePool).delay = func(s *redis.Script, args []any) time.Duration {
-		switch s {
-		case queueAcquireScript, acquireScript:
-			tries.Add(1)
-		case queueLeaveScript:
-			if len(args) > 2 && args[2] == "undo" {
-				undos.Add(1)
+	for i, p := range pools {
+		dp := &delayPool{inner: p, armed: armed, delay: func(*redis.Script, []any) time.Duration { return 0 }}
+		if i == 0 {
+			dp.delay = func(s *redis.Script, args []any) time.Duration {
+				switch s {
+				case queueAcquireScript, acquireScript:
+					tries.Add(1)
+				case queueLeaveScript:
+					if len(args) > 2 && args[2] == "undo" {
+						undos.Add(1)
+					}
+				}
+				return 0
 			}
 		}
-		return 0
+		pools[i] = dp
 	}
 	return pools
 }
@@ -136,35 +145,18 @@ func TestReview5CrashedWorkerPoolHidesLiveWaiter(t *testing.T) {
 	queuedEverywhere(t, servers, w)
 	// The crashed process's 40 waiters, ahead of the live one (lower
 	// tickets), their entries within their life (a minute).
-	for _, srv := range servers {
-		zkey := queueKeyOf(t, srv, w.member)
-		rep := srv.MustDo(t, "TIME")
-		sec, _ := strconv.ParseInt(rep.Elems[0].Text(), 10, 64)
-		life := sec*1000 + 60_000
-		for i := 1; i <= 40; i++ {
-			srv.MustDo(t, "ZADD", zkey, strconv.Itoa(i), fmt.Sprintf("deadbeefdeadbeef:%d|%d", i, life))
-		}
-	}
-	start := time.Now()
-	if ok, err := holder.Unlock(); !ok || err != nil {
-		t.Fatalf("holder Unlock() = %v, %v", ok, err)
-	}
-	select {
-	case err := <-done:
-		if err != nil {
-			t.Fatalf("Lock() = %v", err)
-		}
-		t.Logf("the live waiter got the lock after %v", time.Since(start))
+	queueCrashedAhead(t, servers, w.member, 40, time.Minute)
+	if unlockThenLocked(t, holder, done) {
 		m.Unlock()
-	case <-time.After(5 * time.Second):
-		free := 0
-		for _, srv := range servers {
-			if srv.MustDo(t, "EXISTS", "pool").Int == 0 {
-				free++
-			}
-		}
-		t.Fatalf("a crashed process's 40 waiters at the head (one process) kept the live waiter of another process from a free lock for 5s (free on %d of %d nodes; retry delay 1h, renewal after 30s): wake() stopped after 32 live entries of the dead process and named no standby", free, len(servers))
+		return
 	}
+	free := 0
+	for _, srv := range servers {
+		if srv.MustDo(t, "EXISTS", "pool").Int == 0 {
+			free++
+		}
+	}
+	t.Fatalf("a crashed process's 40 waiters at the head (one process) kept the live waiter of another process from a free lock for 5s (free on %d of %d nodes; retry delay 1h, renewal after 30s): wake() stopped after 32 live entries of the dead process and named no standby", free, len(servers))
 }
 
 // TestReview5TriesPerAcquisition measures (reports; asserts only an

@@ -29,32 +29,6 @@ func fastFailPools(t *testing.T, servers []*redistest.Server) []redis.Pool {
 	return pools
 }
 
-// countingOver wraps pools (which can be listened to) so that tries
-// counts the tries (acquire.lua and queue_acquire.lua) that reach node 0,
-// and undos the undos of failed queue tries there (as countingPools).
-func countingOver(pools []redis.Pool, tries, undos *atomic.Int64) []redis.Pool {
-	armed := &atomic.Bool{}
-	armed.Store(true)
-	for i, p := range pools {
-		dp := &delayBeforePool{inner: p, armed: armed, delay: func(*redis.Script, []any) time.Duration { return 0 }}
-		if i == 0 {
-			dp.delay = func(s *redis.Script, args []any) time.Duration {
-				switch s {
-				case queueAcquireScript, acquireScript:
-					tries.Add(1)
-				case queueLeaveScript:
-					if len(args) > 2 && args[2] == "undo" {
-						undos.Add(1)
-					}
-				}
-				return 0
-			}
-		}
-		pools[i] = dp
-	}
-	return pools
-}
-
 // TestReview6DownNodeDefeatsQuietUndoStorm breaks promise 5 (no storm of
 // useless tries while the lock is held), the promise that
 // TestReview5MinorityFreeKeyStormsHead guards and that the quiet undo was
