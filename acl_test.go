@@ -44,7 +44,7 @@ var aclUsers = map[string][]string{
 		"+evalsha", "+eval", "+get", "+set", "+pexpire", "+del",
 		"+publish", "+subscribe", "+unsubscribe", "+ping",
 		"+punsubscribe", "+echo",
-		"+time", "+pttl", "+zadd", "+zrem", "+zrange", "+zrangebyscore",
+		"+time", "+pttl", "+zadd", "+zrem", "+zrange", "+zrangebyscore", "+exists",
 	},
 	// minimal, and what docs/ECOSYSTEM.md adds for WithRestartGuard.
 	"guarded": {

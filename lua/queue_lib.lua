@@ -6,8 +6,9 @@
 -- wake, which tells the first live waiter of a queue that its key was
 -- freed.
 local queued = redis.replicate_commands ~= nil
-if queued then
-	-- Redis 3.2 to 4: writes after TIME need effects replication.
+if queued and not redis.REDIS_VERSION_NUM then
+	-- Redis 3.2 to 4: writes after TIME need effects replication (Redis 5
+	-- and later replicate effects anyway; Redis 7 tells its version).
 	redis.replicate_commands()
 end
 
@@ -84,7 +85,9 @@ end
 -- Every command runs through pcall: a user without the right to one (an
 -- ACL) still frees the key, and an entry it cannot remove is skipped.
 local function wake(queue, id, pop)
-	if not queued then
+	-- Most releases find no queue: EXISTS tells that for less than ZRANGE
+	-- (a user who may not run it, an ACL, looks the long way).
+	if not queued or redis.pcall('EXISTS', queue) == 0 then
 		return false
 	end
 	local standbys, batch, maxLooked = 2, 8, 1000

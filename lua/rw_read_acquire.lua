@@ -12,8 +12,9 @@
 -- not keep readers out; they are removed when R was there before (other
 -- readers keep it, and those that died must not pile up in it), so that a
 -- lone reader's path is one EXISTS, TIME, one ZADD and R's expiry.
-if redis.replicate_commands then
-	-- Redis 3.2 to 4: writes after TIME need effects replication.
+if redis.replicate_commands and not redis.REDIS_VERSION_NUM then
+	-- Redis 3.2 to 4: writes after TIME need effects replication (Redis 5
+	-- and later replicate effects anyway; Redis 7 tells its version).
 	redis.replicate_commands()
 end
 -- One EXISTS counts W, Q and R: where it finds none of them (a lone

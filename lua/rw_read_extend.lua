@@ -11,8 +11,9 @@
 if ARGV[3] == '1' then
 	return redis.error_reply('ERR a read share cannot be set again where it is missing (WithSetNXOnExtend)')
 end
-if redis.replicate_commands then
-	-- Redis 3.2 to 4: writes after TIME need effects replication.
+if redis.replicate_commands and not redis.REDIS_VERSION_NUM then
+	-- Redis 3.2 to 4: writes after TIME need effects replication (Redis 5
+	-- and later replicate effects anyway; Redis 7 tells its version).
 	redis.replicate_commands()
 end
 local time = redis.call('TIME')

@@ -8,8 +8,9 @@
 -- this one's (they keep nobody out, and a writer's acquire or a reader's
 -- extension would remove them): what ZREM still finds was live. That
 -- reads no score back, which would cost a double's formatting and parsing.
-if redis.replicate_commands then
-	-- Redis 3.2 to 4: writes after TIME need effects replication.
+if redis.replicate_commands and not redis.REDIS_VERSION_NUM then
+	-- Redis 3.2 to 4: writes after TIME need effects replication (Redis 5
+	-- and later replicate effects anyway; Redis 7 tells its version).
 	redis.replicate_commands()
 end
 local time = redis.call('TIME')

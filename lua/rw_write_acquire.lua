@@ -15,8 +15,9 @@
 -- W is set only where no live share remains, and rw_read_acquire.lua adds
 -- a share only where W does not exist: on one node, a writer and a live
 -- share never coexist.
-if redis.replicate_commands then
-	-- Redis 3.2 to 4: writes after TIME need effects replication.
+if redis.replicate_commands and not redis.REDIS_VERSION_NUM then
+	-- Redis 3.2 to 4: writes after TIME need effects replication (Redis 5
+	-- and later replicate effects anyway; Redis 7 tells its version).
 	redis.replicate_commands()
 end
 local time = redis.call('TIME')
