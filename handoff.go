@@ -64,6 +64,23 @@ import (
 // local hand-off (transfer.lua), which get its member and ticket, or with
 // their life. The retry delay stays as the fallback: a release by expiry,
 // or by a client that wakes nobody, wakes nobody.
+//
+// A process needs only one entry in the queues per lock: the lock goes
+// from one of its Lock calls to the next by the local hand-off
+// (transfer.go), which passes the queues by. So a Lock call that becomes
+// a waiter before its first try skips that try while a waiter of its
+// Redsync that is listed (whose queue try went out) waits for the lock:
+// it stands behind, with no entry of its own (lockWait.begin), saving the
+// round that would only join the queues. The listed waiter stands for the
+// process: a release that wakes it lets it take the lock, and the local
+// hand-off then serves the others. Whenever the last listed waiter of a
+// lock ends (it took the lock, was handed it, or gave up), the last
+// waiter standing behind tries at once (keyWaiters.cover): it joins the
+// queues, or takes the lock when it is free, so that a release by anyone
+// (after the local holder's lock expired, or by a Mutex of another
+// process given its value) wakes the process. Waiters that poll
+// (fencing, a restart guard) are never listed, and nobody stands behind
+// them.
 
 //go:embed lua/queue_acquire.lua
 var queueAcquireSrc string
@@ -187,10 +204,26 @@ func (n *notifier) hears() bool {
 
 // keyWaiters are the Lock calls of a Redsync waiting for one lock.
 type keyWaiters struct {
-	key   string
-	refs  int       // registered waiters
-	queue []*waiter // waiting now, by ticket: a local hand-off takes the first
+	key     string
+	waiters []*waiter // registered, by ticket
+	queue   []*waiter // waiting now, by ticket: a local hand-off takes the first
 }
+
+// standing is where a waiter stands in the nodes' queues of waiters.
+type standing int8
+
+const (
+	// unlisted: no try of the waiter has joined the nodes' queues (yet),
+	// or it polls.
+	unlisted standing = iota
+	// behind: the waiter skipped its first try to wait behind a listed
+	// waiter of its Redsync (lockWait.begin); it has no entry on the
+	// nodes, and relies on that waiter until a try of its own.
+	behind
+	// listed: a queue try of the waiter has gone out, which may have put
+	// it in the nodes' queues.
+	listed
+)
 
 // turnSeen gathers the turns (or nexts) of one release from the nodes.
 type turnSeen struct {
@@ -210,6 +243,10 @@ type waiter struct {
 	// ticketArg is ticket for the scripts.
 	ticketArg string
 	wake      chan struct{} // one token: look at the waiter's state
+
+	// Guarded by n.mu; written only by the waiter's own Lock call, which
+	// may read it without the lock.
+	standing standing
 
 	// Guarded by n.mu.
 	queued bool // in kw.queue: waiting now
@@ -235,12 +272,31 @@ type waiter struct {
 func (n *notifier) watch(m *Mutex) *waiter {
 	n.mu.Lock()
 	defer n.mu.Unlock()
+	return n.register(m)
+}
+
+// watchBehind is watch for a Lock call that has not tried yet: when a
+// listed waiter of this Redsync waits for the lock, the new waiter stands
+// behind it (see lockWait.begin). Deciding that and registering the
+// waiter, which makes it one that a listed waiter's end wakes (cover), is
+// one step under n.mu: no wake-up can fall between them.
+func (n *notifier) watchBehind(m *Mutex) *waiter {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	w := n.register(m)
+	if slices.ContainsFunc(w.kw.waiters, func(q *waiter) bool { return q.standing == listed }) {
+		w.standing = behind
+	}
+	return w
+}
+
+// register is watch; the caller holds n.mu.
+func (n *notifier) register(m *Mutex) *waiter {
 	kw := n.keys[m.name]
 	if kw == nil {
 		kw = &keyWaiters{key: m.name}
 		n.keys[m.name] = kw
 	}
-	kw.refs++
 	n.seq++
 	ticket := time.Now().UnixMicro()
 	if ticket <= n.ticket {
@@ -254,6 +310,7 @@ func (n *notifier) watch(m *Mutex) *waiter {
 		ticketArg: strconv.FormatInt(ticket, 10),
 		wake:      make(chan struct{}, 1),
 	}
+	kw.waiters = append(kw.waiters, w)
 	n.members[w.member] = w
 	if n.watched.Add(1) == 1 {
 		n.idle = time.Time{}
@@ -363,13 +420,37 @@ func (w *waiter) close() {
 	defer n.mu.Unlock()
 	w.unqueue()
 	delete(n.members, w.member)
-	w.kw.refs--
-	if w.kw.refs == 0 && n.keys[w.kw.key] == w.kw {
-		delete(n.keys, w.kw.key)
+	kw := w.kw
+	kw.waiters = slices.DeleteFunc(kw.waiters, func(q *waiter) bool { return q == w })
+	if len(kw.waiters) == 0 && n.keys[kw.key] == kw {
+		delete(n.keys, kw.key)
 	}
+	kw.cover()
 	if n.watched.Add(-1) == 0 {
 		n.idle = time.Now()
 		n.kickAll()
+	}
+}
+
+// cover keeps the waiters that stand behind (lockWait.begin) from waiting
+// with nobody of their Redsync on the nodes: when no listed waiter is
+// left, the last of them to come tries at once, as after a turn, and so
+// joins the queues (or takes the lock, when it is free). The last, not
+// the first: the first is the next to be handed the lock locally, and
+// would soon leave the queues again. The caller holds n.mu.
+func (kw *keyWaiters) cover() {
+	var last *waiter
+	for _, w := range kw.waiters {
+		switch w.standing {
+		case listed:
+			return
+		case behind:
+			last = w
+		}
+	}
+	if last != nil {
+		last.turned = true
+		last.signal()
 	}
 }
 
@@ -638,9 +719,9 @@ type lockWait struct {
 	// join is set when the waiter should join the queue with a try at
 	// once (or after a split vote's back-off).
 	join bool
-	// onNodes is set once a try may have put the waiter in the nodes'
-	// queues; clean once the lock was taken where every node dropped it.
-	onNodes, clean bool
+	// clean is set once the lock was taken where every node dropped the
+	// waiter's entries.
+	clean bool
 	// renew, while the waiter is in the queues, is when an extra try is
 	// due to renew its entries before their life ends.
 	renew time.Time
@@ -787,6 +868,13 @@ func (lw *lockWait) prepare(m *Mutex, calls *lockCalls) {
 	}
 	w.n.mu.Lock()
 	hears := w.n.hears()
+	fresh := "0"
+	if w.standing != listed {
+		fresh = "1" // no entry of the waiter to replace
+	}
+	if hears {
+		w.standing = listed
+	}
 	w.n.mu.Unlock()
 	if !hears {
 		lw.renew = time.Time{}
@@ -794,10 +882,6 @@ func (lw *lockWait) prepare(m *Mutex, calls *lockCalls) {
 	}
 	life := m.entryLife()
 	lifeArg := strconv.FormatInt(life.Milliseconds(), 10)
-	fresh := "0"
-	if !lw.onNodes {
-		fresh = "1" // no entry of the waiter to replace
-	}
 	calls.acquire = redis.NewScriptCall(queueAcquireScript, m.keyArg, m.queueKeyArg, calls.value, m.ttlArg, w.member, w.ticketArg, lifeArg, fresh)
 	calls.setNX = nil
 	calls.undo = redis.NewScriptCall(queueLeaveScript, m.keyArg, m.queueKeyArg, "undo", calls.value, w.member, w.ticketArg, lifeArg, "1")
@@ -810,7 +894,6 @@ func (lw *lockWait) prepare(m *Mutex, calls *lockCalls) {
 	w.n.mu.Lock()
 	w.tries[0], w.tries[1] = hex.EncodeToString(sum[:]), w.tries[0]
 	w.n.mu.Unlock()
-	lw.onNodes = true
 	lw.renew = time.Now().Add(life / 2)
 }
 
@@ -820,10 +903,28 @@ func (lw *lockWait) prepare(m *Mutex, calls *lockCalls) {
 // then joins the queue where the lock is held, instead of a plain try
 // that fails and a second one that joins. Otherwise (the common,
 // uncontended case) the first try is a plain one.
-func (lw *lockWait) begin(m *Mutex, tries int) {
-	if tries > 1 && m.queues() && m.notify.hears() {
-		lw.w = m.notify.watch(m)
+//
+// It returns the number of the first try to make: 1 when the call skips
+// its first try and stands behind (see standing), because a listed waiter
+// of its Redsync (one whose queue try went out) already waits for the
+// lock. That waiter is ahead in the queues of the nodes for the whole
+// process: a release wakes it, and it takes the lock (or is handed it)
+// before this call could, which the local hand-off then passes on (the
+// lock is held, and a try would only cost a round to join the queues).
+// The call waits with no entry on the nodes, as long as a listed waiter
+// of its Redsync is left: when the last one ends, cover makes the last
+// waiter standing behind try at once, which lists it. Waiters that poll
+// (fencing, a restart guard) are never listed, so nobody stands behind
+// them. The skipped try counts: the counted tries keep their schedule.
+func (lw *lockWait) begin(m *Mutex, tries int) int {
+	if tries < 2 || !m.queues() || !m.notify.hears() {
+		return 0
 	}
+	lw.w = m.notify.watchBehind(m)
+	if lw.w.standing == behind {
+		return 1
+	}
+	return 0
 }
 
 // tried notes the outcome of a failed try: whether it was a split vote.
@@ -856,7 +957,7 @@ func (lw *lockWait) failed(m *Mutex) {
 // joined the queues before, nothing of the acquisition knows the entries:
 // they are withdrawn in the background, at once.
 func (lw *lockWait) acquired(calls *lockCalls) {
-	if lw.w != nil && lw.onNodes && calls.member == "" {
+	if lw.w != nil && lw.w.standing == listed && calls.member == "" {
 		lw.withdraw(context.Background(), true)
 	}
 	lw.clean = true
@@ -914,7 +1015,7 @@ func (lw *lockWait) close(ctx context.Context) {
 	if lw.timer != nil {
 		lw.timer.Stop()
 	}
-	if lw.onNodes && !lw.clean {
+	if lw.w.standing == listed && !lw.clean {
 		lw.withdraw(ctx, false)
 	}
 }

@@ -210,13 +210,14 @@ func (m *Mutex) lockContext(ctx context.Context, tries int, rec *acquireRecord) 
 	var last error
 	wait := lockWait{m: m} // the wait between tries (handoff.go)
 	defer wait.close(ctx)
-	wait.begin(m, tries)
 	// A try that a turn brings forward, that joins the queue of waiters,
 	// or that follows a try nobody won after a short back-off, is extra:
 	// it does not count toward tries, and the counted tries keep their
 	// schedule, so Lock gives up after as many scheduled tries, at about
-	// the same time, as without notification.
-	for try := 0; try < tries; {
+	// the same time, as without notification. The first try is skipped
+	// (begin returns 1) when Lock calls of this Redsync that are in the
+	// nodes' queues already wait for the lock: this one waits behind them.
+	for try := wait.begin(m, tries); try < tries; {
 		counted := true
 		if try > 0 {
 			switch r, g := wait.await(ctx, try); r {

@@ -88,7 +88,9 @@ func TestReview4CancelledHeadStrandsSameProcessWaiter(t *testing.T) {
 	m2 := rs.NewMutex("same", opts...)
 	w2done := startLock(t, m2)
 	w2 := otherWaiter(t, m2, w1)
-	queuedEverywhere(t, servers, w2)
+	// W2 stands behind W1, of its own Redsync, without a try of its own
+	// (lockWait.begin): when W1 ends, W2 tries and joins the queues
+	// (keyWaiters.cover), or takes the lock if the release came first.
 
 	armed.Store(true)
 	cancel1()
@@ -202,8 +204,9 @@ func TestReview4DriftedQueuesWakeNobody(t *testing.T) {
 	queuedEverywhere(t, servers, wy)
 	mz := q.NewMutex("drift", opts...)
 	zdone := startLock(t, mz)
-	wz := otherWaiter(t, mz, wy)
-	queuedEverywhere(t, servers, wz)
+	otherWaiter(t, mz, wy)
+	// Z stands behind Y, of its own Redsync, without a try of its own
+	// (lockWait.begin): it is in no node's queue, and relies on Y.
 
 	multi := New(realPools(t, servers)...).NewMultiMutex([]string{"drift", "drift:other"})
 	// minorityTry frees the holder's key on node i only, lets a try of the
