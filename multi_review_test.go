@@ -528,9 +528,17 @@ func TestReviewMultiHolderHandsNothing(t *testing.T) {
 		if _, ok := n.value("b"); ok {
 			t.Errorf("node %d: b exists after the set's Unlock", i)
 		}
-		if v, _ := n.value("a"); v != waiters["a"].Value() {
-			t.Errorf("node %d: a = %q, want the value of its waiter's own try %q", i, v, waiters["a"].Value())
+	}
+	// The waiter holds a by its own try on a quorum (its try may have
+	// reached one node before the set's release did).
+	var own int
+	for _, n := range c.nodes {
+		if v, _ := n.value("a"); v == waiters["a"].Value() {
+			own++
 		}
+	}
+	if own < 2 {
+		t.Errorf("a holds the value of its waiter's own try %q on %d of 3 nodes, want a quorum", waiters["a"].Value(), own)
 	}
 	cancel()
 	if err := <-results["a,b"]; err == nil {

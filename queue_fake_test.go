@@ -68,49 +68,47 @@ func (n *fakeNode) queued(key string) []string {
 	return members
 }
 
-// fakeStandbys is how many waiters after the head a release names
-// standbys, with their ranks, as release_notify.lua does.
-const fakeStandbys = 2
-
-// wakeFirst returns the messages that wake key's queue: the first live
-// waiter's turn and the next ones' standby ranks (of other Redsyncs), or
-// the release announcement when nobody waits; with pop, the first leaves
-// the queue. The caller holds n.mu.
-func (n *fakeNode) wakeFirst(key, id string, pop bool) (msgs []redis.Message) {
+// wakeFirst returns the message that wakes key's queue, as
+// release_notify.lua's wake does: the first live waiter whose Redsync
+// listens on the node gets its turn (entries of Redsyncs that do not
+// listen, and those past their life, are removed), or the release
+// announcement goes out when nobody is told; with pop, the told waiter
+// leaves the queue. The caller holds n.mu.
+func (n *fakeNode) wakeFirst(key, id string, pop bool) []redis.Message {
 	now := n.fakeNow()
-	var picked []string
-	seen := map[string]bool{}
+	gone := map[string]bool{}
 	q := n.queues[key]
-	first := -1
-	for i := 0; i < len(q) && len(picked) < 1+fakeStandbys; {
-		if !q[i].until.After(now) {
-			q = slices.Delete(q, i, i+1)
-			continue
+	defer func() {
+		if len(q) > 0 || n.queues[key] != nil {
+			n.queues[key] = q
 		}
-		process, _, _ := strings.Cut(q[i].member, ":")
-		if !seen[process] {
-			seen[process] = true
-			picked = append(picked, q[i].member)
-			if first < 0 {
-				first = i
+	}()
+	for len(q) > 0 {
+		process, _, _ := strings.Cut(q[0].member, ":")
+		if q[0].until.After(now) && !gone[process] {
+			if n.listening(wakeChannelPrefix + process) {
+				msg := fakeWake("turn", q[0].member, id)
+				if pop {
+					q = slices.Delete(q, 0, 1)
+				}
+				return []redis.Message{msg}
 			}
+			gone[process] = true
 		}
-		i++
+		q = slices.Delete(q, 0, 1) // past its life, or its Redsync does not listen
 	}
-	if pop && first >= 0 {
-		q = slices.Delete(q, first, first+1)
+	return []redis.Message{{Channel: releaseChannel(key), Payload: id}}
+}
+
+// listening reports whether a listener on the node is subscribed to
+// channel (PUBLISH would reach it). The caller holds n.mu.
+func (n *fakeNode) listening(channel string) bool {
+	for _, s := range n.subs {
+		if l := s.listener(); l != nil && l.subscribed(channel) {
+			return true
+		}
 	}
-	if len(q) > 0 || n.queues[key] != nil {
-		n.queues[key] = q
-	}
-	if len(picked) == 0 {
-		return []redis.Message{{Channel: releaseChannel(key), Payload: id}}
-	}
-	msgs = append(msgs, fakeWake("turn", picked[0], id))
-	for rank, member := range picked[1:] {
-		msgs = append(msgs, fakeWake("next", member, id+" "+strconv.Itoa(rank+1)))
-	}
-	return msgs
+	return false
 }
 
 func fakeWake(kind, member, id string) redis.Message {

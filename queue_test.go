@@ -331,23 +331,14 @@ func TestQueueRealServers(t *testing.T) {
 	}
 }
 
-// TestQueueScriptConstants: queue_lib.lua names as many standbys as the
-// Go side documents and accepts.
-func TestQueueScriptConstants(t *testing.T) {
-	if want := "local standbys, batch, maxLooked = 2, "; !strings.Contains(queueLibSrc, want) {
-		t.Errorf("queue_lib.lua does not contain %q", want)
-	}
-	if maxStandbyRank < 2 {
-		t.Errorf("maxStandbyRank %d is below the script's 2 standbys", maxStandbyRank)
-	}
-}
-
 // TestQueueReleaseLeavesKeyFree runs release_notify.lua on a real server
-// with three live waiters queued and a dead one first in line: the
-// release deletes the key and touches nothing else of the lock (any
-// client may take it at once: a poller, a v4 client), drops the dead
-// entry, takes the first live one out of the queue and keeps the others
-// in order; a release by another owner's value changes nothing.
+// with three live waiters queued behind two that cannot come: one past
+// its life, and one whose Redsync no longer listens (its process ended).
+// The release deletes the key and touches nothing else of the lock (any
+// client may take it at once: a poller, a v4 client), drops both, tells
+// the first live waiter its turn and takes it out of the queue, and keeps
+// the others in order; a release by another owner's value changes
+// nothing.
 func TestQueueReleaseLeavesKeyFree(t *testing.T) {
 	srv := redistest.Start(t)
 	pool := realPools(t, []*redistest.Server{srv})[0]
@@ -357,8 +348,22 @@ func TestQueueReleaseLeavesKeyFree(t *testing.T) {
 	now := sec * 1000
 	srv.MustDo(t, "SET", key, "v")
 	srv.MustDo(t, "ZADD", queueKey(key), "1", fmt.Sprintf("deadbeefdeadbeef:1|%d", now-1000))
-	for i, member := range []string{"aaaaaaaaaaaaaaaa:1", "bbbbbbbbbbbbbbbb:1", "cccccccccccccccc:1"} {
-		srv.MustDo(t, "ZADD", queueKey(key), strconv.Itoa(2+i), fmt.Sprintf("%s|%d", member, now+60_000))
+	srv.MustDo(t, "ZADD", queueKey(key), "2", fmt.Sprintf("0123456789abcdef:1|%d", now+60_000))
+	live := []string{"aaaaaaaaaaaaaaaa:1", "bbbbbbbbbbbbbbbb:1", "cccccccccccccccc:1"}
+	var channels []string
+	for i, member := range live {
+		srv.MustDo(t, "ZADD", queueKey(key), strconv.Itoa(3+i), fmt.Sprintf("%s|%d", member, now+60_000))
+		channels = append(channels, wakeChannelPrefix+member[:16])
+	}
+	// The live waiters' Redsyncs listen, as they do while they wait.
+	client := goredislib.NewClient(&goredislib.Options{Addr: srv.Addr(), MaxRetries: -1})
+	defer client.Close()
+	sub := client.Subscribe(context.Background(), channels...)
+	defer sub.Close()
+	for range channels {
+		if _, err := sub.Receive(context.Background()); err != nil {
+			t.Fatal(err)
+		}
 	}
 	conn, err := pool.Get(context.Background())
 	if err != nil {
@@ -368,7 +373,7 @@ func TestQueueReleaseLeavesKeyFree(t *testing.T) {
 	if reply, err := conn.Eval(releaseNotifyScript, key, queueKey(key), "other"); err != nil || reply != replyTaken {
 		t.Fatalf("release of another value = %v, %v; want %v", reply, err, replyTaken)
 	}
-	if got := queueOnNode(t, srv, key); len(got) != 4 {
+	if got := queueOnNode(t, srv, key); len(got) != 5 {
 		t.Fatalf("a release of another value changed the queue: %q", got)
 	}
 	if reply, err := conn.Eval(releaseNotifyScript, key, queueKey(key), "v"); err != nil || reply != replyDone {
@@ -377,8 +382,12 @@ func TestQueueReleaseLeavesKeyFree(t *testing.T) {
 	if rep := srv.MustDo(t, "EXISTS", key); rep.Int != 0 {
 		t.Errorf("the key exists after the release")
 	}
-	if got, want := queueOnNode(t, srv, key), []string{"bbbbbbbbbbbbbbbb:1", "cccccccccccccccc:1"}; !slices.Equal(got, want) {
+	if got, want := queueOnNode(t, srv, key), live[1:]; !slices.Equal(got, want) {
 		t.Errorf("queue after the release %q, want %q", got, want)
+	}
+	msg, err := sub.ReceiveTimeout(context.Background(), 5*time.Second)
+	if m, ok := msg.(*goredislib.Message); err != nil || !ok || m.Channel != channels[0] || !strings.HasPrefix(m.Payload, "turn "+live[0]+" ") {
+		t.Errorf("message after the release: %v, %v; want the turn of %s", msg, err, live[0])
 	}
 }
 

@@ -71,17 +71,16 @@ end
 -- wake tells the first live waiter of queue 'turn <member> <id>' on its
 -- Redsync's channel ('redsync:wake:<Redsync id>'), where id names the
 -- event on every node alike (the SHA1 of the freed value): waiters group
--- the messages of one release across nodes by it. It tells the next two
--- live waiters of other Redsyncs (than the first's and each other's)
--- 'next <member> <id> <rank>', ranks 1 and 2: standbys, which try after
--- rank standby waits without a turn of their own, in case the first never
--- comes (its process crashed, and the entries of one process die
--- together). With pop, the first's entry leaves the queue: a release
+-- the messages of one release across nodes by it. A waiter whose Redsync
+-- no longer listens on this node (PUBLISH reaches nobody: its process
+-- ended, and with it its connections) is taken out, with every other
+-- entry of that Redsync, and the next one is told instead, in the same
+-- call. With pop, the told waiter's entry leaves the queue: a release
 -- (Unlock) frees the key on every node alike. Without, the queue stays as
 -- it is: an undo or a withdrawal may free the key on fewer nodes than a
 -- quorum, and taking the head out there alone would set the nodes'
 -- queues apart. Entries past their life are removed on the way (at most
--- maxLooked entries looked at). It reports whether it woke a waiter.
+-- maxLooked entries looked at). It reports whether it told a waiter.
 -- Every command runs through pcall: a user without the right to one (an
 -- ACL) still frees the key, and an entry it cannot remove is skipped.
 local function wake(queue, id, pop)
@@ -90,9 +89,9 @@ local function wake(queue, id, pop)
 	if not queued or redis.pcall('EXISTS', queue) == 0 then
 		return false
 	end
-	local standbys, batch, maxLooked = 2, 8, 1000
-	local picked, seen, now, from, looked = {}, {}, nil, 0, 0
-	while #picked < standbys + 1 and looked < maxLooked do
+	local batch, maxLooked = 8, 1000
+	local gone, now, from, looked = {}, nil, 0, 0
+	while looked < maxLooked do
 		local entries = redis.pcall('ZRANGE', queue, from, from + batch - 1)
 		if type(entries) ~= 'table' or entries.err or #entries == 0 then
 			break
@@ -107,39 +106,32 @@ local function wake(queue, id, pop)
 		for _, entry in ipairs(entries) do
 			looked = looked + 1
 			local member, life = string.match(entry, '^(.*)|(%d+)$')
-			if member and tonumber(life) > now then
-				local process = string.match(member, '^[^:]*')
-				if #picked < standbys + 1 and not seen[process] then
-					picked[#picked + 1] = { entry, member, process }
-					seen[process] = true
+			local process = member and string.match(member, '^[^:]*')
+			local live = member and tonumber(life) > now and not gone[process]
+			if live then
+				local told = redis.pcall('PUBLISH', 'redsync:wake:' .. process, 'turn ' .. member .. ' ' .. id)
+				if type(told) ~= 'number' then
+					-- A user without the right to publish (an ACL) tells
+					-- nobody, and takes nobody out.
+					return true
 				end
+				if told > 0 then
+					if pop then
+						redis.pcall('ZREM', queue, entry)
+					end
+					return true
+				end
+				gone[process] = true
+			end
+			local removed = redis.pcall('ZREM', queue, entry)
+			if type(removed) ~= 'number' or removed == 0 then
 				from = from + 1
-			else
-				local removed = redis.pcall('ZREM', queue, entry)
-				if type(removed) ~= 'number' or removed == 0 then
-					from = from + 1
-				end
 			end
 		end
 		if #entries < batch then
 			break -- the end of the queue
 		end
-		batch = 64 -- past the head: many waiters of one process, or dead ones
+		batch = 64 -- past the head: many dead entries
 	end
-	if #picked == 0 then
-		return false
-	end
-	for k, pick in ipairs(picked) do
-		local message = 'turn ' .. pick[2] .. ' ' .. id
-		if k > 1 then
-			message = 'next ' .. pick[2] .. ' ' .. id .. ' ' .. (k - 1)
-		end
-		local told = redis.pcall('PUBLISH', 'redsync:wake:' .. pick[3], message)
-		-- The first leaves the queue only when it was told (a user without
-		-- the right to publish, an ACL, must not take waiters out).
-		if k == 1 and pop and type(told) == 'number' then
-			redis.pcall('ZREM', queue, pick[1])
-		end
-	end
-	return true
+	return false
 end
