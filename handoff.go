@@ -6,6 +6,7 @@ import (
 	"crypto/sha1"
 	_ "embed"
 	"encoding/hex"
+	"errors"
 	mathrand "math/rand/v2"
 	"slices"
 	"strconv"
@@ -69,16 +70,17 @@ import (
 // from one of its Lock calls to the next by the local hand-off
 // (transfer.go), which passes the queues by. So a Lock call that becomes
 // a waiter before its first try skips that try while a waiter of its
-// Redsync that is listed (whose queue try went out) waits for the lock:
-// it stands behind, with no entry of its own (lockWait.begin), saving the
-// round that would only join the queues. The listed waiter stands for the
-// process: a release that wakes it lets it take the lock, and the local
-// hand-off then serves the others. Whenever the last listed waiter of a
-// lock ends (it took the lock, was handed it, or gave up), the last
-// waiter standing behind tries at once (keyWaiters.cover): it joins the
-// queues, or takes the lock when it is free, so that a release by anyone
-// (after the local holder's lock expired, or by a Mutex of another
-// process given its value) wakes the process. Waiters that poll
+// Redsync that is listed (in the queues of a quorum, or its queue try
+// under way) waits for the lock: it stands behind, with no entry of its
+// own (lockWait.begin), saving the round that would only join the queues.
+// The listed waiter stands for the process: a release that wakes it lets
+// it take the lock, and the local hand-off then serves the others.
+// Whenever the last listed waiter of a lock ends (it took the lock, was
+// handed it, or gave up) or lapses (its try failed on too many nodes),
+// the last waiter standing behind tries at once (keyWaiters.cover): it
+// joins the queues, or takes the lock when it is free, so that a release
+// by anyone (after the local holder's lock expired, or by a Mutex of
+// another process given its value) wakes the process. Waiters that poll
 // (fencing, a restart guard) are never listed, and nobody stands behind
 // them.
 
@@ -213,17 +215,28 @@ type keyWaiters struct {
 type standing int8
 
 const (
-	// unlisted: no try of the waiter has joined the nodes' queues (yet),
-	// or it polls.
+	// unlisted: no queue try of the waiter has gone out (yet), or it
+	// polls.
 	unlisted standing = iota
 	// behind: the waiter skipped its first try to wait behind a listed
 	// waiter of its Redsync (lockWait.begin); it has no entry on the
 	// nodes, and relies on that waiter until a try of its own.
 	behind
-	// listed: a queue try of the waiter has gone out, which may have put
-	// it in the nodes' queues.
+	// lapsed: a queue try of the waiter went out, which may have left
+	// entries, but its last one failed on too many nodes (node errors) to
+	// leave it in the queues of a quorum: it stands for nobody.
+	lapsed
+	// listed: a queue try of the waiter went out, and none has failed on
+	// too many nodes since: the waiter is in the queues of a quorum (or
+	// its try is under way).
 	listed
 )
+
+// mayHaveEntries reports whether a queue try of the waiter went out,
+// which may have left entries of it on the nodes.
+func (s standing) mayHaveEntries() bool {
+	return s >= lapsed
+}
 
 // turnSeen gathers the turns (or nexts) of one release from the nodes.
 type turnSeen struct {
@@ -434,10 +447,11 @@ func (w *waiter) close() {
 
 // cover keeps the waiters that stand behind (lockWait.begin) from waiting
 // with nobody of their Redsync on the nodes: when no listed waiter is
-// left, the last of them to come tries at once, as after a turn, and so
-// joins the queues (or takes the lock, when it is free). The last, not
-// the first: the first is the next to be handed the lock locally, and
-// would soon leave the queues again. The caller holds n.mu.
+// left (one ended or lapsed), the last of them to come tries at once, as
+// after a turn, and so joins the queues (or takes the lock, when it is
+// free). The last, not the first: the first is the next to be handed the
+// lock locally, and would soon leave the queues again. The caller holds
+// n.mu.
 func (kw *keyWaiters) cover() {
 	var last *waiter
 	for _, w := range kw.waiters {
@@ -869,7 +883,7 @@ func (lw *lockWait) prepare(m *Mutex, calls *lockCalls) {
 	w.n.mu.Lock()
 	hears := w.n.hears()
 	fresh := "0"
-	if w.standing != listed {
+	if !w.standing.mayHaveEntries() {
 		fresh = "1" // no entry of the waiter to replace
 	}
 	if hears {
@@ -906,14 +920,13 @@ func (lw *lockWait) prepare(m *Mutex, calls *lockCalls) {
 //
 // It returns the number of the first try to make: 1 when the call skips
 // its first try and stands behind (see standing), because a listed waiter
-// of its Redsync (one whose queue try went out) already waits for the
-// lock. That waiter is ahead in the queues of the nodes for the whole
+// of its Redsync already waits for the lock. That waiter is ahead in the queues of the nodes for the whole
 // process: a release wakes it, and it takes the lock (or is handed it)
 // before this call could, which the local hand-off then passes on (the
 // lock is held, and a try would only cost a round to join the queues).
 // The call waits with no entry on the nodes, as long as a listed waiter
-// of its Redsync is left: when the last one ends, cover makes the last
-// waiter standing behind try at once, which lists it. Waiters that poll
+// of its Redsync is left: when the last one ends or lapses, cover makes
+// the last waiter standing behind try at once, which lists it. Waiters that poll
 // (fencing, a restart guard) are never listed, so nobody stands behind
 // them. The skipped try counts: the counted tries keep their schedule.
 func (lw *lockWait) begin(m *Mutex, tries int) int {
@@ -927,9 +940,22 @@ func (lw *lockWait) begin(m *Mutex, tries int) int {
 	return 0
 }
 
-// tried notes the outcome of a failed try: whether it was a split vote.
-func (lw *lockWait) tried(split bool) {
+// tried notes the outcome of a failed try, whose error is err: whether it
+// was a split vote, and whether a listed waiter lapsed. A queue try that
+// found the lock held on a quorum, or split the vote, left the waiter in
+// the queues where it ran (its undo puts it back where it took the key);
+// one that node errors kept from a quorum may have left it in none, and a
+// waiter standing behind it then tries (cover).
+func (lw *lockWait) tried(err error, split bool) {
 	lw.split = split
+	w := lw.w
+	if w == nil || w.standing != listed || split || !errors.As(err, new(*RedisError)) {
+		return
+	}
+	w.n.mu.Lock()
+	defer w.n.mu.Unlock()
+	w.standing = lapsed
+	w.kw.cover()
 }
 
 // failed runs after a failed try that will be followed by another: the
@@ -957,7 +983,7 @@ func (lw *lockWait) failed(m *Mutex) {
 // joined the queues before, nothing of the acquisition knows the entries:
 // they are withdrawn in the background, at once.
 func (lw *lockWait) acquired(calls *lockCalls) {
-	if lw.w != nil && lw.w.standing == listed && calls.member == "" {
+	if lw.w != nil && lw.w.standing.mayHaveEntries() && calls.member == "" {
 		lw.withdraw(context.Background(), true)
 	}
 	lw.clean = true
@@ -1015,7 +1041,7 @@ func (lw *lockWait) close(ctx context.Context) {
 	if lw.timer != nil {
 		lw.timer.Stop()
 	}
-	if lw.w.standing == listed && !lw.clean {
+	if lw.w.standing.mayHaveEntries() && !lw.clean {
 		lw.withdraw(ctx, false)
 	}
 }

@@ -199,3 +199,68 @@ func TestSkipNotBehindPollers(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// TestSkipNotBehindWaiterWhoseTryFailed: a waiter whose queue try failed
+// on every node (node errors: it is in no queue) stands for nobody. A Lock
+// of its Redsync that comes once the nodes answer again must not stand
+// behind it: the release by another process must wake one of them, not
+// leave both waiting for the retry delay (an hour) or the renewal while
+// the lock is free.
+func TestSkipNotBehindWaiterWhoseTryFailed(t *testing.T) {
+	c := newFakeCluster(3)
+	other := New(c.pools()...).NewMutex("k")
+	if err := other.Lock(); err != nil {
+		t.Fatal(err)
+	}
+	down := errors.New("fake: node down")
+	for _, n := range c.nodes {
+		n.setErr(down)
+	}
+	rs := New(c.subPools()...)
+	m1 := rs.NewMutex("k", WithRetryDelay(time.Hour), WithTries(1000), WithExpiry(time.Minute))
+	d1 := startLock(t, m1)
+	w1 := queuedWaiter(t, m1)
+	// Its plain try, then its queue try once a quorum listens: both fail.
+	eventually(t, "W1's queue try failed", func() bool {
+		for _, s := range c.nodes[0].ran() {
+			if s == "queue-acquire" {
+				return true
+			}
+		}
+		return false
+	})
+	queuedWaiters(t, m1, 1)
+	for _, n := range c.nodes {
+		n.setErr(nil)
+	}
+	if k := queuedOnFakes(c, w1.member); k != 0 {
+		t.Fatalf("W1 is queued on %d nodes, want 0 (its try failed everywhere)", k)
+	}
+
+	m2 := rs.NewMutex("k", WithRetryDelay(time.Hour), WithTries(1000), WithExpiry(time.Minute))
+	d2 := startLock(t, m2)
+	otherWaiter(t, m2, w1)
+	if _, err := other.Unlock(); err != nil {
+		t.Fatal(err)
+	}
+	// Whichever waiter gets the lock hands it to the other.
+	mutexes, dones := []*Mutex{m1, m2}, []chan error{d1, d2}
+	for range 2 {
+		var i int
+		var err error
+		select {
+		case err = <-dones[0]:
+		case err = <-dones[1]:
+			i = 1
+		case <-time.After(5 * time.Second):
+			t.Fatal("a waiter did not get the free lock within 5s (W1's try had failed on every node; retry delay 1h, renewal after 30s)")
+		}
+		if err != nil {
+			t.Fatalf("W%d Lock() = %v", i+1, err)
+		}
+		if ok, err := mutexes[i].Unlock(); !ok || err != nil {
+			t.Fatalf("W%d Unlock() = %v, %v", i+1, ok, err)
+		}
+		dones[i] = nil
+	}
+}

@@ -254,7 +254,7 @@ func (m *Mutex) lockContext(ctx context.Context, tries int, rec *acquireRecord) 
 			// before it, such as ErrTaken, is kept as the last one.
 			last = err
 		}
-		wait.tried(split)
+		wait.tried(err, split)
 		if ctx.Err() != nil {
 			return &cancelError{cause: context.Cause(ctx), last: last}
 		}
