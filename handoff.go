@@ -332,6 +332,18 @@ func (n *notifier) register(m *Mutex) *waiter {
 	return w
 }
 
+// entry returns the member and ticket by which the nodes' queues may know
+// w, for the scripts that take it out; empty when no queue try of w went
+// out (it stands behind, or polls), so that they look for nothing.
+func (w *waiter) entry() (member, ticket string) {
+	w.n.mu.Lock()
+	defer w.n.mu.Unlock()
+	if !w.standing.mayHaveEntries() {
+		return "", ""
+	}
+	return w.member, w.ticketArg
+}
+
 // signal hands w a token on its wake channel. The caller holds n.mu.
 func (w *waiter) signal() {
 	select {

@@ -128,7 +128,8 @@ func (m *Mutex) handOver(ctx context.Context, calls *lockCalls, w *waiter, g *gr
 	}
 	next := wm.makeCalls(value)
 	next.handoffs = calls.handoffs + 1
-	transfer := redis.NewScriptCall(transferScript, m.keyArg, m.queueKeyArg, calls.value, next.value, wm.ttlArg, "", w.member, w.ticketArg, calls.member, calls.ticket)
+	member, ticket := w.entry()
+	transfer := redis.NewScriptCall(transferScript, m.keyArg, m.queueKeyArg, calls.value, next.value, wm.ttlArg, "", member, ticket, calls.member, calls.ticket)
 	trace := tr
 	if trace == nil && wm.observer != nil {
 		trace = &nodeTrace{}
