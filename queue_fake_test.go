@@ -68,36 +68,54 @@ func (n *fakeNode) queued(key string) []string {
 	return members
 }
 
-// wakeFirst returns the message that wakes key's queue, as
-// release_notify.lua's wake does: the first live waiter whose Redsync
-// listens on the node gets its turn (entries of Redsyncs that do not
-// listen, and those past their life, are removed), or the release
-// announcement goes out when nobody is told; with pop, the told waiter
-// leaves the queue. The caller holds n.mu.
-func (n *fakeNode) wakeFirst(key, id string, pop bool) []redis.Message {
+// fakeStandbys is how many waiters after the head a release names
+// standbys, with their ranks, when the head's Redsync does not listen on
+// the node, as release_notify.lua does.
+const fakeStandbys = 2
+
+// wakeFirst returns the messages that wake key's queue, as
+// release_notify.lua's wake does: the first live waiter's turn and, when
+// its Redsync does not listen on the node, the next ones' standby ranks
+// (of other Redsyncs); or the release announcement when nobody waits.
+// With pop, the first leaves the queue. The caller holds n.mu.
+func (n *fakeNode) wakeFirst(key, id string, pop bool) (msgs []redis.Message) {
 	now := n.fakeNow()
-	gone := map[string]bool{}
+	var picked []string
+	seen := map[string]bool{}
 	q := n.queues[key]
-	defer func() {
-		if len(q) > 0 || n.queues[key] != nil {
-			n.queues[key] = q
+	first := -1
+	for i := 0; i < len(q) && len(picked) < 1+fakeStandbys; {
+		if !q[i].until.After(now) {
+			q = slices.Delete(q, i, i+1)
+			continue
 		}
-	}()
-	for len(q) > 0 {
-		process, _, _ := strings.Cut(q[0].member, ":")
-		if q[0].until.After(now) && !gone[process] {
-			if n.listening(wakeChannelPrefix + process) {
-				msg := fakeWake("turn", q[0].member, id)
-				if pop {
-					q = slices.Delete(q, 0, 1)
+		process, _, _ := strings.Cut(q[i].member, ":")
+		if !seen[process] {
+			seen[process] = true
+			picked = append(picked, q[i].member)
+			if first < 0 {
+				first = i
+				if n.listening(wakeChannelPrefix + process) {
+					break // heard: no standbys
 				}
-				return []redis.Message{msg}
 			}
-			gone[process] = true
 		}
-		q = slices.Delete(q, 0, 1) // past its life, or its Redsync does not listen
+		i++
 	}
-	return []redis.Message{{Channel: releaseChannel(key), Payload: id}}
+	if pop && first >= 0 {
+		q = slices.Delete(q, first, first+1)
+	}
+	if len(q) > 0 || n.queues[key] != nil {
+		n.queues[key] = q
+	}
+	if len(picked) == 0 {
+		return []redis.Message{{Channel: releaseChannel(key), Payload: id}}
+	}
+	msgs = append(msgs, fakeWake("turn", picked[0], id))
+	for rank, member := range picked[1:] {
+		msgs = append(msgs, fakeWake("next", member, id+" "+strconv.Itoa(rank+1)))
+	}
+	return msgs
 }
 
 // listening reports whether a listener on the node is subscribed to

@@ -71,16 +71,20 @@ end
 -- wake tells the first live waiter of queue 'turn <member> <id>' on its
 -- Redsync's channel ('redsync:wake:<Redsync id>'), where id names the
 -- event on every node alike (the SHA1 of the freed value): waiters group
--- the messages of one release across nodes by it. A waiter whose Redsync
--- no longer listens on this node (PUBLISH reaches nobody: its process
--- ended, and with it its connections) is taken out, with every other
--- entry of that Redsync, and the next one is told instead, in the same
--- call. With pop, the told waiter's entry leaves the queue: a release
--- (Unlock) frees the key on every node alike. Without, the queue stays as
--- it is: an undo or a withdrawal may free the key on fewer nodes than a
--- quorum, and taking the head out there alone would set the nodes'
--- queues apart. Entries past their life are removed on the way (at most
--- maxLooked entries looked at). It reports whether it told a waiter.
+-- the messages of one release across nodes by it. When that PUBLISH
+-- reaches nobody on this node (the waiter's process may have ended, and
+-- its connections with it; on a Redis Cluster the count covers this
+-- node's subscribers only, so it proves nothing), it also tells the next
+-- two live waiters of other Redsyncs (than the first's and each other's)
+-- 'next <member> <id> <rank>', ranks 1 and 2: standbys, which try after
+-- rank standby waits without a turn of their own, in case the first never
+-- comes. A release whose turn was heard wakes one process. With pop, the
+-- first's entry leaves the queue: a release (Unlock) frees the key on
+-- every node alike. Without, the queue stays as it is: an undo or a
+-- withdrawal may free the key on fewer nodes than a quorum, and taking
+-- the head out there alone would set the nodes' queues apart. Entries
+-- past their life are removed on the way (at most maxLooked entries
+-- looked at). It reports whether it woke a waiter.
 -- Every command runs through pcall: a user without the right to one (an
 -- ACL) still frees the key, and an entry it cannot remove is skipped.
 local function wake(queue, id, pop)
@@ -89,9 +93,9 @@ local function wake(queue, id, pop)
 	if not queued or redis.pcall('EXISTS', queue) == 0 then
 		return false
 	end
-	local batch, maxLooked = 8, 1000
-	local gone, now, from, looked = {}, nil, 0, 0
-	while looked < maxLooked do
+	local standbys, batch, maxLooked = 2, 8, 1000
+	local told, seen, now, from, looked = 0, {}, nil, 0, 0
+	while told <= standbys and looked < maxLooked do
 		local entries = redis.pcall('ZRANGE', queue, from, from + batch - 1)
 		if type(entries) ~= 'table' or entries.err or #entries == 0 then
 			break
@@ -106,32 +110,43 @@ local function wake(queue, id, pop)
 		for _, entry in ipairs(entries) do
 			looked = looked + 1
 			local member, life = string.match(entry, '^(.*)|(%d+)$')
-			local process = member and string.match(member, '^[^:]*')
-			local live = member and tonumber(life) > now and not gone[process]
-			if live then
-				local told = redis.pcall('PUBLISH', 'redsync:wake:' .. process, 'turn ' .. member .. ' ' .. id)
-				if type(told) ~= 'number' then
-					-- A user without the right to publish (an ACL) tells
-					-- nobody, and takes nobody out.
-					return true
-				end
-				if told > 0 then
-					if pop then
-						redis.pcall('ZREM', queue, entry)
+			if member and tonumber(life) > now then
+				local process = string.match(member, '^[^:]*')
+				local popped = false
+				if told <= standbys and not seen[process] then
+					seen[process] = true
+					local message = 'turn ' .. member .. ' ' .. id
+					if told > 0 then
+						message = 'next ' .. member .. ' ' .. id .. ' ' .. told
 					end
-					return true
+					local receivers = redis.pcall('PUBLISH', 'redsync:wake:' .. process, message)
+					if type(receivers) ~= 'number' then
+						-- A user without the right to publish (an ACL)
+						-- tells nobody, and takes nobody out.
+						return true
+					end
+					if told == 0 and pop then
+						popped = redis.pcall('ZREM', queue, entry) == 1
+					end
+					told = told + 1
+					if told == 1 and receivers > 0 then
+						return true -- heard: no standbys
+					end
 				end
-				gone[process] = true
-			end
-			local removed = redis.pcall('ZREM', queue, entry)
-			if type(removed) ~= 'number' or removed == 0 then
-				from = from + 1
+				if not popped then
+					from = from + 1
+				end
+			else
+				local removed = redis.pcall('ZREM', queue, entry)
+				if type(removed) ~= 'number' or removed == 0 then
+					from = from + 1
+				end
 			end
 		end
 		if #entries < batch then
 			break -- the end of the queue
 		end
-		batch = 64 -- past the head: many dead entries
+		batch = 64 -- past the head: many waiters of one process, or dead ones
 	end
-	return false
+	return told > 0
 end
