@@ -38,15 +38,19 @@ import (
 // release_notify.lua: where it deletes the key, it takes the first live
 // entry out of the queue and tells that waiter on its Redsync's channel
 // ("redsync:wake:<Redsync id>", which each Redsync with waiters listens to
-// on every node) with "turn <member> <SHA1 of the released value>", and
-// the next two live waiters of other Redsyncs with "next <member> <SHA1>
-// <rank>", standbys of rank 1 and 2 (wake, in queue_lib.lua). When turns
+// on every node) with "turn <member> <SHA1 of the released value>"; only
+// when that PUBLISH reached nobody on the node (the waiter's process may
+// have ended), it also names the next two live waiters of other Redsyncs
+// with "next <member> <SHA1> <rank>", standbys of rank 1 and 2 (wake, in
+// queue_lib.lua). When turns
 // of one release came from a quorum of nodes, the waiter tries at once:
 // one process tries per release, instead of every waiter of every
 // process. A waiter named a standby of rank r by a quorum tries when r
 // standbyWaits have passed without a turn of its own: a turn given to a
-// waiter that never comes (it crashed, or gave up as the turn came) costs
-// the others one standbyWait, not their retry delay. A turn from fewer
+// waiter whose process ended costs the others one standbyWait, not their
+// retry delay (a waiter that gave up as its turn came wakes the next with
+// its withdrawal; a turn heard but not acted on waits for the retry
+// delay: docs/LIFETIME.md lists when). A turn from fewer
 // nodes than a quorum makes the waiter try after a standbyWait too (the
 // nodes' queues may have come apart), unless it came from the undo of its
 // own try. A waiter whose try lost to another client (a poller, a

@@ -242,7 +242,10 @@ func WithMaxHold(d time.Duration) Option {
 // a wake-up brings forward (and a quick retry when nobody won a try) is
 // extra: it does not count toward WithTries, and the counted tries keep
 // their schedule, so a Lock gives up after as many tries of the retry
-// delay's schedule as without notification. When
+// delay's schedule as without notification. A Lock whose Redsync already
+// has a Lock waiting in the queues for the same lock skips its first try
+// and waits behind it (the local hand-off below serves it); that skipped
+// try counts. When
 // that waiter is a Lock of the same Redsync (and neither
 // Mutex uses fencing, nor the waiter a restart guard), Unlock does better:
 // it hands the lock straight to the waiter, so that the lock is never free
