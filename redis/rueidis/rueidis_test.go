@@ -193,7 +193,7 @@ var aclRules = []string{
 	"resetkeys", "~*", "resetchannels", "&redsync:released:*", "&redsync:wake:*", "-@all",
 	"+evalsha", "+eval", "+get", "+set", "+pexpire", "+del",
 	"+publish", "+subscribe", "+unsubscribe", "+ping",
-	"+time", "+pttl", "+zadd", "+zrem", "+zrange", "+zrangebyscore",
+	"+time", "+pttl", "+zadd", "+zrem", "+zrange", "+zrangebyscore", "+exists",
 }
 
 // aclPools returns pools over servers whose clients authenticate as user
