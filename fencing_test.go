@@ -367,6 +367,9 @@ func TestFencingWithRestartGuard(t *testing.T) {
 	if _, err := m.Unlock(); err != nil {
 		t.Fatalf("Unlock() = %v", err)
 	}
+	// The lock needed a quorum of old nodes only: node 2, the one that
+	// stays up, may have started later and still be too young to vote.
+	waitUptime(t, servers[2], fenceGuardTTL+2*time.Second)
 
 	if err := servers[1].Kill(); err != nil {
 		t.Fatal(err)
@@ -394,6 +397,26 @@ func TestFencingWithRestartGuard(t *testing.T) {
 	}
 	if _, err := m.Unlock(); err != nil {
 		t.Fatalf("Unlock() = %v", err)
+	}
+}
+
+// waitUptime waits until srv's process has been up for at least d by its
+// own account (INFO server's uptime_in_seconds, whole seconds), failing
+// the test after d and 10 seconds.
+func waitUptime(t *testing.T, srv *redistest.Server, d time.Duration) {
+	t.Helper()
+	deadline := time.Now().Add(d + 10*time.Second)
+	for {
+		info := srv.MustDo(t, "INFO", "server").Text()
+		_, rest, _ := strings.Cut(info, "uptime_in_seconds:")
+		field, _, _ := strings.Cut(rest, "\r\n")
+		if up, err := strconv.Atoi(strings.TrimSpace(field)); err == nil && time.Duration(up)*time.Second >= d {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: uptime below %v after %v", srv.Addr(), d, d+10*time.Second)
+		}
+		time.Sleep(100 * time.Millisecond)
 	}
 }
 
