@@ -68,10 +68,13 @@ func (n *fakeNode) queued(key string) []string {
 	return members
 }
 
-// fakeStandbys is how many waiters after the head a release names
-// standbys, with their ranks, when the head's Redsync does not listen on
-// the node, as release_notify.lua does.
+// fakeStandbys is how many waiters after the head that hear it a release
+// names standbys, with their ranks, when the head's Redsync does not
+// listen on the node, as release_notify.lua does.
 const fakeStandbys = 2
+
+// fakeMaxTold bounds the messages of one wake-up, as wake's maxTold does.
+const fakeMaxTold = 8
 
 // wakeFirst returns the messages that wake key's queue, as
 // release_notify.lua's wake does: the first live waiter's turn and, when
@@ -84,7 +87,8 @@ func (n *fakeNode) wakeFirst(key, id string, pop bool) (msgs []redis.Message) {
 	seen := map[string]bool{}
 	q := n.queues[key]
 	first := -1
-	for i := 0; i < len(q) && len(picked) < 1+fakeStandbys; {
+	heard := 0
+	for i := 0; i < len(q) && heard < fakeStandbys && len(picked) < fakeMaxTold; {
 		if !q[i].until.After(now) {
 			q = slices.Delete(q, i, i+1)
 			continue
@@ -93,11 +97,14 @@ func (n *fakeNode) wakeFirst(key, id string, pop bool) (msgs []redis.Message) {
 		if !seen[process] {
 			seen[process] = true
 			picked = append(picked, q[i].member)
+			listens := n.listening(wakeChannelPrefix + process)
 			if first < 0 {
 				first = i
-				if n.listening(wakeChannelPrefix + process) {
+				if listens {
 					break // heard: no standbys
 				}
+			} else if listens {
+				heard++
 			}
 		}
 		i++
@@ -112,8 +119,13 @@ func (n *fakeNode) wakeFirst(key, id string, pop bool) (msgs []redis.Message) {
 		return []redis.Message{{Channel: releaseChannel(key), Payload: id}}
 	}
 	msgs = append(msgs, fakeWake("turn", picked[0], id))
-	for rank, member := range picked[1:] {
-		msgs = append(msgs, fakeWake("next", member, id+" "+strconv.Itoa(rank+1)))
+	rank := 1
+	for _, member := range picked[1:] {
+		msgs = append(msgs, fakeWake("next", member, id+" "+strconv.Itoa(rank)))
+		process, _, _ := strings.Cut(member, ":")
+		if n.listening(wakeChannelPrefix + process) {
+			rank++ // a standby that hears it; one that does not names none
+		}
 	}
 	return msgs
 }

@@ -76,9 +76,11 @@ end
 -- its connections with it; on a Redis Cluster the count covers this
 -- node's subscribers only, so it proves nothing), it also tells the next
 -- two live waiters of other Redsyncs (than the first's and each other's)
--- 'next <member> <id> <rank>', ranks 1 and 2: standbys, which try after
--- rank standby waits without a turn of their own, in case the first never
--- comes. A release whose turn was heard wakes one process. With pop, the
+-- that hear it 'next <member> <id> <rank>', ranks 1 and 2: standbys, which
+-- try after rank standby waits without a turn of their own, in case the
+-- first never comes (a 'next' that reaches nobody names no standby; at
+-- most maxTold messages go out). A release whose turn was heard wakes one
+-- process. With pop, the
 -- first's entry leaves the queue: a release (Unlock) frees the key on
 -- every node alike. Without, the queue stays as it is: an undo or a
 -- withdrawal may free the key on fewer nodes than a quorum, and taking
@@ -93,9 +95,9 @@ local function wake(queue, id, pop)
 	if not queued or redis.pcall('EXISTS', queue) == 0 then
 		return false
 	end
-	local standbys, batch, maxLooked = 2, 8, 1000
-	local told, seen, now, from, looked = 0, {}, nil, 0, 0
-	while told <= standbys and looked < maxLooked do
+	local standbys, maxTold, batch, maxLooked = 2, 8, 8, 1000
+	local heard, told, seen, now, from, looked = 0, 0, {}, nil, 0, 0
+	while heard < standbys and told < maxTold and looked < maxLooked do
 		local entries = redis.pcall('ZRANGE', queue, from, from + batch - 1)
 		if type(entries) ~= 'table' or entries.err or #entries == 0 then
 			break
@@ -113,11 +115,11 @@ local function wake(queue, id, pop)
 			if member and tonumber(life) > now then
 				local process = string.match(member, '^[^:]*')
 				local popped = false
-				if told <= standbys and not seen[process] then
+				if heard < standbys and told < maxTold and not seen[process] then
 					seen[process] = true
 					local message = 'turn ' .. member .. ' ' .. id
 					if told > 0 then
-						message = 'next ' .. member .. ' ' .. id .. ' ' .. told
+						message = 'next ' .. member .. ' ' .. id .. ' ' .. (heard + 1)
 					end
 					local receivers = redis.pcall('PUBLISH', 'redsync:wake:' .. process, message)
 					if type(receivers) ~= 'number' then
@@ -128,9 +130,12 @@ local function wake(queue, id, pop)
 					if told == 0 and pop then
 						popped = redis.pcall('ZREM', queue, entry) == 1
 					end
-					told = told + 1
-					if told == 1 and receivers > 0 then
+					if told == 0 and receivers > 0 then
 						return true -- heard: no standbys
+					end
+					told = told + 1
+					if told > 1 and receivers > 0 then
+						heard = heard + 1
 					end
 				end
 				if not popped then

@@ -20,7 +20,7 @@ import (
 // its Lock no script but SET NX.
 const (
 	acquireSHA       = "cffb05b196c76dbdcf5af682554b64872a418746" // acquire.lua: Lock
-	releaseNotifySHA = "d643154a1a1df704c5b95bd1725b1ab283576831" // queue_lib.lua and release_notify.lua: Unlock
+	releaseNotifySHA = "abed84e1f288014c79461769c4c76a80c37699af" // queue_lib.lua and release_notify.lua: Unlock
 	releaseSHA       = "2719e091d1c2d4470b60e458107208be5b57a4a2" // release.lua: Unlock with WithReleaseNotification(false)
 	extendSHA        = "8ada6eccdbdcca290f2791b8c4ef6177f755add5" // extend.lua: Extend
 )
