@@ -199,40 +199,7 @@ func skipStress(t *testing.T, faults bool) {
 	}()
 
 	// The monitor: the lock free on every node while an old Lock waits.
-	monitorDone := make(chan struct{})
-	go func() {
-		defer close(monitorDone)
-		var freeSince time.Time
-		for time.Now().Before(stop) {
-			free := true
-			for _, srv := range servers {
-				r, err := srv.Do("EXISTS", name)
-				if err != nil || r.Int != 0 {
-					free = false
-				}
-			}
-			now := time.Now()
-			switch {
-			case !free:
-				freeSince = time.Time{}
-			case freeSince.IsZero():
-				freeSince = now
-			case now.Sub(freeSince) > stuck:
-				oldest := now
-				waiting.Range(func(_, v any) bool {
-					if s := v.(time.Time); s.Before(oldest) {
-						oldest = s
-					}
-					return true
-				})
-				if oldest.Before(freeSince) {
-					report(errors.New("the lock was free on every node for " + now.Sub(freeSince).String() + " while a Lock call that began before waited"))
-					freeSince = now
-				}
-			}
-			time.Sleep(20 * time.Millisecond)
-		}
-	}()
+	monitorDone := watchFreeWhileWaiting(servers, name, len(servers), stop, stuck, &waiting, report)
 	wg.Wait()
 	<-monitorDone
 	close(errs)

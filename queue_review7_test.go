@@ -30,6 +30,43 @@ import (
 // named standbys; no entry is removed for a count of 0 (on a Redis
 // Cluster the count covers the node's own subscribers only).
 //
+// watchFreeWhileWaiting reports, until stop, each time the lock name has
+// been free for longer than stuck while a Lock call that began before it
+// waits (waiting maps a key per call to the time the call began): free on
+// every server that answers, and at least answering servers answer. It
+// returns a channel closed when it ends.
+func watchFreeWhileWaiting(servers []*redistest.Server, name string, answering int, stop time.Time, stuck time.Duration, waiting *sync.Map, report func(error)) <-chan struct{} {
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		var freeSince time.Time
+		for time.Now().Before(stop) {
+			free, owners := freeOn(servers, name)
+			now := time.Now()
+			switch {
+			case free < owners || owners < answering:
+				freeSince = time.Time{}
+			case freeSince.IsZero():
+				freeSince = now
+			case now.Sub(freeSince) > stuck:
+				oldest := now
+				waiting.Range(func(_, v any) bool {
+					if s := v.(time.Time); s.Before(oldest) {
+						oldest = s
+					}
+					return true
+				})
+				if oldest.Before(freeSince) {
+					report(fmt.Errorf("the lock was free for %v while a Lock call that began before waited", now.Sub(freeSince)))
+					freeSince = now
+				}
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}()
+	return done
+}
+
 // TestReview7ClusterHeadGivesUpStrandsSecondWaiter failed (cluster) and
 // passes now. TestReview7PatternSubscriberHidesCrashedProcess,
 // TestReview7TurnSwallowedByListeningProcess and
@@ -416,34 +453,7 @@ func review7Stress(t *testing.T, cluster bool) {
 		}()
 	}
 
-	monitorDone := make(chan struct{})
-	go func() {
-		defer close(monitorDone)
-		var freeSince time.Time
-		for time.Now().Before(stop) {
-			free, owners := freeOn(servers, name)
-			now := time.Now()
-			switch {
-			case free < owners || owners == 0:
-				freeSince = time.Time{}
-			case freeSince.IsZero():
-				freeSince = now
-			case now.Sub(freeSince) > stuck:
-				oldest := now
-				waiting.Range(func(_, v any) bool {
-					if s := v.(time.Time); s.Before(oldest) {
-						oldest = s
-					}
-					return true
-				})
-				if oldest.Before(freeSince) {
-					report(errors.New("the lock was free for " + now.Sub(freeSince).String() + " while a Lock call that began before waited (retry delay 1h)"))
-					freeSince = now
-				}
-			}
-			time.Sleep(20 * time.Millisecond)
-		}
-	}()
+	monitorDone := watchFreeWhileWaiting(servers, name, 1, stop, stuck, &waiting, report)
 	wg.Wait()
 	<-monitorDone
 	close(errs)

@@ -512,34 +512,7 @@ func TestSkipReview2Stress(t *testing.T) {
 			time.Sleep(20 * time.Millisecond)
 		}
 	}()
-	monitorDone := make(chan struct{})
-	go func() {
-		defer close(monitorDone)
-		var freeSince time.Time
-		for time.Now().Before(stop) {
-			free, owners := freeOn(servers, name)
-			now := time.Now()
-			switch {
-			case free < owners || owners < len(servers):
-				freeSince = time.Time{}
-			case freeSince.IsZero():
-				freeSince = now
-			case now.Sub(freeSince) > stuck:
-				oldest := now
-				waiting.Range(func(_, v any) bool {
-					if s := v.(time.Time); s.Before(oldest) {
-						oldest = s
-					}
-					return true
-				})
-				if oldest.Before(freeSince) {
-					report(fmt.Errorf("the lock was free on every node for %v while a Lock call that began before waited", now.Sub(freeSince)))
-					freeSince = now
-				}
-			}
-			time.Sleep(20 * time.Millisecond)
-		}
-	}()
+	monitorDone := watchFreeWhileWaiting(servers, name, len(servers), stop, stuck, &waiting, report)
 	wg.Wait()
 	<-monitorDone
 	close(errs)
@@ -781,34 +754,7 @@ func TestSkipReview2ShortContextsStorm(t *testing.T) {
 			time.Sleep(50 * time.Millisecond)
 		}
 	}()
-	monitorDone := make(chan struct{})
-	go func() {
-		defer close(monitorDone)
-		var freeSince time.Time
-		for time.Now().Before(stop) {
-			free, owners := freeOn(servers, name)
-			now := time.Now()
-			switch {
-			case free < owners || owners < len(servers):
-				freeSince = time.Time{}
-			case freeSince.IsZero():
-				freeSince = now
-			case now.Sub(freeSince) > 3*time.Second:
-				oldest := now
-				patient.Range(func(_, v any) bool {
-					if s := v.(time.Time); s.Before(oldest) {
-						oldest = s
-					}
-					return true
-				})
-				if oldest.Before(freeSince) {
-					report(fmt.Errorf("the lock was free on every node for %v while a patient Lock that began before waited", now.Sub(freeSince)))
-					freeSince = now
-				}
-			}
-			time.Sleep(20 * time.Millisecond)
-		}
-	}()
+	monitorDone := watchFreeWhileWaiting(servers, name, len(servers), stop, 3*time.Second, &patient, report)
 	wg.Wait()
 	<-monitorDone
 	close(errs)
