@@ -104,30 +104,7 @@ func TestSkipReviewBehindFencedWaiter(t *testing.T) {
 // free.)
 func TestSkipReviewHeadLockExpiresThenOthersTrade(t *testing.T) {
 	servers := redistest.StartN(t, 3)
-	holder := New(realPools(t, servers)...).NewMutex("skipx")
-	if err := holder.Lock(); err != nil {
-		t.Fatal(err)
-	}
-	rs := New(realPools(t, servers)...)
-	m1 := rs.NewMutex("skipx", WithRetryDelay(time.Hour), WithTries(1000), WithExpiry(2*time.Second))
-	d1 := startLock(t, m1)
-	w1 := queuedWaiter(t, m1)
-	queuedEverywhere(t, servers, w1)
-	m2 := rs.NewMutex("skipx", skipOpts()...)
-	d2 := startLock(t, m2)
-	w2 := secondWaiter(t, servers, m2, w1)
-
-	if ok, err := holder.Unlock(); !ok || err != nil {
-		t.Fatalf("holder Unlock() = %v, %v", ok, err)
-	}
-	select {
-	case err := <-d1:
-		if err != nil {
-			t.Fatalf("W1 Lock() = %v", err)
-		}
-	case <-time.After(5 * time.Second):
-		t.Fatal("W1 did not get its turn")
-	}
+	m1, m2, d2, w2 := w1HoldsW2Behind(t, servers, "skipx", WithRetryDelay(time.Hour), WithTries(1000), WithExpiry(2*time.Second))
 	// W1 holds and overruns its expiry; P, another process, takes the
 	// lock once it expired, and releases it.
 	p := New(realPools(t, servers)...).NewMutex("skipx", WithRetryDelay(50*time.Millisecond), WithTries(400))
@@ -148,30 +125,7 @@ func TestSkipReviewHeadLockExpiresThenOthersTrade(t *testing.T) {
 // Redsync will tell it anything.
 func TestSkipReviewHeadLockUnlockedElsewhere(t *testing.T) {
 	servers := redistest.StartN(t, 3)
-	holder := New(realPools(t, servers)...).NewMutex("skipv")
-	if err := holder.Lock(); err != nil {
-		t.Fatal(err)
-	}
-	rs := New(realPools(t, servers)...)
-	m1 := rs.NewMutex("skipv", skipOpts()...)
-	d1 := startLock(t, m1)
-	w1 := queuedWaiter(t, m1)
-	queuedEverywhere(t, servers, w1)
-	m2 := rs.NewMutex("skipv", skipOpts()...)
-	d2 := startLock(t, m2)
-	w2 := secondWaiter(t, servers, m2, w1)
-
-	if ok, err := holder.Unlock(); !ok || err != nil {
-		t.Fatalf("holder Unlock() = %v, %v", ok, err)
-	}
-	select {
-	case err := <-d1:
-		if err != nil {
-			t.Fatalf("W1 Lock() = %v", err)
-		}
-	case <-time.After(5 * time.Second):
-		t.Fatal("W1 did not get its turn")
-	}
+	m1, m2, d2, w2 := w1HoldsW2Behind(t, servers, "skipv", skipOpts()...)
 	other := New(realPools(t, servers)...).NewMutex("skipv", WithValue(m1.Value()))
 	if ok, err := other.Unlock(); !ok || err != nil {
 		t.Fatalf("Unlock elsewhere with W1's value = %v, %v", ok, err)
@@ -255,4 +209,36 @@ func TestSkipReviewNudgeBeforeQueued(t *testing.T) {
 			t.Errorf("node %d keeps %d keys after every call returned", i, n)
 		}
 	}
+}
+
+// w1HoldsW2Behind sets up a lock name held by another Redsync, W1 (of one
+// Redsync, with opts) in every node's queue and W2 (of the same) behind it;
+// then the holder unlocks and W1 gets its turn and the lock. It returns
+// W1's and W2's Mutexes, the channel of W2's Lock result, and W2.
+func w1HoldsW2Behind(t *testing.T, servers []*redistest.Server, name string, opts ...Option) (*Mutex, *Mutex, chan error, *waiter) {
+	t.Helper()
+	holder := New(realPools(t, servers)...).NewMutex(name)
+	if err := holder.Lock(); err != nil {
+		t.Fatal(err)
+	}
+	rs := New(realPools(t, servers)...)
+	m1 := rs.NewMutex(name, opts...)
+	d1 := startLock(t, m1)
+	w1 := queuedWaiter(t, m1)
+	queuedEverywhere(t, servers, w1)
+	m2 := rs.NewMutex(name, skipOpts()...)
+	d2 := startLock(t, m2)
+	w2 := secondWaiter(t, servers, m2, w1)
+	if ok, err := holder.Unlock(); !ok || err != nil {
+		t.Fatalf("holder Unlock() = %v, %v", ok, err)
+	}
+	select {
+	case err := <-d1:
+		if err != nil {
+			t.Fatalf("W1 Lock() = %v", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("W1 did not get its turn")
+	}
+	return m1, m2, d2, w2
 }
