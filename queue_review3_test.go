@@ -2,6 +2,7 @@ package redsync
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	mathrand "math/rand/v2"
 	"sync"
@@ -30,6 +31,9 @@ type delayPool struct {
 	armed *atomic.Bool
 	after bool
 	delay func(script *redis.Script, keysAndArgs []any) time.Duration
+	// fail, when set, picks the scripts that return an error instead of
+	// being sent (a pool timeout: every connection of the client busy).
+	fail func(script *redis.Script, keysAndArgs []any) bool
 }
 
 func (p *delayPool) Get(ctx context.Context) (redis.Conn, error) {
@@ -52,7 +56,12 @@ type delayConn struct {
 func (c *delayConn) Eval(script *redis.Script, keysAndArgs ...any) (any, error) {
 	var d time.Duration
 	if c.pool.armed.Load() {
-		d = c.pool.delay(script, keysAndArgs)
+		if c.pool.fail != nil && c.pool.fail(script, keysAndArgs) {
+			return nil, errors.New("review: redis: connection pool timeout")
+		}
+		if c.pool.delay != nil {
+			d = c.pool.delay(script, keysAndArgs)
+		}
 	}
 	if !c.pool.after {
 		time.Sleep(d)

@@ -571,62 +571,12 @@ func TestReview7ThousandCrashedWaitersAtHead(t *testing.T) {
 	done := startLock(t, m)
 	w := queuedWaiter(t, m)
 	queuedEverywhere(t, servers, w)
-	queueCrashedAheadFast(t, servers, w.member, 1100, time.Minute)
+	queueCrashedAhead(t, servers, w.member, 1100, time.Minute)
 	if unlockThenLocked(t, holder, done) {
 		m.Unlock()
 		return
 	}
 	t.Fatalf("1,100 entries of a crashed process at the head kept the live waiter from a free lock for 5s, past its retry delay (1s)")
-}
-
-// queueCrashedAheadFast is queueCrashedAhead in one ZADD per server.
-func queueCrashedAheadFast(t *testing.T, servers []*redistest.Server, member string, n int, life time.Duration) {
-	t.Helper()
-	for _, srv := range servers {
-		zkey := queueKeyOf(t, srv, member)
-		rep := srv.MustDo(t, "TIME")
-		sec, _ := strconv.ParseInt(rep.Elems[0].Text(), 10, 64)
-		end := sec*1000 + life.Milliseconds()
-		args := []string{"ZADD", zkey}
-		for i := 1; i <= n; i++ {
-			args = append(args, strconv.Itoa(i), fmt.Sprintf("deadbeefdeadbeef:%d|%d", i, end))
-		}
-		srv.MustDo(t, args...)
-	}
-}
-
-// failPool wraps a pool (that can be listened to) so that, while armed,
-// the scripts that fail picks return an error instead of being sent: a
-// pool timeout (every connection of the client busy), a refused dial. The
-// listening connections, which the client keeps apart, stay up.
-type failPool struct {
-	inner redis.Pool
-	armed *atomic.Bool
-	fail  func(script *redis.Script, keysAndArgs []any) bool
-}
-
-func (p *failPool) Get(ctx context.Context) (redis.Conn, error) {
-	c, err := p.inner.Get(ctx)
-	if err != nil {
-		return nil, err
-	}
-	return &failConn{Conn: c, pool: p}, nil
-}
-
-func (p *failPool) Listen(ctx context.Context, receive func(redis.Message)) (redis.Listener, error) {
-	return p.inner.(redis.Subscriber).Listen(ctx, receive)
-}
-
-type failConn struct {
-	redis.Conn
-	pool *failPool
-}
-
-func (c *failConn) Eval(script *redis.Script, keysAndArgs ...any) (any, error) {
-	if c.pool.armed.Load() && c.pool.fail(script, keysAndArgs) {
-		return nil, errors.New("review7: redis: connection pool timeout")
-	}
-	return c.Conn.Eval(script, keysAndArgs...)
 }
 
 // TestReview7TurnSwallowedByListeningProcess: a documented limit
@@ -668,7 +618,7 @@ func TestReview7TurnSwallowedByListeningProcess(t *testing.T) {
 	var armed atomic.Bool
 	pools := realPools(t, servers)
 	for i, p := range pools {
-		pools[i] = &failPool{inner: p, armed: &armed, fail: func(s *redis.Script, args []any) bool {
+		pools[i] = &delayPool{inner: p, armed: &armed, fail: func(s *redis.Script, args []any) bool {
 			return s == queueLeaveScript && len(args) > 2 && args[2] == "withdraw"
 		}}
 	}

@@ -764,9 +764,11 @@ func queueCrashedAhead(t *testing.T, servers []*redistest.Server, member string,
 		rep := srv.MustDo(t, "TIME")
 		sec, _ := strconv.ParseInt(rep.Elems[0].Text(), 10, 64)
 		end := sec*1000 + life.Milliseconds()
+		args := []string{"ZADD", zkey}
 		for i := 1; i <= n; i++ {
-			srv.MustDo(t, "ZADD", zkey, strconv.Itoa(i), fmt.Sprintf("deadbeefdeadbeef:%d|%d", i, end))
+			args = append(args, strconv.Itoa(i), fmt.Sprintf("deadbeefdeadbeef:%d|%d", i, end))
 		}
+		srv.MustDo(t, args...)
 	}
 }
 
