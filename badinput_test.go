@@ -235,6 +235,54 @@ func (e *badEnv) mutex(name string, opts ...redsync.Option) *redsync.Mutex {
 	return redsync.New(e.pools...).NewMutex(name, opts...)
 }
 
+// readonlyReplicas starts a primary and two replicas of it, and gives
+// the replicas as nodes 0 and 1, the primary as node 2.
+func (e *badEnv) readonlyReplicas() {
+	e.t.Helper()
+	// No wait before the replicas' full sync (5 s by default).
+	primary := redistest.Start(e.t, "--repl-diskless-sync-delay", "0")
+	e.start(2, "--replicaof", "127.0.0.1", fmt.Sprint(primary.Port()))
+	e.servers = append(e.servers, primary)
+	e.pools = append(e.pools, e.driver.newPool(e.t, primary.Addr(), ""))
+	for _, s := range e.servers[:2] {
+		pollUntil(e.t, "the replication link", func() bool {
+			rep, err := s.Do("INFO", "replication")
+			return err == nil && strings.Contains(rep.Str, "master_link_status:up")
+		})
+	}
+}
+
+// TestReadonlyReplicasTriesCounted: a Lock whose tries fail with node
+// errors makes no more tries than WithTries and the one that joins the
+// queue of waiters, also when wake-ups come. Replicas given as nodes echo their primary's messages:
+// the undo of every try (which took the key on the primary alone)
+// published a turn that a quorum of nodes delivered, and each such turn
+// brought an extra try forward, which did not count: a Lock with
+// WithTries(2) went on for minutes (hundreds of tries) with go-redis.
+func TestReadonlyReplicasTriesCounted(t *testing.T) {
+	const tries = 2
+	for _, d := range badInputDrivers {
+		t.Run(d.name, func(t *testing.T) {
+			e := &badEnv{t: t, driver: d}
+			e.readonlyReplicas()
+			log := &acquireLog{}
+			m := e.mutex("bad", roomy, redsync.WithTries(tries), redsync.WithRetryDelay(10*time.Millisecond), redsync.WithObserver(log))
+			err := m.Lock()
+			wantNodes(nil, "READONLY", 0, 1)(t, err)
+			log.mu.Lock()
+			defer log.mu.Unlock()
+			if len(log.events) != 1 {
+				t.Fatalf("%d acquire events, want 1", len(log.events))
+			}
+			// The try that joins the queue of waiters is extra.
+			if n := log.events[0].Attempts; n > tries+1 {
+				t.Errorf("Lock with WithTries(%d) made %d tries, each failed by READONLY on a quorum, want at most %d", tries, n, tries+1)
+			}
+			e.checkKeys()
+		})
+	}
+}
+
 // pollUntil polls cond every 20 ms for up to 10 s.
 func pollUntil(t *testing.T, what string, cond func() bool) {
 	t.Helper()
@@ -439,17 +487,7 @@ func badInputCases() []badInputCase {
 		{
 			name: "READONLY replicas",
 			setup: func(e *badEnv) *redsync.Mutex {
-				// No wait before the replicas' full sync (5 s by default).
-				primary := redistest.Start(e.t, "--repl-diskless-sync-delay", "0")
-				e.start(2, "--replicaof", "127.0.0.1", fmt.Sprint(primary.Port()))
-				e.servers = append(e.servers, primary)
-				e.pools = append(e.pools, e.driver.newPool(e.t, primary.Addr(), ""))
-				for _, s := range e.servers[:2] {
-					pollUntil(e.t, "the replication link", func() bool {
-						rep, err := s.Do("INFO", "replication")
-						return err == nil && strings.Contains(rep.Str, "master_link_status:up")
-					})
-				}
+				e.readonlyReplicas()
 				return e.mutex("bad", everyNode...)
 			},
 			want: wantNodes(nil, "READONLY", 0, 1),

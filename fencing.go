@@ -232,7 +232,7 @@ func (m *Mutex) FencingToken() uint64 {
 // results for the observer.
 func (m *Mutex) fencedAcquireRound(ctx context.Context, calls *lockCalls, tr *nodeTrace) (tally, uint64) {
 	var highest atomic.Uint64
-	t := m.nodes.broadcast(ctx, m.nodeTimeout(), m.failFast, nodeOp{trace: tr, settled: calls.settled, fn: func(ctx context.Context, node int) (int64, error) {
+	t := m.nodes.broadcast(ctx, m.nodeTimeout(), m.failFast, nodeOp{trace: tr, settled: &calls.settled, fn: func(ctx context.Context, node int) (int64, error) {
 		reply, err := evalScript(ctx, m.nodes.pools[node], m.nodes.runners[node], &calls.acquire)
 		if err != nil {
 			return 0, err

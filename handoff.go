@@ -278,10 +278,44 @@ type waiter struct {
 	// standby, when not zero, is when to try if no turn has come: a
 	// quorum named the waiter next, or a node gave it a turn.
 	standby time.Time
-	// tries are the ids (SHA1 of the value) of the waiter's last two queue
-	// tries: the undo of one may wake the waiter itself from a node where
-	// the try found the key free, which is no news to it.
-	tries [2]string
+	// tries are the waiter's last two queue tries, newest first: the undo
+	// of one may wake the waiter itself from a node where the try found
+	// the key free, which is no news to it (see ownTry).
+	tries [2]ownTry
+}
+
+// ownTry is a queue try of a waiter, as the turns its undo gives the
+// waiter tell it. A turn from one node is no news. One from a quorum is,
+// when the try may have taken the key on a quorum (its replies came late,
+// say: TestReview3TurnedWaiterSlowTryStallsQueue): the undo freed the
+// lock, and the waiter tries again at once. When the try cannot have
+// taken a quorum (nodes refused it), such a turn is an echo (replicas
+// given as nodes deliver their primary's messages), and each would bring
+// one more try forward, with no end (TestReadonlyReplicasTriesCounted):
+// narrow is set then, before the undo goes out, and its turns are
+// ignored.
+type ownTry struct {
+	id     string // SHA1 of the try's value, as in its undo's turns
+	narrow bool
+}
+
+// own tells whether id is one of the waiter's own tries, and whether that
+// try was narrow. The caller holds n.mu.
+func (w *waiter) own(id string) (own, narrow bool) {
+	for _, t := range w.tries {
+		if t.id == id {
+			return true, t.narrow
+		}
+	}
+	return false, false
+}
+
+// undoing notes, before the undo of the waiter's newest try goes out,
+// whether that try may have taken the key on a quorum (see ownTry).
+func (w *waiter) undoing(wide bool) {
+	w.n.mu.Lock()
+	w.tries[0].narrow = !wide
+	w.n.mu.Unlock()
 }
 
 // watch registers a waiter for the lock of m and makes sure every node
@@ -554,11 +588,15 @@ func (n *notifier) receive(ln *listenNode, gen uint64, msg redis.Message) {
 		}
 		switch kind {
 		case "turn":
+			own, narrow := w.own(id)
+			if narrow {
+				return // an echo (see ownTry)
+			}
 			count := heard(&w.turns, ln.slot, len(n.nodes), id)
 			if count == n.quorum {
 				w.turned, w.standby = true, time.Time{}
 				w.signal()
-			} else if soon := now.Add(standbyWait); count == 1 && !slices.Contains(w.tries[:], id) && (w.standby.IsZero() || soon.Before(w.standby)) {
+			} else if soon := now.Add(standbyWait); count == 1 && !own && (w.standby.IsZero() || soon.Before(w.standby)) {
 				// A turn from fewer nodes than a quorum, so far: the rest
 				// may follow, or the nodes' queues have come apart (a
 				// node lost its queue, or woke the waiter alone). Either
@@ -919,10 +957,10 @@ func (lw *lockWait) prepare(m *Mutex, calls *lockCalls) {
 	// The Unlock of an acquisition made by this try takes the waiter's
 	// entries out of the queues where the try failed (see lockWait.close).
 	calls.release = redis.NewScriptCall(releaseNotifyScript, m.keyArg, m.queueKeyArg, calls.value, w.member, w.ticketArg)
-	calls.member, calls.ticket = w.member, w.ticketArg
+	calls.member, calls.ticket, calls.waiter = w.member, w.ticketArg, w
 	sum := sha1.Sum([]byte(calls.value.(string)))
 	w.n.mu.Lock()
-	w.tries[0], w.tries[1] = hex.EncodeToString(sum[:]), w.tries[0]
+	w.tries[0], w.tries[1] = ownTry{id: hex.EncodeToString(sum[:])}, w.tries[0]
 	w.n.mu.Unlock()
 	lw.renew = time.Now().Add(life / 2)
 }

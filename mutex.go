@@ -80,10 +80,16 @@ type lockCalls struct {
 	// Lock, are its entry in the nodes' queues of waiters, which its
 	// release or local hand-off removes (handoff.go); "" otherwise.
 	member, ticket string
-	token          uint64 // WithFencing: the token, set by the try that acquired the lock
+	// waiter, for a try of a waiting Lock that joins the queues, is that
+	// waiter: its undo tells it whether the try may have taken a quorum
+	// (see ownTry).
+	waiter *waiter
+	token  uint64 // WithFencing: the token, set by the try that acquired the lock
 	// settled, when not nil, is closed once every node ended the command
-	// that made this acquisition: a local hand-off returns at a quorum
-	// (transfer.go), and the next command must not overtake it on a node.
+	// that made this acquisition, which returned before they all had (at
+	// a quorum, as a local hand-off does, or at a timeout): the next
+	// command must not overtake it on a node. nil when every node had
+	// answered (see nodeOp.settled).
 	settled chan struct{}
 	// WithFencing: the token proposed in the acquire round (fencing.go).
 	proposed uint64
@@ -297,11 +303,10 @@ func (m *Mutex) acquire(ctx context.Context, calls *lockCalls, rec *acquireRecor
 	// with WithFailFast, when ctx ends, at the node timeout): the undo of
 	// a failed try must not overtake it there, or the late script would
 	// set keys that nobody undoes (see awaitSettled).
-	calls.settled = make(chan struct{})
 	if m.fence.on {
 		t, highest = m.fencedAcquireRound(ctx, calls, tr)
 	} else {
-		t = m.nodes.broadcast(ctx, m.nodeTimeout(), m.failFast, nodeOp{call: &calls.acquire, setNX: calls.setNX, trace: tr, settled: calls.settled})
+		t = m.nodes.broadcast(ctx, m.nodeTimeout(), m.failFast, nodeOp{call: &calls.acquire, setNX: calls.setNX, trace: tr, settled: &calls.settled})
 	}
 	if m.guard.on {
 		t.needs("WithRestartGuard needs TIME, LASTSAVE and INFO in scripts")
@@ -326,6 +331,9 @@ func (m *Mutex) acquire(ctx context.Context, calls *lockCalls, rec *acquireRecor
 	// left nothing to undo.
 	if !t.nothingTaken() {
 		calls.awaitSettled(m.nodeTimeout())
+		if calls.waiter != nil {
+			calls.waiter.undoing(t.done+t.late >= m.nodes.quorum)
+		}
 		undo := &calls.release
 		switch {
 		case calls.quietUndo.Script() != nil && t.mostHeld() >= m.nodes.quorum:

@@ -237,10 +237,13 @@ func TestPipelinedFailFast(t *testing.T) {
 	release := make(chan struct{})
 	nodes[3].stall, nodes[4].stall = true, true
 	nodes[3].release, nodes[4].release = release, release
-	settled := make(chan struct{})
-	tl := m.nodes.broadcast(context.Background(), time.Minute, true, nodeOp{call: &calls.release, settled: settled})
+	var settled chan struct{}
+	tl := m.nodes.broadcast(context.Background(), time.Minute, true, nodeOp{call: &calls.release, settled: &settled})
 	if tl.done != 3 || tl.replied != 3 {
 		t.Errorf("tally: %d done of %d replies, want 3 of 3: the round did not return at the quorum", tl.done, tl.replied)
+	}
+	if settled == nil {
+		t.Fatal("the round returned before 2 nodes answered, and gave no channel to wait for them")
 	}
 	select {
 	case <-settled:

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"sync/atomic"
 	"time"
 
@@ -31,6 +32,7 @@ type tally struct {
 	taken     []int   // nodes where another owner holds the key
 	holders   []int64 // by taken node: the acquire script's reply, which tells the owner (see replyTakenBy)
 	permanent int     // nodes whose error another try will not cure
+	late      int     // nodes whose reply did not come in time: the command may have run there
 	errs      []error // *ErrNodeTaken and *RedisError, in order of arrival
 }
 
@@ -41,6 +43,9 @@ func (t *tally) add(r nodeResult) {
 		err, permanent := classifyReplyError(r.err)
 		if permanent {
 			t.permanent++
+		}
+		if isTimeout(r.err) {
+			t.late++
 		}
 		t.errs = append(t.errs, &RedisError{Node: r.node, Err: err})
 	case r.reply == replyDone:
@@ -157,10 +162,11 @@ type nodeOp struct {
 	call  *redis.ScriptCall
 	fn    nodeFunc
 	trace *nodeTrace // records the nodes' results for an observer; nil for none (hooks.go)
-	// settled, when not nil, is closed once every node's command has
-	// ended (with a reply, an error or its timeout), also when broadcast
-	// returned before (failFast).
-	settled chan struct{}
+	// settled, when not nil, is where a round that returns before every
+	// node's command ended (failFast, a timeout) stores a channel that is
+	// closed once they all have (with a reply, an error or their
+	// timeout). It stays nil when every node had answered.
+	settled *chan struct{}
 	// patience, when longer than the round's timeout, is how long the
 	// round may go on while its outcome is not decided (see broadcast).
 	patience time.Duration
@@ -181,6 +187,7 @@ type round struct {
 	op      nodeOp
 	results chan nodeResult
 	refs    atomic.Int32
+	settled chan struct{} // closed by the last release; nil for none
 	// stage times the per-node timeout of a round with patience (see
 	// broadcast); kept with the round, so that a recycled round needs no
 	// new timer.
@@ -219,7 +226,7 @@ func (r *round) release() {
 	for len(r.results) > 0 {
 		<-r.results
 	}
-	settled := r.op.settled
+	settled := r.settled
 	pool := r.n.rounds
 	*r = round{results: r.results, stage: r.stage}
 	pool.Put(r)
@@ -285,6 +292,7 @@ func (n *nodes) broadcast(ctx context.Context, timeout time.Duration, failFast b
 
 	var answered nodeSet
 	answered.init(count)
+	got := 0 // results received
 	// unanswered counts the nodes that did not answer as failed with err.
 	unanswered := func(err error) {
 		for node := range count {
@@ -300,6 +308,7 @@ collect:
 		select {
 		case res := <-r.results:
 			answered.add(res.node)
+			got++
 			t.add(res)
 			op.trace.add(res, start)
 			if failFast && t.decided(n.quorum) {
@@ -328,6 +337,12 @@ collect:
 	if r.stage != nil {
 		r.stage.Stop()
 	}
+	if op.settled != nil && got < count {
+		// Nodes' commands are still under way: the last one to end
+		// closes the channel (our reference keeps the round until then).
+		r.settled = make(chan struct{})
+		*op.settled = r.settled
+	}
 	r.release()
 	return t
 }
@@ -353,9 +368,6 @@ func (n *nodes) runInline(ctx context.Context, timeout time.Duration, op nodeOp)
 	cancel()
 	t.add(res)
 	op.trace.add(res, start)
-	if op.settled != nil {
-		close(op.settled)
-	}
 	return t
 }
 
@@ -550,18 +562,16 @@ func (n *nodes) broadcastPipelined(ctx context.Context, timeout time.Duration, f
 		}
 	}
 	cancel()
-	if op.settled != nil {
-		close(op.settled)
-	}
 	return t
 }
 
 // drainPipelined ends, in a goroutine of its own, a pipelined round that
 // returned early: it reads the replies still pending (nil entries are
 // skipped), waits for the spilled nodes' goroutines (by the round's
-// deadline), then cancels the round's context and closes settled (when not
-// nil). The outcomes no longer count.
-func (n *nodes) drainPipelined(ctx context.Context, cancel context.CancelFunc, deadline time.Time, pending []redis.PendingReply, spill chan nodeResult, spilled int, settled chan struct{}) {
+// deadline), then cancels the round's context and closes the channel it
+// stores in *settled (when settled is not nil). The outcomes no longer
+// count.
+func (n *nodes) drainPipelined(ctx context.Context, cancel context.CancelFunc, deadline time.Time, pending []redis.PendingReply, spill chan nodeResult, spilled int, settledp *chan struct{}) {
 	var rest []redis.PendingReply
 	for _, p := range pending {
 		if p != nil {
@@ -570,10 +580,12 @@ func (n *nodes) drainPipelined(ctx context.Context, cancel context.CancelFunc, d
 	}
 	if len(rest) == 0 && spilled == 0 {
 		cancel()
-		if settled != nil {
-			close(settled)
-		}
 		return
+	}
+	var settled chan struct{}
+	if settledp != nil {
+		settled = make(chan struct{})
+		*settledp = settled
 	}
 	go func() {
 		for _, p := range rest {
@@ -663,4 +675,12 @@ func evalScript(ctx context.Context, pool redis.Pool, runner redis.ScriptRunner,
 	// business.
 	_ = conn.Close()
 	return reply, err
+}
+
+// isTimeout reports whether err says that a reply did not come in time
+// (the round's per-node timeout, or the driver's own), as opposed to a
+// node's error reply or a refused connection.
+func isTimeout(err error) bool {
+	var ne net.Error
+	return errors.Is(err, context.DeadlineExceeded) || errors.As(err, &ne) && ne.Timeout()
 }

@@ -718,9 +718,10 @@ func (c *lateConn) Eval(script *redis.Script, keysAndArgs ...any) (any, error) {
 // quorum keeps every writer out for the TTL; a stray W keeps everyone out.
 // (The same engine path serves Mutex.LockContext.)
 //
-// Fixed: calls.settled is made for every try (not only with WithFailFast), and
-// awaited (bounded by the per-node timeout) before the undo, as the
-// fail-fast path already does.
+// Fixed: every try's round that returns before all nodes answered gives
+// a calls.settled (not only with WithFailFast), which is awaited (bounded
+// by the per-node timeout) before the undo, as the fail-fast path already
+// did.
 func TestReviewRWMutexBugCancelledTryLandsAfterUndo(t *testing.T) {
 	for _, write := range []bool{false, true} {
 		name := "RLockContext"

@@ -144,9 +144,7 @@ func (m *Mutex) handOver(ctx context.Context, calls *lockCalls, w *waiter, g *gr
 	// came, the next command on the lock waits (see awaitSettled): on a
 	// node, it could overtake the hand-off, which would then set a key
 	// that nobody holds.
-	settled := make(chan struct{})
-	t := wm.nodes.broadcast(ctx, wm.nodeTimeout(), true, nodeOp{call: &transfer, trace: trace, settled: settled})
-	next.settled = settled
+	t := wm.nodes.broadcast(ctx, wm.nodeTimeout(), true, nodeOp{call: &transfer, trace: trace, settled: &next.settled})
 	validity := wm.validityLeft(start)
 	if t.done >= wm.nodes.quorum && validity > 0 {
 		g.ok, g.value, g.calls = true, value, next
