@@ -169,7 +169,11 @@ func TestSkipReviewNudgeBeforeQueued(t *testing.T) {
 		close(start)
 		<-d1
 		w2 := otherWaiter(t, m2, w1)
-		time.Sleep(100 * time.Millisecond)
+		// W2 tries within moments, unless it stands behind: give it
+		// 100 ms, then 2 s more.
+		for deadline := time.Now().Add(100 * time.Millisecond); countQueued(t, servers, w2.member) == 0 && time.Now().Before(deadline); {
+			time.Sleep(5 * time.Millisecond)
+		}
 		if countQueued(t, servers, w2.member) == 0 {
 			time.Sleep(2 * time.Second)
 		}

@@ -59,8 +59,15 @@ done < <(find . -name go.mod -not -path ./go.mod -not -path ./benchmarks/go.mod 
 ) &
 background=$!
 
+# roottest runs the root module's tests, keeping a copy of their output
+# for the summary at the end.
+roottest() {
+	go test -race -count=1 -timeout 12m ./... "$@" 2>&1 | tee "$logs/root.log"
+	return "${PIPESTATUS[0]}"
+}
+
 step "go vet ./..." go vet ./...
-step "go test -race ./..." go test -race -count=1 -timeout 12m ./... "$@"
+step "go test -race ./..." roottest "$@"
 
 wait "$background"
 for i in "${!others[@]}"; do
@@ -74,6 +81,14 @@ done
 
 elapsed=$((SECONDS - start))
 if [ ${#failed[@]} -gt 0 ]; then
+	# The root module's output is long (a timeout prints every goroutine):
+	# repeat what failed, and the tests that were running at a timeout,
+	# where the end of the log shows them.
+	if grep -qE '^(panic: |--- FAIL|FAIL)' "$logs/root.log" 2>/dev/null; then
+		echo "==> the root module's failures, again"
+		grep -E -A12 '^panic: test timed out' "$logs/root.log"
+		grep -E '^\s*--- FAIL|^panic: |^FAIL' "$logs/root.log" | grep -v '^panic: test timed out'
+	fi
 	echo "FAIL: scripts/test.sh, after ${elapsed}s; failed steps:"
 	printf '  %s\n' "${failed[@]}"
 	exit 1
