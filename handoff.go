@@ -286,14 +286,15 @@ type waiter struct {
 
 // ownTry is a queue try of a waiter, as the turns its undo gives the
 // waiter tell it. A turn from one node is no news. One from a quorum is,
-// when the try may have taken the key on a quorum (its replies came late,
-// say: TestReview3TurnedWaiterSlowTryStallsQueue): the undo freed the
-// lock, and the waiter tries again at once. When the try cannot have
-// taken a quorum (nodes refused it), such a turn is an echo (replicas
-// given as nodes deliver their primary's messages), and each would bring
-// one more try forward, with no end (TestReadonlyReplicasTriesCounted):
-// narrow is set then, before the undo goes out, and its turns are
-// ignored.
+// when the try may have taken the key on a quorum (its replies came late
+// or were lost: TestReview3TurnedWaiterSlowTryStallsQueue, the
+// TestReview8 tests): the undo freed the lock, and the waiter tries again
+// at once. When the try cannot have taken a quorum (other owners and
+// error replies, such as READONLY, leave too few nodes: see
+// tally.mayHoldQuorum), such a turn is an echo (replicas given as nodes
+// deliver their primary's messages), and each would bring one more try
+// forward, with no end (TestReadonlyReplicasTriesCounted): narrow is set
+// then, before the undo goes out, and its turns are ignored.
 type ownTry struct {
 	id     string // SHA1 of the try's value, as in its undo's turns
 	narrow bool

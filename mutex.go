@@ -332,7 +332,7 @@ func (m *Mutex) acquire(ctx context.Context, calls *lockCalls, rec *acquireRecor
 	if !t.nothingTaken() {
 		calls.awaitSettled(m.nodeTimeout())
 		if calls.waiter != nil {
-			calls.waiter.undoing(t.done+t.late >= m.nodes.quorum)
+			calls.waiter.undoing(t.mayHoldQuorum(m.nodes.quorum))
 		}
 		undo := &calls.release
 		switch {

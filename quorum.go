@@ -4,7 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -32,7 +32,7 @@ type tally struct {
 	taken     []int   // nodes where another owner holds the key
 	holders   []int64 // by taken node: the acquire script's reply, which tells the owner (see replyTakenBy)
 	permanent int     // nodes whose error another try will not cure
-	late      int     // nodes whose reply did not come in time: the command may have run there
+	refused   int     // nodes that answered with an error reply: the command did not run there
 	errs      []error // *ErrNodeTaken and *RedisError, in order of arrival
 }
 
@@ -44,8 +44,8 @@ func (t *tally) add(r nodeResult) {
 		if permanent {
 			t.permanent++
 		}
-		if isTimeout(r.err) {
-			t.late++
+		if isErrorReply(r.err) {
+			t.refused++
 		}
 		t.errs = append(t.errs, &RedisError{Node: r.node, Err: err})
 	case r.reply == replyDone:
@@ -677,10 +677,28 @@ func evalScript(ctx context.Context, pool redis.Pool, runner redis.ScriptRunner,
 	return reply, err
 }
 
-// isTimeout reports whether err says that a reply did not come in time
-// (the round's per-node timeout, or the driver's own), as opposed to a
-// node's error reply or a refused connection.
-func isTimeout(err error) bool {
-	var ne net.Error
-	return errors.Is(err, context.DeadlineExceeded) || errors.As(err, &ne) && ne.Timeout()
+// isErrorReply reports whether err is a node's error reply, such as
+// "READONLY You can't write against a read only replica" or "ERR ...": an
+// error code in capitals, then a space. The node answered, and refused
+// the command. Other errors (a reset or closed connection, a timeout, a
+// pool out of connections) leave open whether the command ran.
+func isErrorReply(err error) bool {
+	code, _, ok := strings.Cut(err.Error(), " ")
+	if !ok || len(code) < 2 {
+		return false
+	}
+	for _, c := range code {
+		if (c < 'A' || c > 'Z') && c != '_' {
+			return false
+		}
+	}
+	return true
+}
+
+// mayHoldQuorum reports whether a failed try with this tally may have
+// set its value on a quorum q: unless other owners and error replies
+// leave too few nodes for one. Nodes that did not answer, or whose
+// connection failed, count as may have.
+func (t *tally) mayHoldQuorum(q int) bool {
+	return t.nodes-len(t.taken)-t.refused >= q
 }

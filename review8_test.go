@@ -1,0 +1,350 @@
+package redsync
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/go-redlock/redsync/internal/redistest"
+	"github.com/go-redlock/redsync/redis"
+	"github.com/go-redlock/redsync/redis/goredis"
+	goredislib "github.com/redis/go-redis/v9"
+)
+
+// review8Scene sets up what every test of this file shares: on servers,
+// a holder of key (another process) and two waiting Lock calls, W1 (on
+// w1pools, its own process) at the head of every node's queue and W2
+// (another process) behind it, all with opts (retry delay 1 h, entry life
+// 1 min: no fallback within a test). The holder's key is then deleted on
+// the last node (it expired there, say), so that its release wakes W1
+// from the other nodes, a quorum, and no turn of it can come in during
+// W1's try (a turn heard during the try is kept, and would make W1 try
+// again a standby wait later). arm runs just before the holder's Unlock;
+// the scene then asserts that one of the waiters gets the lock, free on
+// the nodes, within 5 s. describe, when not nil, adds to the failure.
+func review8Scene(t *testing.T, servers []*redistest.Server, key string, opts []Option, w1pools []redis.Pool, arm func(), describe func() string) {
+	t.Helper()
+	holder := New(realPools(t, servers)...).NewMutex(key, opts...)
+	if err := holder.Lock(); err != nil {
+		t.Fatal(err)
+	}
+	w1m := New(w1pools...).NewMutex(key, opts...)
+	w1done := startLock(t, w1m)
+	w1 := queuedWaiter(t, w1m)
+	queuedEverywhere(t, servers, w1)
+
+	w2m := New(realPools(t, servers)...).NewMutex(key, opts...)
+	w2done := startLock(t, w2m)
+	w2 := queuedWaiter(t, w2m)
+	queuedEverywhere(t, servers, w2)
+
+	servers[len(servers)-1].MustDo(t, "DEL", key)
+	arm()
+	released := time.Now()
+	if ok, err := holder.Unlock(); !ok || err != nil {
+		t.Fatalf("holder Unlock() = %v, %v", ok, err)
+	}
+	select {
+	case err := <-w2done:
+		if err != nil {
+			t.Fatalf("W2 Lock() = %v", err)
+		}
+		t.Logf("W2 got the lock %v after the release", time.Since(released))
+		w2m.Unlock()
+	case err := <-w1done:
+		if err != nil {
+			t.Fatalf("W1 Lock() = %v", err)
+		}
+		t.Logf("W1 got the lock %v after the release", time.Since(released))
+		w1m.Unlock()
+	case <-time.After(5 * time.Second):
+		free := 0
+		for _, srv := range servers {
+			if srv.MustDo(t, "EXISTS", key).Int == 0 {
+				free++
+			}
+		}
+		more := ""
+		if describe != nil {
+			more = "; " + describe()
+		}
+		t.Fatalf("no waiter got the lock within 5s of the release, with the key free on %d of %d nodes; W1 queued on %d, W2 on %d (retry delay 1h, entry renewal after 30s)%s",
+			free, len(servers), countQueued(t, servers, w1.member), countQueued(t, servers, w2.member), more)
+	}
+}
+
+// connReset is the error a read on a connection that the peer reset
+// returns (net.OpError wrapping ECONNRESET): not a timeout.
+func connReset() error {
+	return &net.OpError{Op: "read", Net: "tcp", Err: os.NewSyscallError("read", syscall.ECONNRESET)}
+}
+
+// TestReview8ResetAfterRunNarrowTryStallsQueue guards the liveness
+// promise ("waiters must not be stranded beyond a standby wait or two
+// while the lock is free") against the rule that ignores the turns of a
+// waiter's own "narrow" try (handoff.go ownTry). Its first form (d379c40)
+// took a try for narrow when done + timeouts < quorum; but a node error
+// that is no timeout does not say that the script did not run: a
+// connection reset after the command was written (a proxy, a load
+// balancer, a server that drops the connection) leaves the try's value on
+// the node. Now only other owners' keys and error replies make a try
+// narrow (tally.mayHoldQuorum).
+//
+// W1 (head of the queue) and W2 (another process, behind it) wait (see
+// review8Scene). The holder's Unlock gives W1 the turn (from nodes 0 and
+// 1); W1's try takes the free key on all three nodes, but the replies of
+// two are lost to a reset. The undo frees the key on all three nodes and
+// wakes the head of the queue, W1 itself, from every node, naming the
+// try: a turn from a quorum, which makes W1 try again at once
+// (TestReview3TurnedWaiterSlowTryStallsQueue's fix). The first form
+// ignored it; W2 heard nothing (the holder's turn reached W1, so nobody
+// was named standby), and nobody tried until W1's entry renewal (30 s)
+// or retry delay (1 h).
+func TestReview8ResetAfterRunNarrowTryStallsQueue(t *testing.T) {
+	servers := redistest.StartN(t, 3)
+	var armed atomic.Bool
+	pools := realPools(t, servers)
+	for i, p := range pools {
+		left := new(atomic.Int32)
+		if i > 0 {
+			left.Store(1) // nodes 1 and 2 lose the reply of one queue try
+		}
+		pools[i] = &scriptedPool{inner: p, armed: &armed, left: left, mode: "reset"}
+	}
+	opts := []Option{WithRetryDelay(time.Hour), WithTries(3), WithExpiry(time.Minute)}
+	review8Scene(t, servers, "r8", opts, pools, func() { armed.Store(true) }, nil)
+}
+
+// scriptedPool runs, for the queue tries (queue_acquire.lua) while armed,
+// up to left of them, the node's scripted behaviour: fail the try without
+// sending it, run it then lose the reply to a connection reset, run it
+// then report a driver timeout, or run it then hold the reply back.
+type scriptedPool struct {
+	inner redis.Pool
+	armed *atomic.Bool
+	left  *atomic.Int32 // queue tries still to script
+	// mode: "refuse" (error, not sent), "reset" (runs, then the reply is
+	// lost: a proxy, a load balancer or the server dropped the
+	// connection), "drivertimeout" (runs, then an i/o timeout), "slow"
+	// (runs, the reply comes after slow).
+	mode string
+	slow time.Duration
+}
+
+func (p *scriptedPool) Get(ctx context.Context) (redis.Conn, error) {
+	c, err := p.inner.Get(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return &scriptedConn{Conn: c, pool: p}, nil
+}
+
+func (p *scriptedPool) Listen(ctx context.Context, receive func(redis.Message)) (redis.Listener, error) {
+	return p.inner.(redis.Subscriber).Listen(ctx, receive)
+}
+
+type scriptedConn struct {
+	redis.Conn
+	pool *scriptedPool
+}
+
+func (c *scriptedConn) Eval(script *redis.Script, keysAndArgs ...any) (any, error) {
+	p := c.pool
+	if script != queueAcquireScript || !p.armed.Load() || p.left.Add(-1) < 0 {
+		return c.Conn.Eval(script, keysAndArgs...)
+	}
+	switch p.mode {
+	case "refuse":
+		return nil, errors.New("review8: redis: connection pool timeout")
+	case "reset":
+		_, _ = c.Conn.Eval(script, keysAndArgs...)
+		return nil, connReset()
+	case "drivertimeout":
+		_, _ = c.Conn.Eval(script, keysAndArgs...)
+		// What a driver whose read timeout is shorter than the round's
+		// per-node timeout returns (go-redis ReadTimeout, redigo's
+		// DialReadTimeout): "read tcp ...: i/o timeout".
+		return nil, &net.OpError{Op: "read", Net: "tcp", Err: os.ErrDeadlineExceeded}
+	default:
+		reply, err := c.Conn.Eval(script, keysAndArgs...)
+		time.Sleep(p.slow)
+		return reply, err
+	}
+}
+
+// TestReview8FailFastUnansweredNodeNarrowsTry is the same through
+// WithFailFast: a round that returns once its outcome is decided counts
+// nothing for the nodes that had not answered yet, so the first form's
+// done + timeouts < quorum held for a try that did take the key on a
+// quorum. Nodes that did not answer count as may have (tally.mayHoldQuorum).
+//
+// Three nodes, quorum 2. W1's turned try: node 0 refuses it (not sent),
+// node 1 runs it and its driver reports a read timeout, node 2 runs it
+// and answers 300 ms later (well within the per-node timeout). After
+// nodes 0 and 1 the try cannot win and the round returns. W1's value is
+// on nodes 1 and 2, a quorum: the undo (after node 2 settled) frees both
+// and wakes W1 from both, naming the try, and W1 tries again at once. The
+// first form ignored those turns, and W2, behind W1, heard nothing.
+func TestReview8FailFastUnansweredNodeNarrowsTry(t *testing.T) {
+	servers := redistest.StartN(t, 3)
+	var armed atomic.Bool
+	pools := realPools(t, servers)
+	modes := []string{"refuse", "drivertimeout", "slow"}
+	for i, p := range pools {
+		left := new(atomic.Int32)
+		left.Store(1)
+		pools[i] = &scriptedPool{inner: p, armed: &armed, left: left, mode: modes[i], slow: 300 * time.Millisecond}
+	}
+	opts := []Option{WithRetryDelay(time.Hour), WithTries(3), WithExpiry(time.Minute), WithFailFast(true)}
+	review8Scene(t, servers, "r8ff", opts, pools, func() { armed.Store(true) }, nil)
+}
+
+// resetProxy is a TCP proxy in front of a redis-server. While armed, it
+// resets (RST) the client's connection in place of forwarding the integer
+// reply to an EVALSHA of the queue try script, up to resets times: the
+// script ran on the server, and the client reads "connection reset by
+// peer", as behind a proxy or load balancer that drops a connection.
+type resetProxy struct {
+	ln     net.Listener
+	target string
+	armed  *atomic.Bool
+	resets atomic.Int32
+	did    atomic.Int32 // connections reset
+}
+
+func startResetProxy(t *testing.T, target string, armed *atomic.Bool) *resetProxy {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := &resetProxy{ln: ln, target: target, armed: armed}
+	t.Cleanup(func() { ln.Close() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go p.serve(c)
+		}
+	}()
+	return p
+}
+
+func (p *resetProxy) Addr() string { return p.ln.Addr().String() }
+
+func (p *resetProxy) serve(client net.Conn) {
+	server, err := net.Dial("tcp", p.target)
+	if err != nil {
+		client.Close()
+		return
+	}
+	var marked atomic.Bool // the command in flight is a queue try
+	sha := []byte(queueAcquireScript.Hash)
+	go func() {
+		buf := make([]byte, 64<<10)
+		for {
+			n, err := client.Read(buf)
+			if n > 0 {
+				if p.armed.Load() && bytes.Contains(buf[:n], sha) {
+					marked.Store(true)
+				}
+				if _, werr := server.Write(buf[:n]); werr != nil {
+					break
+				}
+			}
+			if err != nil {
+				break
+			}
+		}
+		server.Close()
+		client.Close()
+	}()
+	buf := make([]byte, 64<<10)
+	for {
+		n, err := server.Read(buf)
+		if n > 0 {
+			if marked.Swap(false) && p.armed.Load() && buf[0] == ':' && p.resets.Add(-1) >= 0 {
+				p.did.Add(1)
+				_ = client.(*net.TCPConn).SetLinger(0)
+				client.Close()
+				server.Close()
+				return
+			}
+			if _, werr := client.Write(buf[:n]); werr != nil {
+				break
+			}
+		}
+		if err != nil {
+			break
+		}
+	}
+	client.Close()
+	server.Close()
+}
+
+// TestReview8ProxyResetAfterRunStallsQueue is
+// TestReview8ResetAfterRunNarrowTryStallsQueue with nothing simulated in
+// the pool: W1 talks to the servers through TCP proxies with a plain
+// go-redis client (the pool as it ships, EVALSHA through RunScript), and
+// the proxies of nodes 1 and 2 reset W1's connection once, in place of
+// the reply to its turned queue try. go-redis returns "read: connection
+// reset by peer" (not a timeout), the try is "narrow", and the quorum of
+// turns its undo sends W1 is ignored.
+func TestReview8ProxyResetAfterRunStallsQueue(t *testing.T) {
+	servers := redistest.StartN(t, 3)
+	var armed atomic.Bool
+	pools := make([]redis.Pool, len(servers))
+	proxies := make([]*resetProxy, len(servers))
+	for i, srv := range servers {
+		p := startResetProxy(t, srv.Addr(), &armed)
+		proxies[i] = p
+		if i > 0 {
+			p.resets.Store(1)
+		}
+		client := goredislib.NewClient(&goredislib.Options{Addr: p.Addr(), MaxRetries: -1})
+		t.Cleanup(func() { client.Close() })
+		pools[i] = goredis.NewPool(client)
+	}
+	opts := []Option{WithRetryDelay(time.Hour), WithTries(3), WithExpiry(time.Minute)}
+	review8Scene(t, servers, "r8p", opts, pools, func() { armed.Store(true) }, func() string {
+		reset := 0
+		for _, p := range proxies {
+			reset += int(p.did.Load())
+		}
+		return fmt.Sprintf("the proxies reset %d of W1's connections in place of a queue try's reply", reset)
+	})
+}
+
+// TestIsErrorReply: only a node's error reply says that a command did not
+// run there; transport errors leave it open (tally.mayHoldQuorum).
+func TestIsErrorReply(t *testing.T) {
+	for _, c := range []struct {
+		err  error
+		want bool
+	}{
+		{errors.New("READONLY You can't write against a read only replica. script: 084d, on @user_script:183."), true},
+		{errors.New("ERR Error running script"), true},
+		{errors.New("NOSCRIPT No matching script. Please use EVAL."), true},
+		{errors.New("WRONGTYPE Operation against a key holding the wrong kind of value"), true},
+		{errors.New("OOM command not allowed when used memory > 'maxmemory'."), true},
+		{errors.New("EOF"), false},
+		{connReset(), false},
+		{&net.OpError{Op: "read", Net: "tcp", Err: os.ErrDeadlineExceeded}, false},
+		{errors.New("redis: connection pool timeout"), false},
+		{fmt.Errorf("no reply within the per-node timeout of 50ms: %w", context.DeadlineExceeded), false},
+		{context.Canceled, false},
+	} {
+		if got := isErrorReply(c.err); got != c.want {
+			t.Errorf("isErrorReply(%q) = %v, want %v", c.err, got, c.want)
+		}
+	}
+}
