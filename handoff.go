@@ -284,6 +284,31 @@ type waiter struct {
 	tries [2]ownTry
 }
 
+// queueTry is what a try of a waiting Lock that joins the nodes' queues
+// of waiters adds to its calls (lockCalls.queue).
+type queueTry struct {
+	// quietUndo is the undo of the try when it found another owner
+	// holding the lock on a quorum: it wakes nobody, since that owner's
+	// release will.
+	quietUndo redis.ScriptCall
+	// member and ticket are the waiter's entry in the queues, which the
+	// release or local hand-off of an acquisition made by the try removes
+	// where the try failed.
+	member, ticket string
+	// waiter is the waiter: the try's undo tells it whether the try may
+	// have taken a quorum (see ownTry).
+	waiter *waiter
+}
+
+// entry returns the member and ticket of the entries that an acquisition
+// made by a try of calls left in the queues; "" when it made none.
+func (c *lockCalls) entry() (member, ticket string) {
+	if c.queue == nil {
+		return "", ""
+	}
+	return c.queue.member, c.queue.ticket
+}
+
 // ownTry is a queue try of a waiter, as the turns its undo gives the
 // waiter tell it. A turn from one node is no news. One from a quorum is,
 // when the try may have taken the key on a quorum (its replies came late
@@ -954,11 +979,15 @@ func (lw *lockWait) prepare(m *Mutex, calls *lockCalls) {
 	calls.acquire = redis.NewScriptCall(queueAcquireScript, m.keyArg, m.queueKeyArg, calls.value, m.ttlArg, w.member, w.ticketArg, lifeArg, fresh)
 	calls.setNX = nil
 	calls.undo = redis.NewScriptCall(queueLeaveScript, m.keyArg, m.queueKeyArg, "undo", calls.value, w.member, w.ticketArg, lifeArg, "1")
-	calls.quietUndo = redis.NewScriptCall(queueLeaveScript, m.keyArg, m.queueKeyArg, "undo", calls.value, w.member, w.ticketArg, lifeArg, "0")
+	calls.queue = &queueTry{
+		quietUndo: redis.NewScriptCall(queueLeaveScript, m.keyArg, m.queueKeyArg, "undo", calls.value, w.member, w.ticketArg, lifeArg, "0"),
+		member:    w.member,
+		ticket:    w.ticketArg,
+		waiter:    w,
+	}
 	// The Unlock of an acquisition made by this try takes the waiter's
 	// entries out of the queues where the try failed (see lockWait.close).
 	calls.release = redis.NewScriptCall(releaseNotifyScript, m.keyArg, m.queueKeyArg, calls.value, w.member, w.ticketArg)
-	calls.member, calls.ticket, calls.waiter = w.member, w.ticketArg, w
 	sum := sha1.Sum([]byte(calls.value.(string)))
 	w.n.mu.Lock()
 	w.tries[0], w.tries[1] = ownTry{id: hex.EncodeToString(sum[:])}, w.tries[0]
@@ -1038,7 +1067,7 @@ func (lw *lockWait) failed(m *Mutex) {
 // joined the queues before, nothing of the acquisition knows the entries:
 // they are withdrawn in the background, at once.
 func (lw *lockWait) acquired(calls *lockCalls) {
-	if lw.w != nil && lw.w.standing.mayHaveEntries() && calls.member == "" {
+	if lw.w != nil && lw.w.standing.mayHaveEntries() && calls.queue == nil {
 		lw.withdraw(context.Background(), true)
 	}
 	lw.clean = true

@@ -72,19 +72,10 @@ type lockCalls struct {
 	setNX   []any
 	release redis.ScriptCall // announces the release unless WithReleaseNotification(false)
 	undo    redis.ScriptCall // a kind's undo of a failed try (see lockKind), or none: release
-	// quietUndo, when set, is the undo of a queue try that found another
-	// owner holding the lock on a quorum: it wakes nobody, since that
-	// owner's release will (handoff.go).
-	quietUndo redis.ScriptCall
-	// member and ticket, for an acquisition made by a try of a waiting
-	// Lock, are its entry in the nodes' queues of waiters, which its
-	// release or local hand-off removes (handoff.go); "" otherwise.
-	member, ticket string
-	// waiter, for a try of a waiting Lock that joins the queues, is that
-	// waiter: its undo tells it whether the try may have taken a quorum
-	// (see ownTry).
-	waiter *waiter
-	token  uint64 // WithFencing: the token, set by the try that acquired the lock
+	// queue, for a try of a waiting Lock that joins the nodes' queues of
+	// waiters, is what that try adds (handoff.go); nil otherwise.
+	queue *queueTry
+	token uint64 // WithFencing: the token, set by the try that acquired the lock
 	// settled, when not nil, is closed once every node ended the command
 	// that made this acquisition, which returned before they all had (at
 	// a quorum, as a local hand-off does, or at a timeout): the next
@@ -331,13 +322,13 @@ func (m *Mutex) acquire(ctx context.Context, calls *lockCalls, rec *acquireRecor
 	// left nothing to undo.
 	if !t.nothingTaken() {
 		calls.awaitSettled(m.nodeTimeout())
-		if calls.waiter != nil {
-			calls.waiter.undoing(t.mayHoldQuorum(m.nodes.quorum))
+		if calls.queue != nil {
+			calls.queue.waiter.undoing(t.mayHoldQuorum(m.nodes.quorum))
 		}
 		undo := &calls.release
 		switch {
-		case calls.quietUndo.Script() != nil && t.mostHeld() >= m.nodes.quorum:
-			undo = &calls.quietUndo
+		case calls.queue != nil && t.mostHeld() >= m.nodes.quorum:
+			undo = &calls.queue.quietUndo
 		case calls.undo.Script() != nil:
 			undo = &calls.undo
 		}

@@ -129,7 +129,8 @@ func (m *Mutex) handOver(ctx context.Context, calls *lockCalls, w *waiter, g *gr
 	next := wm.makeCalls(value)
 	next.handoffs = calls.handoffs + 1
 	member, ticket := w.entry()
-	transfer := redis.NewScriptCall(transferScript, m.keyArg, m.queueKeyArg, calls.value, next.value, wm.ttlArg, "", member, ticket, calls.member, calls.ticket)
+	holder, holderTicket := calls.entry()
+	transfer := redis.NewScriptCall(transferScript, m.keyArg, m.queueKeyArg, calls.value, next.value, wm.ttlArg, "", member, ticket, holder, holderTicket)
 	trace := tr
 	if trace == nil && wm.observer != nil {
 		trace = &nodeTrace{}
