@@ -253,8 +253,9 @@ func (e *badEnv) readonlyReplicas() {
 }
 
 // TestReadonlyReplicasTriesCounted: a Lock whose tries fail with node
-// errors makes no more tries than WithTries and the one that joins the
-// queue of waiters, also when wake-ups come. Replicas given as nodes echo their primary's messages:
+// errors makes no more tries than WithTries, the one that joins the
+// queue of waiters and a few that its own undos' wake-ups bring forward,
+// also when wake-ups keep coming. Replicas given as nodes echo their primary's messages:
 // the undo of every try (which took the key on the primary alone)
 // published a turn that a quorum of nodes delivered, and each such turn
 // brought an extra try forward, which did not count: a Lock with
@@ -274,9 +275,11 @@ func TestReadonlyReplicasTriesCounted(t *testing.T) {
 			if len(log.events) != 1 {
 				t.Fatalf("%d acquire events, want 1", len(log.events))
 			}
-			// The try that joins the queue of waiters is extra.
-			if n := log.events[0].Attempts; n > tries+1 {
-				t.Errorf("Lock with WithTries(%d) made %d tries, each failed by READONLY on a quorum, want at most %d", tries, n, tries+1)
+			// The try that joins the queue of waiters is extra, and so
+			// are up to three in a row that the echoed wake-ups of the
+			// Lock's own undos bring forward (maxOwnTurns).
+			if n, most := log.events[0].Attempts, tries+1+3; n > most {
+				t.Errorf("Lock with WithTries(%d) made %d tries, each failed by READONLY on a quorum, want at most %d", tries, n, most)
 			}
 			e.checkKeys()
 		})

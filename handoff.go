@@ -274,14 +274,16 @@ type waiter struct {
 	nexts []turnSeen // by release: nodes that named the waiter next
 	// turned is set when a quorum gave the waiter its turn (or a quorum
 	// of nodes began listening, and a turn may have been missed): try now.
-	turned bool
+	// ownTurn is set with it when only the undo of one of the waiter's
+	// own tries gave it (see lockWait.takeTurn).
+	turned, ownTurn bool
 	// standby, when not zero, is when to try if no turn has come: a
 	// quorum named the waiter next, or a node gave it a turn.
 	standby time.Time
-	// tries are the waiter's last two queue tries, newest first: the undo
-	// of one may wake the waiter itself from a node where the try found
-	// the key free, which is no news to it (see ownTry).
-	tries [2]ownTry
+	// tries are the ids (SHA1 of the value) of the waiter's last two
+	// queue tries: the undo of one may wake the waiter itself from a node
+	// where the try found the key free, which is no news to it.
+	tries [2]string
 }
 
 // queueTry is what a try of a waiting Lock that joins the nodes' queues
@@ -295,9 +297,6 @@ type queueTry struct {
 	// release or local hand-off of an acquisition made by the try removes
 	// where the try failed.
 	member, ticket string
-	// waiter is the waiter: the try's undo tells it whether the try may
-	// have taken a quorum (see ownTry).
-	waiter *waiter
 }
 
 // entry returns the member and ticket of the entries that an acquisition
@@ -307,41 +306,6 @@ func (c *lockCalls) entry() (member, ticket string) {
 		return "", ""
 	}
 	return c.queue.member, c.queue.ticket
-}
-
-// ownTry is a queue try of a waiter, as the turns its undo gives the
-// waiter tell it. A turn from one node is no news. One from a quorum is,
-// when the try may have taken the key on a quorum (its replies came late
-// or were lost: TestReview3TurnedWaiterSlowTryStallsQueue, the
-// TestReview8 tests): the undo freed the lock, and the waiter tries again
-// at once. When the try cannot have taken a quorum (other owners and
-// error replies, such as READONLY, leave too few nodes: see
-// tally.mayHoldQuorum), such a turn is an echo (replicas given as nodes
-// deliver their primary's messages), and each would bring one more try
-// forward, with no end (TestReadonlyReplicasTriesCounted): narrow is set
-// then, before the undo goes out, and its turns are ignored.
-type ownTry struct {
-	id     string // SHA1 of the try's value, as in its undo's turns
-	narrow bool
-}
-
-// own tells whether id is one of the waiter's own tries, and whether that
-// try was narrow. The caller holds n.mu.
-func (w *waiter) own(id string) (own, narrow bool) {
-	for _, t := range w.tries {
-		if t.id == id {
-			return true, t.narrow
-		}
-	}
-	return false, false
-}
-
-// undoing notes, before the undo of the waiter's newest try goes out,
-// whether that try may have taken the key on a quorum (see ownTry).
-func (w *waiter) undoing(wide bool) {
-	w.n.mu.Lock()
-	w.tries[0].narrow = !wide
-	w.n.mu.Unlock()
 }
 
 // watch registers a waiter for the lock of m and makes sure every node
@@ -442,15 +406,15 @@ func (w *waiter) wait() <-chan struct{} {
 
 // take reads and clears what woke w: its turn, and when to try if no turn
 // comes (zero: not named next).
-func (w *waiter) take() (turned bool, standby time.Time) {
+func (w *waiter) take() (turned, own bool, standby time.Time) {
 	if w == nil {
-		return false, time.Time{}
+		return false, false, time.Time{}
 	}
 	w.n.mu.Lock()
 	defer w.n.mu.Unlock()
-	turned, standby = w.turned, w.standby
-	w.turned = false
-	return turned, standby
+	turned, own, standby = w.turned, w.ownTurn, w.standby
+	w.turned, w.ownTurn = false, false
+	return turned, own, standby
 }
 
 // stopWaiting ends the wait of w: it takes w out of its key's waiters (when
@@ -494,7 +458,7 @@ func (w *waiter) tryStarts() {
 	}
 	w.n.mu.Lock()
 	w.turns, w.nexts = w.turns[:0], w.nexts[:0]
-	w.turned, w.standby = false, time.Time{}
+	w.turned, w.ownTurn, w.standby = false, false, time.Time{}
 	w.n.mu.Unlock()
 }
 
@@ -539,7 +503,7 @@ func (kw *keyWaiters) cover() {
 		}
 	}
 	if last != nil {
-		last.turned = true
+		last.turned, last.ownTurn = true, false
 		last.signal()
 	}
 }
@@ -594,7 +558,7 @@ func (n *notifier) receive(ln *listenNode, gen uint64, msg redis.Message) {
 			// gone unheard, and waiters that could not join the queue
 			// may now. Every waiter tries once.
 			for _, w := range n.members {
-				w.turned = true
+				w.turned, w.ownTurn = true, false
 				w.signal()
 			}
 		}
@@ -614,12 +578,11 @@ func (n *notifier) receive(ln *listenNode, gen uint64, msg redis.Message) {
 		}
 		switch kind {
 		case "turn":
-			own, narrow := w.own(id)
-			if narrow {
-				return // an echo (see ownTry)
-			}
+			own := slices.Contains(w.tries[:], id)
 			count := heard(&w.turns, ln.slot, len(n.nodes), id)
 			if count == n.quorum {
+				// Only own turns so far: ownTurn (lockWait.takeTurn).
+				w.ownTurn = own && (!w.turned || w.ownTurn)
 				w.turned, w.standby = true, time.Time{}
 				w.signal()
 			} else if soon := now.Add(standbyWait); count == 1 && !own && (w.standby.IsZero() || soon.Before(w.standby)) {
@@ -813,6 +776,9 @@ type lockWait struct {
 	// join is set when the waiter should join the queue with a try at
 	// once (or after a split vote's back-off).
 	join bool
+	// owns counts the tries in a row that turns from the waiter's own
+	// undos brought forward (see takeTurn).
+	owns int
 	// clean is set once the lock was taken where every node dropped the
 	// waiter's entries.
 	clean bool
@@ -859,7 +825,7 @@ func (lw *lockWait) await(ctx context.Context, try int) (waitResult, *grant) {
 	for {
 		// A turn may have come during the try before this wait (the try
 		// reached the nodes before the release): try again at once.
-		turned, standby := lw.w.take()
+		turned, standby := lw.takeTurn()
 		if turned {
 			r, g := lw.end(ctx, waitExtra)
 			return r, g
@@ -878,7 +844,7 @@ func (lw *lockWait) await(ctx context.Context, try int) (waitResult, *grant) {
 				r = waitExtra // a back-off, a renewal, or a turn that did not come
 			}
 		case <-woken:
-			turned, _ := lw.w.take()
+			turned, _ := lw.takeTurn()
 			if !turned && !lw.granted() {
 				continue // named next, or a token that lost to the timer
 			}
@@ -890,6 +856,35 @@ func (lw *lockWait) await(ctx context.Context, try int) (waitResult, *grant) {
 		}
 		return r, g
 	}
+}
+
+// maxOwnTurns bounds how many tries in a row the waiter's own undos
+// bring forward (see takeTurn).
+const maxOwnTurns = 3
+
+// takeTurn takes the waiter's turn, if one came, and its standby time. A
+// turn that only the undo of the waiter's own try gave, from a quorum,
+// means that the try had taken the key there (its replies came late, or
+// were lost: TestReview3TurnedWaiterSlowTryStallsQueue, the TestReview8
+// and TestReview9 tests), and the undo freed it: the waiter tries again
+// at once. But nodes that echo another node's messages (replicas given as
+// nodes deliver their primary's) make every undo such a turn, and each
+// would bring one more try forward, with no end
+// (TestReadonlyReplicasTriesCounted): so at most maxOwnTurns in a row do,
+// until another owner's release or undo turns the waiter; after that the
+// retry delay does.
+func (lw *lockWait) takeTurn() (turned bool, standby time.Time) {
+	turned, own, standby := lw.w.take()
+	switch {
+	case !turned:
+	case !own:
+		lw.owns = 0
+	case lw.owns < maxOwnTurns:
+		lw.owns++
+	default:
+		turned = false
+	}
+	return turned, standby
 }
 
 // granted reports whether a holder of this Redsync is handing the waiter
@@ -983,14 +978,13 @@ func (lw *lockWait) prepare(m *Mutex, calls *lockCalls) {
 		quietUndo: redis.NewScriptCall(queueLeaveScript, m.keyArg, m.queueKeyArg, "undo", calls.value, w.member, w.ticketArg, lifeArg, "0"),
 		member:    w.member,
 		ticket:    w.ticketArg,
-		waiter:    w,
 	}
 	// The Unlock of an acquisition made by this try takes the waiter's
 	// entries out of the queues where the try failed (see lockWait.close).
 	calls.release = redis.NewScriptCall(releaseNotifyScript, m.keyArg, m.queueKeyArg, calls.value, w.member, w.ticketArg)
 	sum := sha1.Sum([]byte(calls.value.(string)))
 	w.n.mu.Lock()
-	w.tries[0], w.tries[1] = ownTry{id: hex.EncodeToString(sum[:])}, w.tries[0]
+	w.tries[0], w.tries[1] = hex.EncodeToString(sum[:]), w.tries[0]
 	w.n.mu.Unlock()
 	lw.renew = time.Now().Add(life / 2)
 }

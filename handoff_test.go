@@ -199,7 +199,7 @@ func TestNotifierTurnQuorum(t *testing.T) {
 	send(0, "turn", w1, "a")
 	send(1, "turn", w1, "a")
 	send(1, "turn", w1, "a") // a repeat from one node counts once
-	if turned, standby := w1.take(); turned || isReady(c2) {
+	if turned, _, standby := w1.take(); turned || isReady(c2) {
 		t.Fatal("a waiter was told to try before a quorum gave it the turn")
 	} else if standby.Before(before.Add(standbyWait)) || standby.After(time.Now().Add(standbyWait)) {
 		// The first turn of a release sets a standby wait, in case the
@@ -208,13 +208,13 @@ func TestNotifierTurnQuorum(t *testing.T) {
 	}
 	<-c1 // the standby's signal
 	send(4, "turn", w1, "a")
-	if turned, _ := w1.take(); !turned || !isReady(c1) || isReady(c2) {
+	if turned, _, _ := w1.take(); !turned || !isReady(c1) || isReady(c2) {
 		t.Fatalf("after a quorum of turns: first waiter turned %v woken %v, second woken %v; want true, true, false", turned, isReady(c1), isReady(c2))
 	}
 	// The stragglers of the same release tell nothing new.
 	send(2, "turn", w1, "a")
 	send(3, "turn", w1, "a")
-	if turned, _ := w1.take(); turned || isReady(c1) {
+	if turned, _, _ := w1.take(); turned || isReady(c1) {
 		t.Fatal("stragglers of a turn already heard woke the waiter again")
 	}
 	// A turn for a member that is not waiting (any more) is ignored.
@@ -228,7 +228,7 @@ func TestNotifierTurnQuorum(t *testing.T) {
 	for i := range 3 {
 		send(i, "turn", w2, "c")
 	}
-	if turned, _ := w2.take(); !turned || !isReady(c2) {
+	if turned, _, _ := w2.take(); !turned || !isReady(c2) {
 		t.Fatal("a quorum of turns did not wake the second waiter")
 	}
 	w1.close()
@@ -255,7 +255,7 @@ func TestNotifierNextStandby(t *testing.T) {
 	for i := range 2 {
 		nodes[i].listener().receive(turnMsg(n, "next", w.member, "a"))
 	}
-	turned, standby := w.take()
+	turned, _, standby := w.take()
 	if turned || !isReady(c) {
 		t.Fatalf("named next by a quorum: turned %v, woken %v; want false, true", turned, isReady(c))
 	}
@@ -266,7 +266,7 @@ func TestNotifierNextStandby(t *testing.T) {
 	for i := range 2 {
 		nodes[i].listener().receive(turnMsg(n, "turn", w.member, "b"))
 	}
-	if turned, standby := w.take(); !turned || !standby.IsZero() {
+	if turned, _, standby := w.take(); !turned || !standby.IsZero() {
 		t.Fatalf("after a quorum of turns: turned %v, standby %v; want true, none", turned, standby)
 	}
 }
@@ -352,11 +352,11 @@ func TestNotifierReconnects(t *testing.T) {
 	// Messages of the old listener are ignored.
 	broken.receive(turnMsg(n, "turn", w.member, "a"))
 	nodes[1].listener().receive(turnMsg(n, "turn", w.member, "a"))
-	if turned, _ := w.take(); turned {
+	if turned, _, _ := w.take(); turned {
 		t.Error("a message of the failed listener counted")
 	}
 	nodes[0].listener().receive(turnMsg(n, "turn", w.member, "a"))
-	if turned, _ := w.take(); !turned {
+	if turned, _, _ := w.take(); !turned {
 		t.Error("a quorum with the new listener did not turn the waiter")
 	}
 }
@@ -556,5 +556,51 @@ func TestDoWithFakes(t *testing.T) {
 	})
 	if err == nil {
 		t.Error("Do() = nil after its lock was stolen, want the release's error")
+	}
+}
+
+// TestOwnTurnsBringFewTries: turns from a quorum that only the undos of
+// the waiter's own tries gave (replicas given as nodes echo them) bring at
+// most maxOwnTurns tries in a row forward; another owner's turn counts
+// again, and resets the count.
+func TestOwnTurnsBringFewTries(t *testing.T) {
+	nodes, pools := newFakeSubNodes(3)
+	m := New(pools...).NewMutex("k", WithRetryDelay(time.Hour))
+	lw := &lockWait{m: m}
+	lw.w = m.notify.watch(m)
+	defer lw.close(context.Background())
+	subscribedEverywhere(t, nodes)
+	eventually(t, "a quorum confirmed", func() bool {
+		m.notify.mu.Lock()
+		defer m.notify.mu.Unlock()
+		return m.notify.hears()
+	})
+	turn := func(id string) bool {
+		lw.tryStarts()
+		for i := range 2 {
+			nodes[i].listener().receive(turnMsg(m.notify, "turn", lw.w.member, id))
+		}
+		turned, _ := lw.takeTurn()
+		return turned
+	}
+	own := func(i int) string {
+		id := fmt.Sprintf("own%d", i)
+		m.notify.mu.Lock()
+		lw.w.tries[0], lw.w.tries[1] = id, lw.w.tries[0]
+		m.notify.mu.Unlock()
+		return id
+	}
+	for round := range 2 {
+		for i := range maxOwnTurns {
+			if !turn(own(round*10 + i)) {
+				t.Fatalf("round %d: own turn %d brought no try; want up to %d in a row", round, i+1, maxOwnTurns)
+			}
+		}
+		if turn(own(round*10 + maxOwnTurns)) {
+			t.Fatalf("round %d: own turn %d brought a try; want at most %d in a row", round, maxOwnTurns+1, maxOwnTurns)
+		}
+		if !turn(fmt.Sprintf("release%d", round)) {
+			t.Fatalf("round %d: another owner's turn brought no try", round)
+		}
 	}
 }

@@ -322,9 +322,6 @@ func (m *Mutex) acquire(ctx context.Context, calls *lockCalls, rec *acquireRecor
 	// left nothing to undo.
 	if !t.nothingTaken() {
 		calls.awaitSettled(m.nodeTimeout())
-		if calls.queue != nil {
-			calls.queue.waiter.undoing(t.mayHoldQuorum(m.nodes.quorum))
-		}
 		undo := &calls.release
 		switch {
 		case calls.queue != nil && t.mostHeld() >= m.nodes.quorum:

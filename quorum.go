@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"strings"
 	"sync/atomic"
 	"time"
 
@@ -32,7 +31,6 @@ type tally struct {
 	taken     []int   // nodes where another owner holds the key
 	holders   []int64 // by taken node: the acquire script's reply, which tells the owner (see replyTakenBy)
 	permanent int     // nodes whose error another try will not cure
-	refused   int     // nodes that answered with an error reply: the command did not run there
 	errs      []error // *ErrNodeTaken and *RedisError, in order of arrival
 }
 
@@ -43,9 +41,6 @@ func (t *tally) add(r nodeResult) {
 		err, permanent := classifyReplyError(r.err)
 		if permanent {
 			t.permanent++
-		}
-		if isErrorReply(r.err) {
-			t.refused++
 		}
 		t.errs = append(t.errs, &RedisError{Node: r.node, Err: err})
 	case r.reply == replyDone:
@@ -675,30 +670,4 @@ func evalScript(ctx context.Context, pool redis.Pool, runner redis.ScriptRunner,
 	// business.
 	_ = conn.Close()
 	return reply, err
-}
-
-// isErrorReply reports whether err is a node's error reply, such as
-// "READONLY You can't write against a read only replica" or "ERR ...": an
-// error code in capitals, then a space. The node answered, and refused
-// the command. Other errors (a reset or closed connection, a timeout, a
-// pool out of connections) leave open whether the command ran.
-func isErrorReply(err error) bool {
-	code, _, ok := strings.Cut(err.Error(), " ")
-	if !ok || len(code) < 2 {
-		return false
-	}
-	for _, c := range code {
-		if (c < 'A' || c > 'Z') && c != '_' {
-			return false
-		}
-	}
-	return true
-}
-
-// mayHoldQuorum reports whether a failed try with this tally may have
-// set its value on a quorum q: unless other owners and error replies
-// leave too few nodes for one. Nodes that did not answer, or whose
-// connection failed, count as may have.
-func (t *tally) mayHoldQuorum(q int) bool {
-	return t.nodes-len(t.taken)-t.refused >= q
 }
