@@ -580,12 +580,19 @@ func (n *notifier) receive(ln *listenNode, gen uint64, msg redis.Message) {
 		case "turn":
 			own := slices.Contains(w.tries[:], id)
 			count := heard(&w.turns, ln.slot, len(n.nodes), id)
-			if count == n.quorum {
-				// Only own turns so far: ownTurn (lockWait.takeTurn).
-				w.ownTurn = own && (!w.turned || w.ownTurn)
-				w.turned, w.standby = true, time.Time{}
+			switch {
+			case count == n.quorum && own:
+				// Only own turns so far: ownTurn, which may be ignored
+				// (lockWait.takeTurn); a standby time set by another
+				// owner's release stays for that case.
+				if !w.turned {
+					w.turned, w.ownTurn = true, true
+				}
 				w.signal()
-			} else if soon := now.Add(standbyWait); count == 1 && !own && (w.standby.IsZero() || soon.Before(w.standby)) {
+			case count == n.quorum:
+				w.turned, w.ownTurn, w.standby = true, false, time.Time{}
+				w.signal()
+			case count == 1 && !own && (w.standby.IsZero() || now.Add(standbyWait).Before(w.standby)):
 				// A turn from fewer nodes than a quorum, so far: the rest
 				// may follow, or the nodes' queues have come apart (a
 				// node lost its queue, or woke the waiter alone). Either
@@ -594,11 +601,13 @@ func (n *notifier) receive(ln *listenNode, gen uint64, msg redis.Message) {
 				// of the waiter's own try is not news: trying again then
 				// would go on for as long as a node misses the holder's
 				// key (TestReview6DownNodeDefeatsQuietUndoStorm).
-				w.standby = soon
+				w.standby = now.Add(standbyWait)
 				w.signal()
 			}
 		case "next":
-			if heard(&w.nexts, ln.slot, len(n.nodes), id) == n.quorum && !w.turned {
+			// A turn waiting to be taken makes a standby time moot, unless
+			// only the waiter's own undos gave it.
+			if heard(&w.nexts, ln.slot, len(n.nodes), id) == n.quorum && (!w.turned || w.ownTurn) {
 				w.standby = now.Add(time.Duration(min(rank, maxStandbyRank)) * standbyWait)
 				w.signal()
 			}

@@ -559,36 +559,49 @@ func TestDoWithFakes(t *testing.T) {
 	}
 }
 
-// TestOwnTurnsBringFewTries: turns from a quorum that only the undos of
-// the waiter's own tries gave (replicas given as nodes echo them) bring at
-// most maxOwnTurns tries in a row forward; another owner's turn counts
-// again, and resets the count.
-func TestOwnTurnsBringFewTries(t *testing.T) {
+// ownTurnFixture returns the wait of a Lock call of a Mutex over three
+// fake nodes (quorum 2, retry delay 1 h) whose Redsync hears a quorum, a
+// function that sends the waiter a message from some nodes, and one that
+// makes the waiter's newest try an own try whose id it returns.
+func ownTurnFixture(t *testing.T) (lw *lockWait, send func(kind, id string, from ...int), own func(i int) string) {
+	t.Helper()
 	nodes, pools := newFakeSubNodes(3)
 	m := New(pools...).NewMutex("k", WithRetryDelay(time.Hour))
-	lw := &lockWait{m: m}
+	lw = &lockWait{m: m}
 	lw.w = m.notify.watch(m)
-	defer lw.close(context.Background())
+	t.Cleanup(func() { lw.close(context.Background()) })
 	subscribedEverywhere(t, nodes)
 	eventually(t, "a quorum confirmed", func() bool {
 		m.notify.mu.Lock()
 		defer m.notify.mu.Unlock()
 		return m.notify.hears()
 	})
-	turn := func(id string) bool {
-		lw.tryStarts()
-		for i := range 2 {
-			nodes[i].listener().receive(turnMsg(m.notify, "turn", lw.w.member, id))
+	send = func(kind, id string, from ...int) {
+		for _, i := range from {
+			nodes[i].listener().receive(turnMsg(m.notify, kind, lw.w.member, id))
 		}
-		turned, _ := lw.takeTurn()
-		return turned
 	}
-	own := func(i int) string {
+	own = func(i int) string {
 		id := fmt.Sprintf("own%d", i)
 		m.notify.mu.Lock()
 		lw.w.tries[0], lw.w.tries[1] = id, lw.w.tries[0]
 		m.notify.mu.Unlock()
 		return id
+	}
+	return lw, send, own
+}
+
+// TestOwnTurnsBringFewTries: turns from a quorum that only the undos of
+// the waiter's own tries gave (replicas given as nodes echo them) bring at
+// most maxOwnTurns tries in a row forward; another owner's turn counts
+// again, and resets the count.
+func TestOwnTurnsBringFewTries(t *testing.T) {
+	lw, send, own := ownTurnFixture(t)
+	turn := func(id string) bool {
+		lw.tryStarts()
+		send("turn", id, 0, 1)
+		turned, _ := lw.takeTurn()
+		return turned
 	}
 	for round := range 2 {
 		for i := range maxOwnTurns {
