@@ -785,8 +785,8 @@ type lockWait struct {
 	// join is set when the waiter should join the queue with a try at
 	// once (or after a split vote's back-off).
 	join bool
-	// owns counts the tries in a row that turns from the waiter's own
-	// undos brought forward (see takeTurn).
+	// owns counts the tries in a row, up to the last one, that turns
+	// from the waiter's own undos brought forward (see takeTurn).
 	owns int
 	// clean is set once the lock was taken where every node dropped the
 	// waiter's entries.
@@ -811,6 +811,10 @@ const (
 // extra try forward, a holder of this Redsync hands the lock over (the
 // grant is returned), or ctx ends.
 func (lw *lockWait) await(ctx context.Context, try int) (waitResult, *grant) {
+	// A try that this wait brings by anything but a turn from the
+	// waiter's own undos ends their run (see takeTurn).
+	run := lw.owns
+	lw.owns = 0
 	now := time.Now()
 	if lw.next.IsZero() {
 		lw.next = now.Add(lw.retryDelay(lw.m.delayFunc(try)))
@@ -834,7 +838,7 @@ func (lw *lockWait) await(ctx context.Context, try int) (waitResult, *grant) {
 	for {
 		// A turn may have come during the try before this wait (the try
 		// reached the nodes before the release): try again at once.
-		turned, standby := lw.takeTurn()
+		turned, standby := lw.takeTurn(run)
 		if turned {
 			r, g := lw.end(ctx, waitExtra)
 			return r, g
@@ -853,7 +857,7 @@ func (lw *lockWait) await(ctx context.Context, try int) (waitResult, *grant) {
 				r = waitExtra // a back-off, a renewal, or a turn that did not come
 			}
 		case <-woken:
-			turned, _ := lw.takeTurn()
+			turned, _ := lw.takeTurn(run)
 			if !turned && !lw.granted() {
 				continue // named next, or a token that lost to the timer
 			}
@@ -879,17 +883,17 @@ const maxOwnTurns = 3
 // at once. But nodes that echo another node's messages (replicas given as
 // nodes deliver their primary's) make every undo such a turn, and each
 // would bring one more try forward, with no end
-// (TestReadonlyReplicasTriesCounted): so at most maxOwnTurns in a row do,
-// until another owner's release or undo turns the waiter; after that the
-// retry delay does.
-func (lw *lockWait) takeTurn() (turned bool, standby time.Time) {
+// (TestReadonlyReplicasTriesCounted): so at most maxOwnTurns in a row do;
+// run is how many tries in a row own turns brought before this wait
+// (lockWait.owns as await found it), and a try that anything else brings
+// ends the run (the TestReview11 tests). After that the retry delay, a
+// standby time, or another owner's turn does.
+func (lw *lockWait) takeTurn(run int) (turned bool, standby time.Time) {
 	turned, own, standby := lw.w.take()
 	switch {
-	case !turned:
-	case !own:
-		lw.owns = 0
-	case lw.owns < maxOwnTurns:
-		lw.owns++
+	case !turned || !own:
+	case run < maxOwnTurns:
+		lw.owns = run + 1
 	default:
 		turned = false
 	}

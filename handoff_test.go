@@ -576,6 +576,7 @@ func ownTurnFixture(t *testing.T) (lw *lockWait, send func(kind, id string, from
 		defer m.notify.mu.Unlock()
 		return m.notify.hears()
 	})
+	lw.tryStarts() // the try that the subscriptions' confirmation asks for
 	send = func(kind, id string, from ...int) {
 		for _, i := range from {
 			nodes[i].listener().receive(turnMsg(m.notify, kind, lw.w.member, id))
@@ -591,17 +592,39 @@ func ownTurnFixture(t *testing.T) (lw *lockWait, send func(kind, id string, from
 	return lw, send, own
 }
 
+// awaitTry runs one wait of lw and fails unless it ends with an extra try
+// within limit (the context ends after 3 s; ownTurnFixture's retry delay
+// is an hour).
+func awaitTry(t *testing.T, lw *lockWait, limit time.Duration, what string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+	defer cancel()
+	start := time.Now()
+	r, _ := lw.await(ctx, 1)
+	took := time.Since(start)
+	if r != waitExtra || took > limit {
+		t.Fatalf("%s: await = %v after %v, want an extra try within %v; the retry delay is 1h (waitDone = ctx of 3s ended: the waiter sleeps with the lock free)",
+			what, r, took.Round(time.Millisecond), limit)
+	}
+	t.Logf("%s: await = %v after %v", what, r, took.Round(time.Millisecond))
+}
+
 // TestOwnTurnsBringFewTries: turns from a quorum that only the undos of
 // the waiter's own tries gave (replicas given as nodes echo them) bring at
 // most maxOwnTurns tries in a row forward; another owner's turn counts
 // again, and resets the count.
 func TestOwnTurnsBringFewTries(t *testing.T) {
 	lw, send, own := ownTurnFixture(t)
+	// turn sends the turn of id from a quorum during a try, and reports
+	// whether the wait after the try ends at once with a try (the retry
+	// delay is an hour).
 	turn := func(id string) bool {
 		lw.tryStarts()
 		send("turn", id, 0, 1)
-		turned, _ := lw.takeTurn()
-		return turned
+		ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+		defer cancel()
+		r, _ := lw.await(ctx, 1)
+		return r == waitExtra
 	}
 	for round := range 2 {
 		for i := range maxOwnTurns {
