@@ -838,7 +838,7 @@ func (lw *lockWait) await(ctx context.Context, try int) (waitResult, *grant) {
 	for {
 		// A turn may have come during the try before this wait (the try
 		// reached the nodes before the release): try again at once.
-		turned, standby := lw.takeTurn(run)
+		turned, standby := lw.takeTurn(run, soon > 0)
 		if turned {
 			r, g := lw.end(ctx, waitExtra)
 			return r, g
@@ -857,7 +857,7 @@ func (lw *lockWait) await(ctx context.Context, try int) (waitResult, *grant) {
 				r = waitExtra // a back-off, a renewal, or a turn that did not come
 			}
 		case <-woken:
-			turned, _ := lw.takeTurn(run)
+			turned, _ := lw.takeTurn(run, soon > 0)
 			if !turned && !lw.granted() {
 				continue // named next, or a token that lost to the timer
 			}
@@ -885,13 +885,18 @@ const maxOwnTurns = 3
 // would bring one more try forward, with no end
 // (TestReadonlyReplicasTriesCounted): so at most maxOwnTurns in a row do;
 // run is how many tries in a row own turns brought before this wait
-// (lockWait.owns as await found it), and a try that anything else brings
-// ends the run (the TestReview11 tests). After that the retry delay, a
+// (lockWait.owns as await found it), and a try that anything else brings,
+// or that an own turn brings while a standby time or a back-off (backoff)
+// waits, ends the run (the TestReview11 tests). After that the retry delay, a
 // standby time, or another owner's turn does.
-func (lw *lockWait) takeTurn(run int) (turned bool, standby time.Time) {
+func (lw *lockWait) takeTurn(run int, backoff bool) (turned bool, standby time.Time) {
 	turned, own, standby := lw.w.take()
 	switch {
 	case !turned || !own:
+	case backoff || !standby.IsZero():
+		// The try also serves another wake-up (a standby time that
+		// another owner's release set, a back-off after a split vote):
+		// it ends the run (the TestReview12 tests).
 	case run < maxOwnTurns:
 		lw.owns = run + 1
 	default:
