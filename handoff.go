@@ -452,14 +452,18 @@ func (w *waiter) unqueue() {
 }
 
 // tryStarts forgets the turns that came before a try: the try uses them.
-func (w *waiter) tryStarts() {
+// It reports whether one of them was another owner's (a turn or a
+// standby time), which the try then serves too.
+func (w *waiter) tryStarts() (foreign bool) {
 	if w == nil {
-		return
+		return false
 	}
 	w.n.mu.Lock()
+	defer w.n.mu.Unlock()
+	foreign = w.turned && !w.ownTurn || !w.standby.IsZero()
 	w.turns, w.nexts = w.turns[:0], w.nexts[:0]
 	w.turned, w.ownTurn, w.standby = false, false, time.Time{}
-	w.n.mu.Unlock()
+	return foreign
 }
 
 // close unregisters w; the last waiter of the Redsync lets the listening
@@ -838,7 +842,7 @@ func (lw *lockWait) await(ctx context.Context, try int) (waitResult, *grant) {
 	for {
 		// A turn may have come during the try before this wait (the try
 		// reached the nodes before the release): try again at once.
-		turned, standby := lw.takeTurn(run, soon > 0)
+		turned, standby := lw.takeTurn(run, soon > 0 || renewDue(lw.renew))
 		if turned {
 			r, g := lw.end(ctx, waitExtra)
 			return r, g
@@ -857,7 +861,7 @@ func (lw *lockWait) await(ctx context.Context, try int) (waitResult, *grant) {
 				r = waitExtra // a back-off, a renewal, or a turn that did not come
 			}
 		case <-woken:
-			turned, _ := lw.takeTurn(run, soon > 0)
+			turned, _ := lw.takeTurn(run, soon > 0 || renewDue(lw.renew))
 			if !turned && !lw.granted() {
 				continue // named next, or a token that lost to the timer
 			}
@@ -886,23 +890,30 @@ const maxOwnTurns = 3
 // (TestReadonlyReplicasTriesCounted): so at most maxOwnTurns in a row do;
 // run is how many tries in a row own turns brought before this wait
 // (lockWait.owns as await found it), and a try that anything else brings,
-// or that an own turn brings while a standby time or a back-off (backoff)
-// waits, ends the run (the TestReview11 tests). After that the retry delay, a
+// or that an own turn brings while a standby time waits or a back-off or
+// a renewal is due (due), ends the run (the TestReview11 tests). After that the retry delay, a
 // standby time, or another owner's turn does.
-func (lw *lockWait) takeTurn(run int, backoff bool) (turned bool, standby time.Time) {
+func (lw *lockWait) takeTurn(run int, due bool) (turned bool, standby time.Time) {
 	turned, own, standby := lw.w.take()
 	switch {
 	case !turned || !own:
-	case backoff || !standby.IsZero():
+	case due || !standby.IsZero():
 		// The try also serves another wake-up (a standby time that
-		// another owner's release set, a back-off after a split vote):
-		// it ends the run (the TestReview12 tests).
+		// another owner's release set, a back-off after a split vote,
+		// a renewal that is due): it ends the run (the TestReview12 and
+		// TestReview13 tests).
 	case run < maxOwnTurns:
 		lw.owns = run + 1
 	default:
 		turned = false
 	}
 	return turned, standby
+}
+
+// renewDue reports whether renew, the time of a waiter's entry renewal
+// (lockWait.renew), is set and has come.
+func renewDue(renew time.Time) bool {
+	return !renew.IsZero() && !time.Now().Before(renew)
 }
 
 // granted reports whether a holder of this Redsync is handing the waiter
@@ -960,9 +971,13 @@ func (m *Mutex) entryLife() time.Duration {
 	return max(m.expiry, minEntryLife)
 }
 
-// tryStarts notes the start of a try.
+// tryStarts notes the start of a try. Another owner's wake-up that came
+// since the wait ended is served by the try, and ends the run of tries
+// that own turns brought (see takeTurn; the TestReview13 tests).
 func (lw *lockWait) tryStarts() {
-	lw.w.tryStarts()
+	if lw.w.tryStarts() {
+		lw.owns = 0
+	}
 }
 
 // prepare makes calls, the calls of a try of a waiter that may join the
