@@ -420,24 +420,24 @@ func (w *waiter) take() (turned, own bool, standby time.Time) {
 // stopWaiting ends the wait of w: it takes w out of its key's waiters (when
 // the timer or the context won) and, when a holder took w out to hand it
 // the lock directly, waits for that hand-off to end and returns it if the
-// lock is now w's.
-func (w *waiter) stopWaiting() *grant {
+// lock is now w's. claimed tells whether a hand-off was tried at all.
+func (w *waiter) stopWaiting() (g *grant, claimed bool) {
 	if w == nil {
-		return nil
+		return nil, false
 	}
 	w.n.mu.Lock()
 	w.unqueue()
-	g := w.grant
+	g = w.grant
 	w.grant = nil
 	w.n.mu.Unlock()
 	if g == nil {
-		return nil
+		return nil, false
 	}
 	<-g.done
 	if !g.ok {
-		return nil
+		return nil, true
 	}
-	return g
+	return g, true
 }
 
 // unqueue removes w from its key's waiters. The caller holds n.mu.
@@ -928,7 +928,13 @@ func (lw *lockWait) granted() bool {
 // a hand-off that came meanwhile: it takes the waiter out of its key's
 // waiters and returns the grant, or gives it back when ctx ended.
 func (lw *lockWait) end(ctx context.Context, r waitResult) (waitResult, *grant) {
-	g := lw.w.stopWaiting()
+	g, claimed := lw.w.stopWaiting()
+	if claimed {
+		// A holder's hand-off is another owner's wake-up: it ends the
+		// run of tries that own turns brought (see takeTurn;
+		// TestReview14FailedHandOffWithOwnTurnKeepsRun).
+		lw.owns = 0
+	}
 	switch {
 	case g != nil && r == waitDone:
 		lw.m.refuseGrant(g) // handed over as ctx ended: give it back

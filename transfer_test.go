@@ -342,7 +342,7 @@ func TestClaimBoundsLocalHandOffs(t *testing.T) {
 		}
 		claimed++
 		close(g.done)
-		if g := w.stopWaiting(); g != nil {
+		if g, _ := w.stopWaiting(); g != nil {
 			t.Fatalf("stopWaiting returned a grant that was not ok")
 		}
 	}
