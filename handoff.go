@@ -978,10 +978,11 @@ func (m *Mutex) entryLife() time.Duration {
 }
 
 // tryStarts notes the start of a try. Another owner's wake-up that came
-// since the wait ended is served by the try, and ends the run of tries
-// that own turns brought (see takeTurn; the TestReview13 tests).
+// since the wait ended, or a renewal that came due, is served by the
+// try, and ends the run of tries that own turns brought (see takeTurn;
+// the TestReview13 tests, TestReview15RenewalDueBeforeTryKeepsRun).
 func (lw *lockWait) tryStarts() {
-	if lw.w.tryStarts() {
+	if lw.w.tryStarts() || renewDue(lw.renew) {
 		lw.owns = 0
 	}
 }
