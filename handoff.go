@@ -452,15 +452,17 @@ func (w *waiter) unqueue() {
 }
 
 // tryStarts forgets the turns that came before a try: the try uses them.
-// It reports whether one of them was another owner's (a turn or a
-// standby time), which the try then serves too.
+// It reports whether one of them was another owner's (a turn, a standby
+// time, a 'next' from some nodes so far), which the try then serves too
+// (TestReview16NextSplitByTryKeepsRun).
 func (w *waiter) tryStarts() (foreign bool) {
 	if w == nil {
 		return false
 	}
 	w.n.mu.Lock()
 	defer w.n.mu.Unlock()
-	foreign = w.turned && !w.ownTurn || !w.standby.IsZero()
+	foreign = w.turned && !w.ownTurn || !w.standby.IsZero() ||
+		slices.ContainsFunc(w.nexts, func(s turnSeen) bool { return !slices.Contains(w.tries[:], s.id) })
 	w.turns, w.nexts = w.turns[:0], w.nexts[:0]
 	w.turned, w.ownTurn, w.standby = false, false, time.Time{}
 	return foreign
