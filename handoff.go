@@ -1008,7 +1008,7 @@ func (lw *lockWait) prepare(m *Mutex, calls *lockCalls) {
 	}
 	w.n.mu.Unlock()
 	if !hears {
-		lw.renew = time.Time{}
+		lw.renewAt(time.Time{})
 		return // a turn would go unheard: poll
 	}
 	life := m.entryLife()
@@ -1028,7 +1028,18 @@ func (lw *lockWait) prepare(m *Mutex, calls *lockCalls) {
 	w.n.mu.Lock()
 	w.tries[0], w.tries[1] = hex.EncodeToString(sum[:]), w.tries[0]
 	w.n.mu.Unlock()
-	lw.renew = time.Now().Add(life / 2)
+	lw.renewAt(time.Now().Add(life / 2))
+}
+
+// renewAt sets, for a try that is starting, when the waiter's entries are
+// next due for renewal (zero: never). A renewal that had come due is
+// served by this try, which ends the run of tries that own turns brought
+// (see takeTurn; TestReview17RenewalDueInTryBeforePrepareKeepsRun).
+func (lw *lockWait) renewAt(at time.Time) {
+	if renewDue(lw.renew) {
+		lw.owns = 0
+	}
+	lw.renew = at
 }
 
 // begin makes a Lock call that may wait (tries > 1) a waiter before its

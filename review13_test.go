@@ -87,7 +87,7 @@ func TestReview13DueRenewalCountedAsOwnTurn(t *testing.T) {
 	lw.renew = time.Now().Add(-10 * time.Millisecond) // came due during the third try
 	awaitTry(t, lw, 2*time.Second, "a due renewal and an own turn from a quorum")
 	// The try (prepare) sets the next renewal half an entry's life later.
-	lw.renew = time.Now().Add(lw.m.entryLife() / 2)
+	lw.renewAt(time.Now().Add(lw.m.entryLife() / 2))
 	lw.tryStarts()
 	send("turn", own(maxOwnTurns), 0, 1)
 	awaitTry(t, lw, 2*time.Second, "own turn from a quorum after a try that a due renewal brought")
@@ -105,7 +105,7 @@ func TestReview13RenewalAloneEndsRun(t *testing.T) {
 	}
 	lw.renew = time.Now().Add(-10 * time.Millisecond)
 	awaitTry(t, lw, 2*time.Second, "a due renewal alone")
-	lw.renew = time.Now().Add(lw.m.entryLife() / 2)
+	lw.renewAt(time.Now().Add(lw.m.entryLife() / 2))
 	lw.tryStarts()
 	own(maxOwnTurns - 1)
 	send("turn", own(maxOwnTurns), 0, 1)

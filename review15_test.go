@@ -38,7 +38,7 @@ func TestReview15RenewalDueBeforeTryKeepsRun(t *testing.T) {
 	}
 	lw.tryStarts()
 	// The try (prepare) sets the next renewal half an entry's life later.
-	lw.renew = time.Now().Add(lw.m.entryLife() / 2)
+	lw.renewAt(time.Now().Add(lw.m.entryLife() / 2))
 	send("turn", own(maxOwnTurns), 0, 1)
 	awaitTry(t, lw, 2*time.Second, "own turn from a quorum after a try that also served a renewal that came due before it")
 }
@@ -56,7 +56,7 @@ func TestReview15RenewalAloneEndsRun(t *testing.T) {
 	lw.renew = time.Now().Add(50 * time.Millisecond)
 	awaitTry(t, lw, 2*time.Second, "a renewal alone")
 	lw.tryStarts()
-	lw.renew = time.Now().Add(lw.m.entryLife() / 2)
+	lw.renewAt(time.Now().Add(lw.m.entryLife() / 2))
 	send("turn", own(maxOwnTurns), 0, 1)
 	awaitTry(t, lw, 2*time.Second, "own turn from a quorum after a try that a renewal brought alone")
 }
