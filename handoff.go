@@ -413,8 +413,19 @@ func (w *waiter) take() (turned, own bool, standby time.Time) {
 	w.n.mu.Lock()
 	defer w.n.mu.Unlock()
 	turned, own, standby = w.turned, w.ownTurn, w.standby
+	// A 'next' of another owner from some nodes so far asks for a try as
+	// much as a standby time: the own turn is not alone then
+	// (TestReview18ForeignNextWithOwnTurnDropped).
+	own = own && !w.foreignNext()
 	w.turned, w.ownTurn = false, false
 	return turned, own, standby
+}
+
+// foreignNext reports whether another owner's release named the waiter
+// next since its last try, from any number of nodes. The caller holds
+// n.mu.
+func (w *waiter) foreignNext() bool {
+	return slices.ContainsFunc(w.nexts, func(s turnSeen) bool { return !slices.Contains(w.tries[:], s.id) })
 }
 
 // stopWaiting ends the wait of w: it takes w out of its key's waiters (when
@@ -461,8 +472,7 @@ func (w *waiter) tryStarts() (foreign bool) {
 	}
 	w.n.mu.Lock()
 	defer w.n.mu.Unlock()
-	foreign = w.turned && !w.ownTurn || !w.standby.IsZero() ||
-		slices.ContainsFunc(w.nexts, func(s turnSeen) bool { return !slices.Contains(w.tries[:], s.id) })
+	foreign = w.turned && !w.ownTurn || !w.standby.IsZero() || w.foreignNext()
 	w.turns, w.nexts = w.turns[:0], w.nexts[:0]
 	w.turned, w.ownTurn, w.standby = false, false, time.Time{}
 	return foreign
