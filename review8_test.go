@@ -35,6 +35,16 @@ func review8Scene(t *testing.T, servers []*redistest.Server, key string, opts []
 	if err := holder.Lock(); err != nil {
 		t.Fatal(err)
 	}
+	// With WithFailFast, Lock returns at a quorum: the key is deleted on
+	// the last node below, so it must be on every node first.
+	eventually(t, "the holder's key on every node", func() bool {
+		for _, srv := range servers {
+			if srv.MustDo(t, "EXISTS", key).Int == 0 {
+				return false
+			}
+		}
+		return true
+	})
 	w1m := New(w1pools...).NewMutex(key, opts...)
 	w1done := startLock(t, w1m)
 	w1 := queuedWaiter(t, w1m)
@@ -207,26 +217,41 @@ func TestReview8FailFastUnansweredNodeNarrowsTry(t *testing.T) {
 	review8Scene(t, servers, "r8ff", opts, pools, func() { armed.Store(true) }, nil)
 }
 
-// resetProxy is a TCP proxy in front of a redis-server. While armed, it
-// resets (RST) the client's connection in place of forwarding the integer
-// reply to an EVALSHA of the queue try script, up to resets times: the
-// script ran on the server, and the client reads "connection reset by
-// peer", as behind a proxy or load balancer that drops a connection.
-type resetProxy struct {
-	ln     net.Listener
-	target string
-	armed  *atomic.Bool
-	resets atomic.Int32
-	did    atomic.Int32 // connections reset
+// tryProxy is a TCP proxy in front of a redis-server for the review
+// tests. It forwards everything; while armed, for up to left of W1's
+// queue tries (EVALSHA of queue_acquire.lua), it acts by mode:
+//   - "reset": the try runs on the server, and the proxy resets (RST)
+//     the client's connection in place of the integer reply, as a proxy
+//     or load balancer that drops a connection ("connection reset by
+//     peer");
+//   - "err": the try runs, and the client gets "-ERR Connection timed
+//     out" in place of the integer reply, twemproxy's answer when its
+//     server_timeout ran out after it had forwarded the request;
+//   - "restart": a node that crashed right after it ran the try and came
+//     back loading its data (AOF with appendfsync always keeps the
+//     write): the reply is replaced by a reset, and the next three queue
+//     tries, on any connection, get "-LOADING ..." without being
+//     forwarded (go-redis, MaxRetries 3, retries after the reset and each
+//     LOADING, then returns LOADING).
+//
+// did counts what it did: resets, ERR answers, LOADING answers.
+type tryProxy struct {
+	ln      net.Listener
+	target  string
+	mode    string
+	armed   *atomic.Bool
+	left    atomic.Int32
+	loading atomic.Int32
+	did     atomic.Int32
 }
 
-func startResetProxy(t *testing.T, target string, armed *atomic.Bool) *resetProxy {
+func startTryProxy(t *testing.T, target, mode string, armed *atomic.Bool) *tryProxy {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	p := &resetProxy{ln: ln, target: target, armed: armed}
+	p := &tryProxy{ln: ln, target: target, mode: mode, armed: armed}
 	t.Cleanup(func() { ln.Close() })
 	go func() {
 		for {
@@ -240,9 +265,9 @@ func startResetProxy(t *testing.T, target string, armed *atomic.Bool) *resetProx
 	return p
 }
 
-func (p *resetProxy) Addr() string { return p.ln.Addr().String() }
+func (p *tryProxy) Addr() string { return p.ln.Addr().String() }
 
-func (p *resetProxy) serve(client net.Conn) {
+func (p *tryProxy) serve(client net.Conn) {
 	server, err := net.Dial("tcp", p.target)
 	if err != nil {
 		client.Close()
@@ -256,6 +281,13 @@ func (p *resetProxy) serve(client net.Conn) {
 			n, err := client.Read(buf)
 			if n > 0 {
 				if p.armed.Load() && bytes.Contains(buf[:n], sha) {
+					if p.mode == "restart" && p.loading.Add(-1) >= 0 {
+						p.did.Add(1)
+						if _, werr := client.Write([]byte("-LOADING Redis is loading the dataset in memory\r\n")); werr != nil {
+							break
+						}
+						continue
+					}
 					marked.Store(true)
 				}
 				if _, werr := server.Write(buf[:n]); werr != nil {
@@ -273,14 +305,24 @@ func (p *resetProxy) serve(client net.Conn) {
 	for {
 		n, err := server.Read(buf)
 		if n > 0 {
-			if marked.Swap(false) && p.armed.Load() && buf[0] == ':' && p.resets.Add(-1) >= 0 {
-				p.did.Add(1)
-				_ = client.(*net.TCPConn).SetLinger(0)
-				client.Close()
-				server.Close()
-				return
+			out := buf[:n]
+			if marked.Swap(false) && p.armed.Load() && out[0] == ':' && p.left.Add(-1) >= 0 {
+				if p.mode == "err" {
+					p.did.Add(1)
+					out = []byte("-ERR Connection timed out\r\n")
+				} else {
+					if p.mode == "restart" {
+						p.loading.Store(3)
+					} else {
+						p.did.Add(1)
+					}
+					_ = client.(*net.TCPConn).SetLinger(0)
+					client.Close()
+					server.Close()
+					return
+				}
 			}
-			if _, werr := client.Write(buf[:n]); werr != nil {
+			if _, werr := client.Write(out); werr != nil {
 				break
 			}
 		}
@@ -292,6 +334,37 @@ func (p *resetProxy) serve(client net.Conn) {
 	server.Close()
 }
 
+// proxyScene is review8Scene with W1 on go-redis clients (options, with
+// Addr set) through a tryProxy of mode in front of each node; the
+// proxies of nodes 1 and 2 act on one queue try each. what words the
+// proxies' count ("%d") for a failure.
+func proxyScene(t *testing.T, key, mode string, options goredislib.Options, what string) {
+	servers := redistest.StartN(t, 3)
+	var armed atomic.Bool
+	pools := make([]redis.Pool, len(servers))
+	proxies := make([]*tryProxy, len(servers))
+	for i, srv := range servers {
+		p := startTryProxy(t, srv.Addr(), mode, &armed)
+		proxies[i] = p
+		if i > 0 {
+			p.left.Store(1)
+		}
+		o := options
+		o.Addr = p.Addr()
+		client := goredislib.NewClient(&o)
+		t.Cleanup(func() { client.Close() })
+		pools[i] = goredis.NewPool(client)
+	}
+	opts := []Option{WithRetryDelay(time.Hour), WithTries(3), WithExpiry(time.Minute)}
+	review8Scene(t, servers, key, opts, pools, func() { armed.Store(true) }, func() string {
+		did := 0
+		for _, p := range proxies {
+			did += int(p.did.Load())
+		}
+		return fmt.Sprintf(what, did)
+	})
+}
+
 // TestReview8ProxyResetAfterRunStallsQueue is
 // TestReview8ResetAfterRunNarrowTryStallsQueue with nothing simulated in
 // the pool: W1 talks to the servers through TCP proxies with a plain
@@ -301,26 +374,5 @@ func (p *resetProxy) serve(client net.Conn) {
 // reset by peer" (not a timeout), the first rule took the try for "narrow", and the quorum of
 // turns its undo sends W1 is ignored.
 func TestReview8ProxyResetAfterRunStallsQueue(t *testing.T) {
-	servers := redistest.StartN(t, 3)
-	var armed atomic.Bool
-	pools := make([]redis.Pool, len(servers))
-	proxies := make([]*resetProxy, len(servers))
-	for i, srv := range servers {
-		p := startResetProxy(t, srv.Addr(), &armed)
-		proxies[i] = p
-		if i > 0 {
-			p.resets.Store(1)
-		}
-		client := goredislib.NewClient(&goredislib.Options{Addr: p.Addr(), MaxRetries: -1})
-		t.Cleanup(func() { client.Close() })
-		pools[i] = goredis.NewPool(client)
-	}
-	opts := []Option{WithRetryDelay(time.Hour), WithTries(3), WithExpiry(time.Minute)}
-	review8Scene(t, servers, "r8p", opts, pools, func() { armed.Store(true) }, func() string {
-		reset := 0
-		for _, p := range proxies {
-			reset += int(p.did.Load())
-		}
-		return fmt.Sprintf("the proxies reset %d of W1's connections in place of a queue try's reply", reset)
-	})
+	proxyScene(t, "r8p", "reset", goredislib.Options{MaxRetries: -1}, "the proxies reset %d of W1's connections in place of a queue try's reply")
 }

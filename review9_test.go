@@ -5,14 +5,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/go-redlock/redsync/internal/redistest"
 	"github.com/go-redlock/redsync/redis"
-	"github.com/go-redlock/redsync/redis/goredis"
 	goredislib "github.com/redis/go-redis/v9"
 )
 
@@ -110,89 +108,6 @@ func TestReview9ErrReplyAfterRunStrandsQueue(t *testing.T) {
 	}
 }
 
-// errProxy is a TCP proxy in front of a redis-server. While armed, it
-// forwards W1's queue try (EVALSHA of queue_acquire.lua) and answers the
-// client "-ERR Connection timed out" in place of the integer reply, up to
-// errs times: twemproxy's answer when its server_timeout ran out after it
-// had forwarded the request (the server ran it).
-type errProxy struct {
-	ln     net.Listener
-	target string
-	armed  *atomic.Bool
-	errs   atomic.Int32
-	did    atomic.Int32
-}
-
-func startErrProxy(t *testing.T, target string, armed *atomic.Bool) *errProxy {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	p := &errProxy{ln: ln, target: target, armed: armed}
-	t.Cleanup(func() { ln.Close() })
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go p.serve(c)
-		}
-	}()
-	return p
-}
-
-func (p *errProxy) Addr() string { return p.ln.Addr().String() }
-
-func (p *errProxy) serve(client net.Conn) {
-	server, err := net.Dial("tcp", p.target)
-	if err != nil {
-		client.Close()
-		return
-	}
-	var marked atomic.Bool
-	sha := []byte(queueAcquireScript.Hash)
-	go func() {
-		buf := make([]byte, 64<<10)
-		for {
-			n, err := client.Read(buf)
-			if n > 0 {
-				if p.armed.Load() && bytes.Contains(buf[:n], sha) {
-					marked.Store(true)
-				}
-				if _, werr := server.Write(buf[:n]); werr != nil {
-					break
-				}
-			}
-			if err != nil {
-				break
-			}
-		}
-		server.Close()
-		client.Close()
-	}()
-	buf := make([]byte, 64<<10)
-	for {
-		n, err := server.Read(buf)
-		if n > 0 {
-			out := buf[:n]
-			if marked.Swap(false) && p.armed.Load() && bytes.Equal(out, []byte(":1\r\n")) && p.errs.Add(-1) >= 0 {
-				p.did.Add(1)
-				out = []byte("-ERR Connection timed out\r\n")
-			}
-			if _, werr := client.Write(out); werr != nil {
-				break
-			}
-		}
-		if err != nil {
-			break
-		}
-	}
-	client.Close()
-	server.Close()
-}
-
 // TestReview9ProxyErrAfterRunStrandsQueue is
 // TestReview9ErrReplyAfterRunStrandsQueue with nothing simulated in the
 // pool: W1 talks to the servers through TCP proxies with a go-redis
@@ -200,28 +115,7 @@ func (p *errProxy) serve(client net.Conn) {
 // nodes 1 and 2 answer W1's turned queue try, which the server ran,
 // "-ERR Connection timed out" once.
 func TestReview9ProxyErrAfterRunStrandsQueue(t *testing.T) {
-	servers := redistest.StartN(t, 3)
-	var armed atomic.Bool
-	pools := make([]redis.Pool, len(servers))
-	proxies := make([]*errProxy, len(servers))
-	for i, srv := range servers {
-		p := startErrProxy(t, srv.Addr(), &armed)
-		proxies[i] = p
-		if i > 0 {
-			p.errs.Store(1)
-		}
-		client := goredislib.NewClient(&goredislib.Options{Addr: p.Addr()})
-		t.Cleanup(func() { client.Close() })
-		pools[i] = goredis.NewPool(client)
-	}
-	opts := []Option{WithRetryDelay(time.Hour), WithTries(3), WithExpiry(time.Minute)}
-	review8Scene(t, servers, "r9p", opts, pools, func() { armed.Store(true) }, func() string {
-		did := 0
-		for _, p := range proxies {
-			did += int(p.did.Load())
-		}
-		return fmt.Sprintf("the proxies answered %d of W1's queue tries (which ran) with ERR", did)
-	})
+	proxyScene(t, "r9p", "err", goredislib.Options{}, "the proxies answered %d of W1's queue tries (which ran) with ERR")
 }
 
 // countPool counts the queue tries (queue_acquire.lua) sent through it.
@@ -302,103 +196,6 @@ func TestReview9ReplicaWithDownNodeStorms(t *testing.T) {
 	}
 }
 
-// restartProxy is a TCP proxy in front of a redis-server that plays a
-// node which crashed right after it ran a command and came back loading
-// its data (AOF with appendfsync always keeps the write). While armed,
-// for up to crashes of W1's queue tries (EVALSHA of queue_acquire.lua) it
-// forwards the try, which runs, then resets the connection in place of
-// the reply; the next loading queue tries, on any connection, get
-// "-LOADING Redis is loading the dataset in memory" without being
-// forwarded. go-redis (default options: MaxRetries 3) retries the command
-// after the reset, and again after each LOADING, then returns LOADING.
-type restartProxy struct {
-	ln      net.Listener
-	target  string
-	armed   *atomic.Bool
-	crashes atomic.Int32
-	loading atomic.Int32
-	did     atomic.Int32 // LOADING answers given
-}
-
-func startRestartProxy(t *testing.T, target string, armed *atomic.Bool) *restartProxy {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	p := &restartProxy{ln: ln, target: target, armed: armed}
-	t.Cleanup(func() { ln.Close() })
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go p.serve(c)
-		}
-	}()
-	return p
-}
-
-func (p *restartProxy) Addr() string { return p.ln.Addr().String() }
-
-func (p *restartProxy) serve(client net.Conn) {
-	server, err := net.Dial("tcp", p.target)
-	if err != nil {
-		client.Close()
-		return
-	}
-	var marked atomic.Bool
-	sha := []byte(queueAcquireScript.Hash)
-	go func() {
-		buf := make([]byte, 64<<10)
-		for {
-			n, err := client.Read(buf)
-			if n > 0 {
-				if p.armed.Load() && bytes.Contains(buf[:n], sha) {
-					if p.loading.Add(-1) >= 0 {
-						p.did.Add(1)
-						if _, werr := client.Write([]byte("-LOADING Redis is loading the dataset in memory\r\n")); werr != nil {
-							break
-						}
-						continue
-					}
-					marked.Store(true)
-				}
-				if _, werr := server.Write(buf[:n]); werr != nil {
-					break
-				}
-			}
-			if err != nil {
-				break
-			}
-		}
-		server.Close()
-		client.Close()
-	}()
-	buf := make([]byte, 64<<10)
-	for {
-		n, err := server.Read(buf)
-		if n > 0 {
-			if marked.Swap(false) && p.armed.Load() && buf[0] == ':' && p.crashes.Add(-1) >= 0 {
-				p.loading.Store(3)
-				_ = client.(*net.TCPConn).SetLinger(0)
-				client.Close()
-				server.Close()
-				return
-			}
-			if _, werr := client.Write(buf[:n]); werr != nil {
-				break
-			}
-		}
-		if err != nil {
-			break
-		}
-	}
-	client.Close()
-	server.Close()
-}
-
 // TestReview9RetriedIntoLoadingStrandsQueue: the error reply that made
 // the try narrow under 35a3d4a's rule is go-redis's own, with the options the README shows
 // (ContextTimeoutEnabled, MaxRetries left at its default of 3). Nodes 1
@@ -409,26 +206,5 @@ func (p *restartProxy) serve(client net.Conn) {
 // three and wakes W1 from all three, naming the try: ignored then, news
 // now (lockWait.takeTurn).
 func TestReview9RetriedIntoLoadingStrandsQueue(t *testing.T) {
-	servers := redistest.StartN(t, 3)
-	var armed atomic.Bool
-	pools := make([]redis.Pool, len(servers))
-	proxies := make([]*restartProxy, len(servers))
-	for i, srv := range servers {
-		p := startRestartProxy(t, srv.Addr(), &armed)
-		proxies[i] = p
-		if i > 0 {
-			p.crashes.Store(1)
-		}
-		client := goredislib.NewClient(&goredislib.Options{Addr: p.Addr(), ContextTimeoutEnabled: true})
-		t.Cleanup(func() { client.Close() })
-		pools[i] = goredis.NewPool(client)
-	}
-	opts := []Option{WithRetryDelay(time.Hour), WithTries(3), WithExpiry(time.Minute)}
-	review8Scene(t, servers, "r9l", opts, pools, func() { armed.Store(true) }, func() string {
-		did := 0
-		for _, p := range proxies {
-			did += int(p.did.Load())
-		}
-		return fmt.Sprintf("the proxies reset W1's connection after its queue try ran and answered %d of go-redis's retries LOADING", did)
-	})
+	proxyScene(t, "r9l", "restart", goredislib.Options{ContextTimeoutEnabled: true}, "the proxies reset W1's connection after its queue try ran and answered %d of go-redis's retries LOADING")
 }
