@@ -592,6 +592,19 @@ func ownTurnFixture(t *testing.T) (lw *lockWait, send func(kind, id string, from
 	return lw, send, own
 }
 
+// ownTurnTries brings n tries in a row forward with turns from a quorum
+// (nodes 0 and 1) naming the waiter's own newest try, each a try that
+// took the key on a quorum and whose undo freed it (ownTurnFixture's
+// send and own), and starts each.
+func ownTurnTries(t *testing.T, lw *lockWait, send func(kind, id string, from ...int), own func(i int) string, n int) {
+	t.Helper()
+	for i := range n {
+		send("turn", own(i), 0, 1)
+		awaitTry(t, lw, 2*time.Second, fmt.Sprintf("own turn %d from a quorum", i+1))
+		lw.tryStarts()
+	}
+}
+
 // awaitTry runs one wait of lw and fails unless it ends with an extra try
 // within limit (the context ends after 3 s; ownTurnFixture's retry delay
 // is an hour).

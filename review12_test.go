@@ -1,7 +1,6 @@
 package redsync
 
 import (
-	"fmt"
 	"testing"
 	"time"
 )
@@ -22,11 +21,7 @@ import (
 // the run, whatever the timing.
 func review12SwallowedStandby(t *testing.T, foreign func(send func(kind, id string, from ...int)), how string) {
 	lw, send, own := ownTurnFixture(t)
-	for i := range maxOwnTurns - 1 {
-		send("turn", own(i), 0, 1)
-		awaitTry(t, lw, 2*time.Second, fmt.Sprintf("own turn %d from a quorum", i+1))
-		lw.tryStarts()
-	}
+	ownTurnTries(t, lw, send, own, maxOwnTurns-1)
 	// The third try: the foreign wake-up comes during it, the try lasts
 	// past the standby time, and its undo's own turn comes from a quorum.
 	foreign(send)

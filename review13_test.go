@@ -14,11 +14,7 @@ import (
 func review13Run(t *testing.T) (lw *lockWait, send func(kind, id string, from ...int), own func(i int) string) {
 	t.Helper()
 	lw, send, own = ownTurnFixture(t)
-	for i := range maxOwnTurns - 1 {
-		send("turn", own(i), 0, 1)
-		awaitTry(t, lw, 2*time.Second, fmt.Sprintf("own turn %d from a quorum", i+1))
-		lw.tryStarts()
-	}
+	ownTurnTries(t, lw, send, own, maxOwnTurns-1)
 	send("turn", own(maxOwnTurns-1), 0, 1)
 	return lw, send, own
 }
@@ -98,11 +94,7 @@ func TestReview13DueRenewalCountedAsOwnTurn(t *testing.T) {
 // the own turn of that try's undo brings the next try (the run ended).
 func TestReview13RenewalAloneEndsRun(t *testing.T) {
 	lw, send, own := ownTurnFixture(t)
-	for i := range maxOwnTurns - 1 {
-		send("turn", own(i), 0, 1)
-		awaitTry(t, lw, 2*time.Second, fmt.Sprintf("own turn %d from a quorum", i+1))
-		lw.tryStarts()
-	}
+	ownTurnTries(t, lw, send, own, maxOwnTurns-1)
 	lw.renew = time.Now().Add(-10 * time.Millisecond)
 	awaitTry(t, lw, 2*time.Second, "a due renewal alone")
 	lw.renewAt(time.Now().Add(lw.m.entryLife() / 2))

@@ -72,11 +72,7 @@ func review14Grant(t *testing.T, lw *lockWait, send func(kind, id string, from .
 // try). Now lockWait.end ends the run when a hand-off was tried.
 func TestReview14FailedHandOffWithOwnTurnKeepsRun(t *testing.T) {
 	lw, send, own := ownTurnFixture(t)
-	for i := range maxOwnTurns - 1 {
-		send("turn", own(i), 0, 1)
-		awaitTry(t, lw, 2*time.Second, fmt.Sprintf("own turn %d from a quorum", i+1))
-		lw.tryStarts()
-	}
+	ownTurnTries(t, lw, send, own, maxOwnTurns-1)
 	review14Grant(t, lw, send, own(maxOwnTurns-1))
 	lw.tryStarts()
 	send("turn", own(maxOwnTurns), 0, 1)
@@ -88,11 +84,7 @@ func TestReview14FailedHandOffWithOwnTurnKeepsRun(t *testing.T) {
 // turns after it bring tries again.
 func TestReview14FailedHandOffAloneEndsRun(t *testing.T) {
 	lw, send, own := ownTurnFixture(t)
-	for i := range maxOwnTurns - 1 {
-		send("turn", own(i), 0, 1)
-		awaitTry(t, lw, 2*time.Second, fmt.Sprintf("own turn %d from a quorum", i+1))
-		lw.tryStarts()
-	}
+	ownTurnTries(t, lw, send, own, maxOwnTurns-1)
 	review14Grant(t, lw, send, "")
 	lw.tryStarts()
 	for i := maxOwnTurns; i < 2*maxOwnTurns; i++ {

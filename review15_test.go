@@ -23,11 +23,7 @@ import (
 // ends the run there too.
 func TestReview15RenewalDueBeforeTryKeepsRun(t *testing.T) {
 	lw, send, own := ownTurnFixture(t)
-	for i := range maxOwnTurns - 1 {
-		send("turn", own(i), 0, 1)
-		awaitTry(t, lw, 2*time.Second, fmt.Sprintf("own turn %d from a quorum", i+1))
-		lw.tryStarts()
-	}
+	ownTurnTries(t, lw, send, own, maxOwnTurns-1)
 	// The renewal is due shortly, after the third wait ends.
 	lw.renew = time.Now().Add(200 * time.Millisecond)
 	send("turn", own(maxOwnTurns-1), 0, 1)
@@ -48,11 +44,7 @@ func TestReview15RenewalDueBeforeTryKeepsRun(t *testing.T) {
 // next try.
 func TestReview15RenewalAloneEndsRun(t *testing.T) {
 	lw, send, own := ownTurnFixture(t)
-	for i := range maxOwnTurns {
-		send("turn", own(i), 0, 1)
-		awaitTry(t, lw, 2*time.Second, fmt.Sprintf("own turn %d from a quorum", i+1))
-		lw.tryStarts()
-	}
+	ownTurnTries(t, lw, send, own, maxOwnTurns)
 	lw.renew = time.Now().Add(50 * time.Millisecond)
 	awaitTry(t, lw, 2*time.Second, "a renewal alone")
 	lw.tryStarts()

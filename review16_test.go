@@ -15,11 +15,7 @@ import (
 func review16Run(t *testing.T) (lw *lockWait, send func(kind, id string, from ...int), own func(i int) string) {
 	t.Helper()
 	lw, send, own = ownTurnFixture(t)
-	for i := range maxOwnTurns - 1 {
-		send("turn", own(i), 0, 1)
-		awaitTry(t, lw, 2*time.Second, fmt.Sprintf("own turn %d from a quorum", i+1))
-		lw.tryStarts()
-	}
+	ownTurnTries(t, lw, send, own, maxOwnTurns-1)
 	send("turn", own(maxOwnTurns-1), 0, 1)
 	awaitTry(t, lw, 150*time.Millisecond, fmt.Sprintf("own turn %d from a quorum", maxOwnTurns))
 	return lw, send, own

@@ -22,11 +22,7 @@ import (
 // the renewal it replaces had come due.
 func TestReview17RenewalDueInTryBeforePrepareKeepsRun(t *testing.T) {
 	lw, send, own := ownTurnFixture(t)
-	for i := range maxOwnTurns - 1 {
-		send("turn", own(i), 0, 1)
-		awaitTry(t, lw, 2*time.Second, fmt.Sprintf("own turn %d from a quorum", i+1))
-		lw.tryStarts()
-	}
+	ownTurnTries(t, lw, send, own, maxOwnTurns-1)
 	lw.renew = time.Now().Add(time.Hour)
 	send("turn", own(maxOwnTurns-1), 0, 1)
 	awaitTry(t, lw, 150*time.Millisecond, fmt.Sprintf("own turn %d from a quorum", maxOwnTurns))

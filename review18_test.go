@@ -1,7 +1,6 @@
 package redsync
 
 import (
-	"fmt"
 	"testing"
 	"time"
 )
@@ -14,11 +13,7 @@ import (
 func review18Run(t *testing.T) (lw *lockWait, send func(kind, id string, from ...int), own func(i int) string) {
 	t.Helper()
 	lw, send, own = ownTurnFixture(t)
-	for i := range maxOwnTurns {
-		send("turn", own(i), 0, 1)
-		awaitTry(t, lw, 2*time.Second, fmt.Sprintf("own turn %d from a quorum", i+1))
-		lw.tryStarts()
-	}
+	ownTurnTries(t, lw, send, own, maxOwnTurns)
 	return lw, send, own
 }
 
