@@ -19,6 +19,8 @@ var (
 	extendSrc string
 	//go:embed lua/release_notify.lua
 	releaseNotifySrc string
+	//go:embed lua/release_fast.lua
+	releaseFastSrc string
 	//go:embed lua/multi_acquire.lua
 	multiAcquireSrc string
 	//go:embed lua/multi_release.lua
@@ -33,7 +35,8 @@ var (
 	releaseScript = redis.NewScript(1, releaseSrc, "")
 	extendScript  = redis.NewScript(1, extendSrc, "")
 
-	releaseNotifyScript = redis.NewScript(2, queueLibSrc+releaseNotifySrc, "")
+	// The common release first (release_fast.lua), then the whole one.
+	releaseNotifyScript = redis.NewScript(2, releaseFastSrc+queueLibSrc+releaseNotifySrc, "")
 
 	// The scripts of a Mutex of NewMultiMutex (multi.go) take the key
 	// count as their first argument.

@@ -13,7 +13,9 @@
 -- which scripts.go puts before this). With no live entry, the release is
 -- announced on 'redsync:released:' .. KEYS[1] with the SHA1 of the value.
 -- The PUBLISHes and the queue commands run through pcall so that a user
--- without the right to them (an ACL) still releases.
+-- without the right to them (an ACL) still releases. release_fast.lua,
+-- before queue_lib.lua, has already served the common release (no entry
+-- of the owner, no queue) when this part runs.
 local queue = KEYS[2]
 leave(queue, ARGV[2], ARGV[3])
 local current = redis.call('GET', KEYS[1])

@@ -20,13 +20,14 @@ import (
 // its Lock no script but SET NX.
 const (
 	acquireSHA       = "cffb05b196c76dbdcf5af682554b64872a418746" // acquire.lua: Lock
-	releaseNotifySHA = "abed84e1f288014c79461769c4c76a80c37699af" // queue_lib.lua and release_notify.lua: Unlock
+	releaseNotifySHA = "ba7eb6b67ba07e877c3617a6482a179e54eb8a54" // release_fast.lua, queue_lib.lua and release_notify.lua: Unlock
 	releaseSHA       = "2719e091d1c2d4470b60e458107208be5b57a4a2" // release.lua: Unlock with WithReleaseNotification(false)
 	extendSHA        = "8ada6eccdbdcca290f2791b8c4ef6177f755add5" // extend.lua: Extend
 )
 
 // scriptSource returns the source of the library's script file, as it is
-// sent: release_notify.lua comes after queue_lib.lua (scripts.go).
+// sent: release_notify.lua comes after release_fast.lua and queue_lib.lua
+// (scripts.go).
 func scriptSource(t *testing.T, file string) string {
 	t.Helper()
 	read := func(file string) string {
@@ -37,7 +38,7 @@ func scriptSource(t *testing.T, file string) string {
 		return string(src)
 	}
 	if file == "release_notify.lua" {
-		return read("queue_lib.lua") + read(file)
+		return read("release_fast.lua") + read("queue_lib.lua") + read(file)
 	}
 	return read(file)
 }
