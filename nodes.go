@@ -23,7 +23,7 @@ type nodes struct {
 	// one (and there are several), else nil.
 	pipeliners []redis.Pipeliner
 	rounds     *sync.Pool // of *round
-	workers    *workers   // serve the commands of broadcast's rounds (workers.go)
+	workers    *workers   // serve the commands of broadcast's rounds: allWorkers but in tests
 }
 
 // newNodes returns the nodes of pools. A nil pool is no error here: the
@@ -34,7 +34,7 @@ func newNodes(pools []redis.Pool) *nodes {
 		quorum:  len(pools)/2 + 1,
 		runners: make([]redis.ScriptRunner, len(pools)),
 		rounds:  new(sync.Pool),
-		workers: &workers{linger: workerLinger},
+		workers: &allWorkers,
 	}
 	for i, p := range n.pools {
 		n.runners[i], _ = p.(redis.ScriptRunner)

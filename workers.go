@@ -17,7 +17,9 @@ import (
 // workerLinger, parked, and serves the next command of any round of the
 // same nodes on the stack it already grew. Workers end once idle for that
 // long: a process that stops locking keeps none, and no goroutine of the
-// library outlives its calls by more than that.
+// library outlives its calls by more than that. The workers serve every
+// Redsync of the process (allWorkers): a process that makes a Redsync per
+// call keeps no more of them than one that shares a Redsync.
 //
 // A worker serves one command at a time and knows nothing of the round it
 // serves beyond the job: the round's bookkeeping (results, references,
@@ -27,8 +29,11 @@ import (
 // ends.
 const workerLinger = 100 * time.Millisecond
 
-// workers are the parked workers of a nodes, most recently parked last:
-// the next command goes to the one whose stack is the warmest.
+// allWorkers serve the rounds of every nodes.
+var allWorkers = workers{linger: workerLinger}
+
+// workers are parked workers, most recently parked last: the next command
+// goes to the one whose stack is the warmest.
 type workers struct {
 	linger time.Duration // workerLinger; tests shorten it
 	mu     sync.Mutex
