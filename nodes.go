@@ -11,7 +11,7 @@ import (
 // nodes are the independent Redis nodes of a Redsync, one pool each, with
 // what each pool can do besides redis.Pool (detected once, by New), the
 // quorum, and the recycled rounds that send a command to every node
-// (quorum.go) with the workers that serve them (workers.go). A nodes is read-only after newNodes, and shared by every
+// (quorum.go). A nodes is read-only after newNodes, and shared by every
 // primitive of the Redsync.
 type nodes struct {
 	pools  []redis.Pool
@@ -23,7 +23,6 @@ type nodes struct {
 	// one (and there are several), else nil.
 	pipeliners []redis.Pipeliner
 	rounds     *sync.Pool // of *round
-	workers    *workers   // serve the commands of broadcast's rounds: allWorkers but in tests
 }
 
 // newNodes returns the nodes of pools. A nil pool is no error here: the
@@ -34,7 +33,6 @@ func newNodes(pools []redis.Pool) *nodes {
 		quorum:  len(pools)/2 + 1,
 		runners: make([]redis.ScriptRunner, len(pools)),
 		rounds:  new(sync.Pool),
-		workers: &allWorkers,
 	}
 	for i, p := range n.pools {
 		n.runners[i], _ = p.(redis.ScriptRunner)

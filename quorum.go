@@ -230,14 +230,13 @@ func (r *round) release() {
 	}
 }
 
-// broadcast sends op to every node, each on a goroutine of its own (a
-// worker, see workers.go), and collects the outcomes until all nodes
-// answered, the outcome is decided (failFast), or the round's timeout (or
-// ctx) ends. The timeout is enforced here, not left to the driver:
-// go-redis, for one, ignores context deadlines unless its
-// ContextTimeoutEnabled option is set. Nodes that did not answer in time
-// count as failed; their commands finish in the background and the last
-// one recycles the round.
+// broadcast sends op to every node, each in a goroutine of its own, and
+// collects the outcomes until all nodes answered, the outcome is decided
+// (failFast), or the round's timeout (or ctx) ends. The timeout is enforced
+// here, not left to the driver: go-redis, for one, ignores context
+// deadlines unless its ContextTimeoutEnabled option is set. Nodes that did
+// not answer in time count as failed; their goroutines finish in the
+// background and the last one recycles the round.
 //
 // With op.patience longer than timeout, the round goes on after timeout
 // as long as the outcome for a quorum is not decided, up to op.patience:
@@ -268,7 +267,7 @@ func (n *nodes) broadcast(ctx context.Context, timeout time.Duration, failFast b
 	}
 	r.refs.Store(int32(count + 1)) // the nodes' goroutines and the caller
 	for node := range count {
-		n.workers.serve(job{r, node})
+		go r.serve(node)
 	}
 	// With patience, the per-node timeout ends the round only once its
 	// outcome is decided: the stage timer starts then, for what is left
