@@ -13,6 +13,16 @@ type acquisition struct {
 	// unlockedFrom is, in state acqUnlocked, the state the Unlock took
 	// the acquisition from, and to which giveBack returns it.
 	unlockedFrom acqState
+
+	// What decides whether an Unlock may pass the acquisition itself on
+	// to a waiter of this process, with no round (passOn in transfer.go):
+	// shown is set once Value returned the value (code outside the
+	// library may hold it); extends counts the Extend calls of this
+	// acquisition in flight; doubtful is set when one of them failed (the
+	// nodes may have lost the key).
+	shown    bool
+	doubtful bool
+	extends  int
 }
 
 // acqState is where an acquisition is in its life:

@@ -297,12 +297,15 @@ type queueTry struct {
 	// release or local hand-off of an acquisition made by the try removes
 	// where the try failed.
 	member, ticket string
+	// left is set when the try took the key on every node: then it took
+	// the waiter out of every queue, and left no entry.
+	left bool
 }
 
 // entry returns the member and ticket of the entries that an acquisition
 // made by a try of calls left in the queues; "" when it made none.
 func (c *lockCalls) entry() (member, ticket string) {
-	if c.queue == nil {
+	if c.queue == nil || c.queue.left {
 		return "", ""
 	}
 	return c.queue.member, c.queue.ticket

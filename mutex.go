@@ -141,11 +141,15 @@ func (m *Mutex) Name() string {
 // Value returns the value of the current acquisition: the proof of
 // ownership stored on the nodes. It is empty until a Lock succeeds, unless
 // WithValue was given. After Unlock it keeps the released value, which no
-// node holds for this lock any more: a hand-off to a waiting Lock of the
-// same Redsync gives the waiter a fresh value of its own.
+// node holds for this lock any more, or it is empty when the Unlock passed
+// the acquisition on to a waiting Lock of the same Redsync, which holds
+// that value now. An acquisition whose value was read is never passed on:
+// a hand-off gives the waiter a fresh value of its own (see
+// [WithReleaseNotification]).
 func (m *Mutex) Value() string {
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	m.acq.shown = true
 	return m.acq.value
 }
 
@@ -313,6 +317,11 @@ func (m *Mutex) acquire(ctx context.Context, calls *lockCalls, rec *acquireRecor
 			// WithFailFast it returns at a quorum too, and a node serves
 			// one client's commands in the order they came.
 			calls.settled = nil
+			if calls.queue != nil && t.done == len(m.nodes.pools) {
+				// Every node took the key, and with it took the waiter
+				// out of its queue: the acquisition left no entry.
+				calls.queue.left = true
+			}
 			return start.Add(m.validFor()), false, false, nil
 		}
 	}
@@ -399,9 +408,11 @@ func (m *Mutex) awaitExtends(done <-chan struct{}) {
 	}
 }
 
-// beginExtend registers an Extend of the acquisition of calls with
-// WithSetNXOnExtend, unless that is no longer the current acquisition or
-// Unlock took it; endExtend ends it. Unlock waits for every registered
+// beginExtend registers an Extend of the acquisition of calls, unless
+// that is no longer the current acquisition or Unlock took it; endExtend
+// ends it, telling whether it succeeded. While an Extend is registered, or
+// after one failed, the acquisition is not passed on without a round (see
+// passOn). With WithSetNXOnExtend, Unlock also waits for every registered
 // Extend, also of an earlier acquisition of the Mutex: any of them may set
 // its key again where it finds none.
 func (m *Mutex) beginExtend(calls *lockCalls) bool {
@@ -410,20 +421,29 @@ func (m *Mutex) beginExtend(calls *lockCalls) bool {
 	if m.acq.state == acqUnlocked || m.acq.calls != calls {
 		return false
 	}
-	if m.extending == 0 {
-		m.extendDone = make(chan struct{})
+	m.acq.extends++
+	if m.setNXOnExtend {
+		if m.extending == 0 {
+			m.extendDone = make(chan struct{})
+		}
+		m.extending++
 	}
-	m.extending++
 	return true
 }
 
-func (m *Mutex) endExtend() {
+func (m *Mutex) endExtend(calls *lockCalls, ok bool) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	m.extending--
-	if m.extending == 0 {
-		close(m.extendDone)
-		m.extendDone = nil
+	if m.acq.calls == calls {
+		m.acq.extends--
+		m.acq.doubtful = m.acq.doubtful || !ok
+	}
+	if m.setNXOnExtend {
+		m.extending--
+		if m.extending == 0 {
+			close(m.extendDone)
+			m.extendDone = nil
+		}
 	}
 }
 
@@ -532,7 +552,7 @@ func (m *Mutex) ExtendContext(ctx context.Context) (bool, error) {
 }
 
 // extend is ExtendContext; tr, when not nil, records the nodes' results.
-func (m *Mutex) extend(ctx context.Context, tr *nodeTrace) (bool, error) {
+func (m *Mutex) extend(ctx context.Context, tr *nodeTrace) (ok bool, err error) {
 	_, calls, err := m.current()
 	if errors.Is(err, errUnlocked) {
 		return false, errors.Join(ErrExtendFailed, err)
@@ -543,14 +563,14 @@ func (m *Mutex) extend(ctx context.Context, tr *nodeTrace) (bool, error) {
 	if ctx == nil {
 		ctx = context.Background()
 	}
+	// With SetNX, an Unlock waits for this Extend before it releases: its
+	// SET must not land after the release.
+	if !m.beginExtend(calls) {
+		return false, errors.Join(ErrExtendFailed, errUnlocked)
+	}
+	defer func() { m.endExtend(calls, ok) }()
 	setNX := "0"
 	if m.setNXOnExtend {
-		// An Unlock waits for this Extend before it releases: its SET
-		// must not land after the release.
-		if !m.beginExtend(calls) {
-			return false, errors.Join(ErrExtendFailed, errUnlocked)
-		}
-		defer m.endExtend()
 		setNX = "1"
 	}
 	calls.awaitSettled(m.nodeTimeout())
@@ -645,7 +665,7 @@ func (m *Mutex) ValidContext(ctx context.Context) (bool, error) {
 	if m.kind != nil {
 		return false, errNoValid
 	}
-	value, _, err := m.current()
+	value, calls, err := m.current()
 	if errors.Is(err, errUnlocked) {
 		return false, nil
 	}
@@ -675,7 +695,15 @@ func (m *Mutex) ValidContext(ctx context.Context) (bool, error) {
 		}
 		return replyTaken, nil
 	})
-	return t.done >= m.nodes.quorum, t.err()
+	held := t.done >= m.nodes.quorum
+	if !held {
+		m.mu.Lock()
+		if m.acq.calls == calls {
+			m.acq.doubtful = true // not passed on without a round (passOn)
+		}
+		m.mu.Unlock()
+	}
+	return held, t.err()
 }
 
 // makeCalls returns the acquire and release calls for value.

@@ -50,6 +50,7 @@ type config struct {
 	driftFactor   float64
 	timeoutFactor float64
 	genValueFunc  func() (string, error)
+	ownValues     bool // WithGenValueFunc was given: the caller's code sees each value
 	failFast      bool
 	shuffle       bool
 	setNXOnExtend bool
@@ -159,6 +160,7 @@ func WithTimeoutFactor(factor float64) Option {
 func WithGenValueFunc(genValueFunc func() (string, error)) Option {
 	return setting(func(c *config) {
 		c.genValueFunc = genValueFunc
+		c.ownValues = true
 	})
 }
 

@@ -27,6 +27,37 @@ import (
 // lock as a plain Unlock would, and the waiter goes on with a try of its
 // own at once.
 //
+// Passing on. When nothing outside this process can know the holder's
+// value, and nothing says the nodes lost it, the hand-off needs no round at
+// all: the holder's acquisition itself, its value and the validity of the
+// round that set its keys, becomes the waiter's (passOn). The nodes hold a
+// value, not a Mutex: under Redlock's assumptions a quorum keeps that
+// value until the validity computed from the round's start ends, whoever
+// in this process uses it. Passing on changes only who may use it, and
+// does so once, atomically:
+//   - only the Unlock that took the acquisition (takeForUnlock) can pass it
+//     on, and only to the waiter that it claimed (claim sets the waiter's
+//     grant under the notifier's lock); the waiter takes the grant, or
+//     releases the lock when its Lock call has ended (lockWait's end);
+//   - under the holder's mu, in one step, it checks that the value was never
+//     shown (no Value call, no observer, which sees it in events, no
+//     WithGenValueFunc, whose code made it; both Mutexes), that no Extend of
+//     the acquisition is in flight or failed and no Valid found it missing,
+//     and blanks the holder's copy: from then on the old Mutex has no value
+//     to act with (Unlock, Extend and Valid send nothing, Value is empty),
+//     and no code outside the library ever had it;
+//   - the waiter's validity is computed from the same round's start, with
+//     the waiter's expiry (the same as the holder's, or there is a round)
+//     and its own drift, and is passed on only when at least as much of it
+//     is left as a round that took the waiter's whole per-node timeout
+//     would have left (by default, within 400 ms of the round that set the
+//     keys): the waiter's Lock returns what a slow round could have
+//     returned;
+//   - neither has an entry in the nodes' queue of waiters, which only the
+//     transfer round removes; fencing and the restart guard take no part,
+//     as above.
+// Otherwise the hand-off is the transfer round.
+//
 // Waiters in other processes cannot be handed the lock this way; to leave
 // them a chance, a lock goes to local waiters at most maxLocalHandoffs
 // times in a row, then it is released as usual, which gives the turn to
@@ -120,6 +151,9 @@ func (m *Mutex) handOver(ctx context.Context, calls *lockCalls, w *waiter, g *gr
 		default:
 		}
 	}()
+	if m.passOn(calls, w, g) {
+		return true, true, nil
+	}
 	value, err := wm.newValue()
 	if err != nil {
 		// The waiter's next try will fail the same way and say so.
@@ -181,6 +215,42 @@ func (m *Mutex) handOver(ctx context.Context, calls *lockCalls, w *waiter, g *gr
 	t = m.nodes.broadcast(context.WithoutCancel(ctx), m.nodeTimeout(), m.failFast, nodeOp{call: &undo, trace: tr})
 	ok, err = m.releaseResult(t)
 	return ok, false, err
+}
+
+// passOn gives the acquisition of calls, which m's Unlock took, itself to
+// waiter w in its grant g, with no round, when the rules at the top of this
+// file allow it; it reports whether it did.
+func (m *Mutex) passOn(calls *lockCalls, w *waiter, g *grant) bool {
+	wm := w.m
+	if m.ownValues || wm.ownValues || m.observer != nil || wm.observer != nil || m.expiry != wm.expiry {
+		return false
+	}
+	if h, _ := calls.entry(); h != "" {
+		return false
+	}
+	if member, _ := w.entry(); member != "" {
+		return false
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	a := &m.acq
+	if a.calls != calls || a.state != acqUnlocked || a.unlockedFrom != acqHeld || a.shown || a.doubtful || a.extends > 0 {
+		return false
+	}
+	// The validity of the round that set the keys (Lock's, or the last
+	// Extend's: both set until to their start + validFor), with the
+	// waiter's drift.
+	until := a.until.Add(wm.validFor() - m.validFor())
+	now := wm.now()
+	if left := until.Sub(now); left <= 0 || left < wm.validFor()-wm.nodeTimeout() {
+		return false
+	}
+	next := wm.makeCalls(a.value)
+	next.handoffs = calls.handoffs + 1
+	g.ok, g.value, g.calls, g.until, g.since = true, a.value, next, until, now
+	g.start = time.Now()
+	a.value = "" // the waiter's now: the old Mutex can neither show nor use it
+	return true
 }
 
 // takeGrant makes the lock handed over in g the current acquisition of m,

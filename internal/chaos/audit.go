@@ -144,8 +144,8 @@ func Audit(samples []Sample, grants []Grant, quorum int) AuditResult {
 				inside++
 			}
 		}
-		if inside != 1 {
-			continue
+		if inside != 1 || holder.Value == "" {
+			continue // no holder, or a blind one's value is not known (WorkerConfig.Blind)
 		}
 		r.Samples++
 		holders, silent := 0, 0

@@ -69,6 +69,9 @@ type row struct {
 	// wait makes each worker's one goroutine call Lock with retries: it
 	// waits in the nodes' queue for another worker's release.
 	wait bool
+	// blind, with goroutines, lets their Unlock pass the lock on without
+	// a round (WorkerConfig.Blind).
+	blind bool
 
 	// inject runs fault cycles until ctx ends, counting each in
 	// h.cycles, and leaves every node and proxy healthy when it returns.
@@ -307,6 +310,7 @@ func runRow(t *testing.T, resource *redistest.Server, r row, sc scale) result {
 			Fencing:       r.fencing,
 			Goroutines:    r.goroutines,
 			Wait:          r.wait,
+			Blind:         r.blind,
 			Sets:          r.sets,
 			FirstNameOnly: r.firstNameOnly && id == 0,
 			Log:           filepath.Join(h.dir, fmt.Sprintf("worker%d.jsonl", id)),

@@ -58,6 +58,14 @@ type WorkerConfig struct {
 	// for the release of another worker process (handoff.go in the root
 	// package).
 	Wait bool `json:"wait,omitempty"`
+	// Blind, with Goroutines, gives their Mutexes no observer and never
+	// calls Mutex.Value, so that an Unlock may pass the acquisition on to
+	// the next goroutine with no round (passOn in the root package's
+	// transfer.go), which a value shown outside the library rules out.
+	// Its grants then have no Value (the audit skips them; the owner in
+	// the resource is worker/goroutine/#n), and HandedOver marks a grant
+	// that was passed on (logWriter.passedOn).
+	Blind bool `json:"blind,omitempty"`
 	// Sets, when not empty, makes the worker lock several names at once
 	// (multi_rows_test.go): each try takes one of the sets, drawn at
 	// random, with redsync.NewMultiMutex (Key is then unused); the
@@ -225,8 +233,13 @@ func RunWorker(ctx context.Context, cfg WorkerConfig, out io.Writer) error {
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
-				obs := &handOffObserver{}
-				m := rs.NewMutex(cfg.Key, append(opts, redsync.WithObserver(obs))...)
+				var obs *handOffObserver
+				mopts := opts
+				if !cfg.Blind {
+					obs = &handOffObserver{}
+					mopts = append(opts[:len(opts):len(opts)], redsync.WithObserver(obs))
+				}
+				m := rs.NewMutex(cfg.Key, mopts...)
 				errs[i] = lockLoop(ctx, cfg, res, []lockTarget{{mutex: m, res: []*Resource{res}}}, obs, i, lw)
 			}()
 		}
@@ -284,6 +297,27 @@ type logWriter struct {
 	mu  sync.Mutex
 	enc *json.Encoder
 	sum Summary
+	// released is the Until of the acquisition that a goroutine of the
+	// worker released last, set before its Unlock (WorkerConfig.Blind).
+	released time.Time
+}
+
+// releasing notes the Until of an acquisition about to be unlocked.
+func (lw *logWriter) releasing(until time.Time) {
+	lw.mu.Lock()
+	defer lw.mu.Unlock()
+	lw.released = until
+}
+
+// passedOn reports whether an acquisition valid until until is the one a
+// goroutine of the worker released last: passed on to this one with no
+// round (the same validity to the nanosecond, which a round never gives).
+// Only the holder of the lock notes a release, so the last one noted is
+// the one that handed this acquisition over, if any did.
+func (lw *logWriter) passedOn(until time.Time) bool {
+	lw.mu.Lock()
+	defer lw.mu.Unlock()
+	return until.Equal(lw.released)
 }
 
 func (lw *logWriter) failed(err error) {
@@ -326,6 +360,7 @@ func (*handOffObserver) OnLost(context.Context, redsync.LostEvent)       {}
 // a critical section under way when ctx ends is finished first. obs, when
 // not nil, is the observer of the mutex of the only target.
 func lockLoop(ctx context.Context, cfg WorkerConfig, res *Resource, targets []lockTarget, obs *handOffObserver, goroutine int, lw *logWriter) error {
+	granted := 0
 	for ctx.Err() == nil {
 		target := targets[rand.N(len(targets))]
 		mutex := target.mutex
@@ -350,14 +385,22 @@ func lockLoop(ctx context.Context, cfg WorkerConfig, res *Resource, targets []lo
 			ValidEnd:  acquired + int64(mutex.Until().Sub(now)),
 			Token:     mutex.FencingToken(),
 		}
-		g.Value = mutex.Value()
+		if cfg.Blind {
+			g.HandedOver = lw.passedOn(mutex.Until())
+		} else {
+			g.Value = mutex.Value()
+		}
 		if obs != nil {
 			g.HandedOver, g.Waited = obs.handedOver, obs.waited
 			if obs.value != g.Value {
 				return fmt.Errorf("worker %d goroutine %d: the observer saw value %q, Mutex.Value is %q", cfg.ID, goroutine, obs.value, g.Value)
 			}
 		}
+		granted++
 		hold, owner := cfg.Hold, fmt.Sprintf("%d/%d/%s", cfg.ID, goroutine, g.Value)
+		if cfg.Blind {
+			owner = fmt.Sprintf("%d/%d/#%d", cfg.ID, goroutine, granted)
+		}
 		if cfg.LongEvery > 0 && rand.N(cfg.LongEvery) == 0 {
 			hold, owner = cfg.LongHold, owner+"/L"
 		}
@@ -368,6 +411,9 @@ func lockLoop(ctx context.Context, cfg WorkerConfig, res *Resource, targets []lo
 			multiCriticalSection(res, target, owner, hold, &g)
 		}
 		g.Released = Mono()
+		if cfg.Blind {
+			lw.releasing(mutex.Until())
+		}
 		g.Unlocked, err = mutex.Unlock()
 		if err != nil {
 			g.UnlockErr = err.Error()
