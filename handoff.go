@@ -297,15 +297,22 @@ type queueTry struct {
 	// release or local hand-off of an acquisition made by the try removes
 	// where the try failed.
 	member, ticket string
-	// left is set when the try took the key on every node: then it took
-	// the waiter out of every queue, and left no entry.
-	left bool
+}
+
+// keepEntries makes c, the calls of an acquisition passed on without a
+// round (passOn in transfer.go), carry the entries, member and ticket,
+// that the try which made it left in the queues where it failed, as the
+// calls of that try did: its release takes them out, and so does a
+// transfer round, which gets them from entry.
+func (c *lockCalls) keepEntries(m *Mutex, member, ticket string) {
+	c.queue = &queueTry{member: member, ticket: ticket}
+	c.release = redis.NewScriptCall(releaseNotifyScript, m.keyArg, m.queueKeyArg, c.value, member, ticket)
 }
 
 // entry returns the member and ticket of the entries that an acquisition
 // made by a try of calls left in the queues; "" when it made none.
 func (c *lockCalls) entry() (member, ticket string) {
-	if c.queue == nil || c.queue.left {
+	if c.queue == nil {
 		return "", ""
 	}
 	return c.queue.member, c.queue.ticket

@@ -317,11 +317,6 @@ func (m *Mutex) acquire(ctx context.Context, calls *lockCalls, rec *acquireRecor
 			// WithFailFast it returns at a quorum too, and a node serves
 			// one client's commands in the order they came.
 			calls.settled = nil
-			if calls.queue != nil && t.done == len(m.nodes.pools) {
-				// Every node took the key, and with it took the waiter
-				// out of its queue: the acquisition left no entry.
-				calls.queue.left = true
-			}
 			return start.Add(m.validFor()), false, false, nil
 		}
 	}
@@ -455,6 +450,9 @@ func (m *Mutex) giveBack(calls *lockCalls) {
 	defer m.mu.Unlock()
 	if m.acq.calls == calls && m.acq.state == acqUnlocked {
 		m.acq.state = m.acq.unlockedFrom
+		// The release may have landed on nodes whose replies were lost:
+		// the next Unlock must not pass the acquisition on (passOn).
+		m.acq.doubtful = true
 	}
 }
 

@@ -5,10 +5,13 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/go-redlock/redsync/redis"
 )
 
 // Passing an acquisition on with no round (passOn in transfer.go).
@@ -448,4 +451,57 @@ func TestPassOnRaceStress(t *testing.T) {
 		t.Error("no run passed the lock on: the test proved nothing about passing on")
 	}
 	t.Logf("%d of 300 runs passed the acquisition on", passedOn.Load())
+}
+
+// TestPassOnCarriesHolderEntries passes on an acquisition made by a queue
+// try that left the waiter's entry where it failed (set up by hand on one
+// node): the entry goes with the acquisition, and the new holder's release
+// takes it out, as the old holder's would have.
+func TestPassOnCarriesHolderEntries(t *testing.T) {
+	c := newFakeCluster(3)
+	holder, waiter, value, done := passOnScene(t, c, nil, nil)
+	const member, ticket = "elsewhere:1", "7"
+	n := c.nodes[2]
+	n.mu.Lock()
+	if n.queues == nil {
+		n.queues = map[string][]fakeEntry{}
+	}
+	n.queues["k"] = append(n.queues["k"], fakeEntry{member: member, ticket: 7, until: c.clock.Now().Add(time.Hour)})
+	n.mu.Unlock()
+	holder.mu.Lock()
+	calls := holder.acq.calls
+	calls.queue = &queueTry{member: member, ticket: ticket}
+	calls.release = redis.NewScriptCall(releaseNotifyScript, holder.keyArg, holder.queueKeyArg, calls.value, member, ticket)
+	holder.mu.Unlock()
+
+	sent := c.calls()
+	if ok, err := holder.Unlock(); !ok || err != nil {
+		t.Fatalf("holder Unlock() = %v, %v", ok, err)
+	}
+	if err := awaitLock(t, done); err != nil {
+		t.Fatalf("waiter Lock() = %v", err)
+	}
+	if got := c.calls() - sent; got != 0 {
+		t.Fatalf("the hand-off sent %d commands, want none (passed on)", got)
+	}
+	if got := n.queued("k"); len(got) != 1 {
+		t.Fatalf("node 2's queue %v after passing on, want the entry still there (nothing was sent)", got)
+	}
+	// The new holder's release and a transfer round name the entry.
+	waiter.mu.Lock()
+	m, tk := waiter.acq.calls.entry()
+	args := waiter.acq.calls.release.KeysAndArgs()
+	waiter.mu.Unlock()
+	if m != member || tk != ticket || !slices.Contains(args, any(member)) {
+		t.Fatalf("the passed-on acquisition's entry is %q %q, its release %v; want %q %q, named in the release", m, tk, args, member, ticket)
+	}
+	if ok, err := waiter.Unlock(); !ok || err != nil {
+		t.Fatalf("waiter Unlock() = %v, %v", ok, err)
+	}
+	if got := n.queued("k"); len(got) != 0 {
+		t.Errorf("node 2's queue %v after the new holder's release, want the carried entry gone", got)
+	}
+	if got := c.holders("k", value); got != 0 {
+		t.Errorf("%d nodes hold the value after the release", got)
+	}
 }

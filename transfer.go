@@ -53,9 +53,11 @@ import (
 //     would have left (by default, within 400 ms of the round that set the
 //     keys): the waiter's Lock returns what a slow round could have
 //     returned;
-//   - neither has an entry in the nodes' queue of waiters, which only the
-//     transfer round removes; fencing and the restart guard take no part,
-//     as above.
+//   - the waiter has no entry in the nodes' queue of waiters, which only
+//     the transfer round removes; the entries that the holder's try left
+//     where it failed go with the acquisition, whose release or transfer
+//     round removes them (keepEntries); fencing and the restart guard, on
+//     either side, take no part.
 // Otherwise the hand-off is the transfer round.
 //
 // Waiters in other processes cannot be handed the lock this way; to leave
@@ -222,14 +224,11 @@ func (m *Mutex) handOver(ctx context.Context, calls *lockCalls, w *waiter, g *gr
 // file allow it; it reports whether it did.
 func (m *Mutex) passOn(calls *lockCalls, w *waiter, g *grant) bool {
 	wm := w.m
-	if m.ownValues || wm.ownValues || m.observer != nil || wm.observer != nil || m.expiry != wm.expiry {
-		return false
-	}
-	if h, _ := calls.entry(); h != "" {
+	if m.ownValues || wm.ownValues || m.observer != nil || wm.observer != nil || m.guard.on || m.expiry != wm.expiry {
 		return false
 	}
 	if member, _ := w.entry(); member != "" {
-		return false
+		return false // only a transfer round takes the waiter out of the queues
 	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
@@ -247,6 +246,9 @@ func (m *Mutex) passOn(calls *lockCalls, w *waiter, g *grant) bool {
 	}
 	next := wm.makeCalls(a.value)
 	next.handoffs = calls.handoffs + 1
+	if member, ticket := calls.entry(); member != "" {
+		next.keepEntries(wm, member, ticket)
+	}
 	g.ok, g.value, g.calls, g.until, g.since = true, a.value, next, until, now
 	g.start = time.Now()
 	a.value = "" // the waiter's now: the old Mutex can neither show nor use it
