@@ -252,8 +252,12 @@ func WithMaxHold(d time.Duration) Option {
 // Mutex uses fencing, nor the waiter a restart guard), Unlock does better:
 // it hands the lock straight to the waiter, so that the lock is never free
 // in between and the waiter sends no try: one round replaces the holder's
-// value with a fresh one of the waiter on the nodes. See the local
-// hand-off in docs/LIFETIME.md. When off, Unlock gives no turn, publishes
+// value with a fresh one of the waiter on the nodes, or, when no code
+// outside the library can know the holder's value (it was never returned
+// by Value, seen by an observer or made by WithGenValueFunc) and enough of
+// its validity is left, the acquisition itself passes to the waiter with
+// no round (the old Mutex's Value is then empty). See the local hand-off
+// in docs/LIFETIME.md. When off, Unlock gives no turn, publishes
 // nothing, hands nothing over, and Lock only polls, as redsync v4 does.
 // The default is on.
 func WithReleaseNotification(enabled bool) Option {
