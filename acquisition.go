@@ -17,12 +17,13 @@ type acquisition struct {
 	// What decides whether an Unlock may pass the acquisition itself on
 	// to a waiter of this process, with no round (passOn in transfer.go):
 	// shown is set once Value returned the value (code outside the
-	// library may hold it); extends counts the Extend calls of this
-	// acquisition in flight; doubtful is set when one of them failed (the
+	// library may hold it); checks counts the Extend and Valid calls of
+	// this acquisition in flight, whose outcome passing on would not see;
+	// doubtful is set when one of them failed, or an Unlock failed (the
 	// nodes may have lost the key).
 	shown    bool
 	doubtful bool
-	extends  int
+	checks   int
 }
 
 // acqState is where an acquisition is in its life:

@@ -266,7 +266,7 @@ func (l *lease) startExtending() {
 	if l.m.setNXOnExtend {
 		// A round that sets the key where it is missing is not cut short:
 		// written to a node, it may land after a release whatever its
-		// context says. Unlock waits for it instead (Mutex.beginExtend).
+		// context says. Unlock waits for it instead (Mutex.beginCheck).
 		e.round = context.Background()
 	}
 	l.ext = e
@@ -433,7 +433,7 @@ func (m *Mutex) acquiredSince(value string, until, start time.Time, calls *lockC
 // extension in flight (extend.lua extends only a key that holds the lock's
 // value, so an extension that reaches a node after the release finds
 // nothing to extend; with WithSetNXOnExtend the round is not cancelled,
-// and Unlock waits for it: see Mutex.beginExtend). No retry starts once
+// and Unlock waits for it: see Mutex.beginCheck). No retry starts once
 // the extender is stopped. It returns the function that ends the lease's
 // context with context.Canceled, which Unlock runs once the release is
 // sent.

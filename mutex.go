@@ -52,7 +52,7 @@ type Mutex struct {
 	acq   acquisition // the current acquisition (acquisition.go)
 	lease *lease      // the current acquisition's lease, once needed
 	// With WithSetNXOnExtend, extending counts the Extend calls in flight
-	// (of any acquisition: see beginExtend), and extendDone is closed when
+	// (of any acquisition: see beginCheck), and extendDone is closed when
 	// it drops to 0 (nil while it is 0).
 	extending  int
 	extendDone chan struct{}
@@ -403,21 +403,22 @@ func (m *Mutex) awaitExtends(done <-chan struct{}) {
 	}
 }
 
-// beginExtend registers an Extend of the acquisition of calls, unless
-// that is no longer the current acquisition or Unlock took it; endExtend
-// ends it, telling whether it succeeded. While an Extend is registered, or
-// after one failed, the acquisition is not passed on without a round (see
-// passOn). With WithSetNXOnExtend, Unlock also waits for every registered
-// Extend, also of an earlier acquisition of the Mutex: any of them may set
-// its key again where it finds none.
-func (m *Mutex) beginExtend(calls *lockCalls) bool {
+// beginCheck registers an Extend (extend set) or a Valid of the
+// acquisition of calls, unless that is no longer the current acquisition
+// or Unlock took it; endCheck ends it, telling whether it found the lock
+// held. While one is registered, or after one failed, the acquisition is
+// not passed on without a round (see passOn). With WithSetNXOnExtend,
+// Unlock also waits for every registered Extend, also of an earlier
+// acquisition of the Mutex: any of them may set its key again where it
+// finds none.
+func (m *Mutex) beginCheck(calls *lockCalls, extend bool) bool {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if m.acq.state == acqUnlocked || m.acq.calls != calls {
 		return false
 	}
-	m.acq.extends++
-	if m.setNXOnExtend {
+	m.acq.checks++
+	if extend && m.setNXOnExtend {
 		if m.extending == 0 {
 			m.extendDone = make(chan struct{})
 		}
@@ -426,14 +427,14 @@ func (m *Mutex) beginExtend(calls *lockCalls) bool {
 	return true
 }
 
-func (m *Mutex) endExtend(calls *lockCalls, ok bool) {
+func (m *Mutex) endCheck(calls *lockCalls, extend, held bool) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if m.acq.calls == calls {
-		m.acq.extends--
-		m.acq.doubtful = m.acq.doubtful || !ok
+		m.acq.checks--
+		m.acq.doubtful = m.acq.doubtful || !held
 	}
-	if m.setNXOnExtend {
+	if extend && m.setNXOnExtend {
 		m.extending--
 		if m.extending == 0 {
 			close(m.extendDone)
@@ -563,10 +564,10 @@ func (m *Mutex) extend(ctx context.Context, tr *nodeTrace) (ok bool, err error) 
 	}
 	// With SetNX, an Unlock waits for this Extend before it releases: its
 	// SET must not land after the release.
-	if !m.beginExtend(calls) {
+	if !m.beginCheck(calls, true) {
 		return false, errors.Join(ErrExtendFailed, errUnlocked)
 	}
-	defer func() { m.endExtend(calls, ok) }()
+	defer func() { m.endCheck(calls, true, ok) }()
 	setNX := "0"
 	if m.setNXOnExtend {
 		setNX = "1"
@@ -673,6 +674,11 @@ func (m *Mutex) ValidContext(ctx context.Context) (bool, error) {
 	if ctx == nil {
 		ctx = context.Background()
 	}
+	if !m.beginCheck(calls, false) {
+		return false, nil // Unlock took it meanwhile
+	}
+	held := false
+	defer func() { m.endCheck(calls, false, held) }()
 	t := m.nodes.fanout(ctx, m.nodeTimeout(), m.failFast, func(ctx context.Context, node int) (int64, error) {
 		conn, err := m.nodes.pools[node].Get(ctx)
 		if err != nil {
@@ -693,14 +699,7 @@ func (m *Mutex) ValidContext(ctx context.Context) (bool, error) {
 		}
 		return replyTaken, nil
 	})
-	held := t.done >= m.nodes.quorum
-	if !held {
-		m.mu.Lock()
-		if m.acq.calls == calls {
-			m.acq.doubtful = true // not passed on without a round (passOn)
-		}
-		m.mu.Unlock()
-	}
+	held = t.done >= m.nodes.quorum
 	return held, t.err()
 }
 

@@ -41,9 +41,10 @@ import (
 //     releases the lock when its Lock call has ended (lockWait's end);
 //   - under the holder's mu, in one step, it checks that the value was never
 //     shown (no Value call, no observer, which sees it in events, no
-//     WithGenValueFunc, whose code made it; both Mutexes), that no Extend of
-//     the acquisition is in flight or failed and no Valid found it missing,
-//     and blanks the holder's copy: from then on the old Mutex has no value
+//     WithGenValueFunc, whose code made it; both Mutexes), that no Extend
+//     or Valid of the acquisition is in flight, none failed (or found it
+//     missing) and no Unlock of it failed, and blanks the holder's copy:
+//     from then on the old Mutex has no value
 //     to act with (Unlock, Extend and Valid send nothing, Value is empty),
 //     and no code outside the library ever had it;
 //   - the waiter's validity is computed from the same round's start, with
@@ -233,7 +234,7 @@ func (m *Mutex) passOn(calls *lockCalls, w *waiter, g *grant) bool {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	a := &m.acq
-	if a.calls != calls || a.state != acqUnlocked || a.unlockedFrom != acqHeld || a.shown || a.doubtful || a.extends > 0 {
+	if a.calls != calls || a.state != acqUnlocked || a.unlockedFrom != acqHeld || a.shown || a.doubtful || a.checks > 0 {
 		return false
 	}
 	// The validity of the round that set the keys (Lock's, or the last
