@@ -54,13 +54,11 @@ func awaitLock(t *testing.T, done chan error) error {
 	}
 }
 
-func TestPassOnFakes(t *testing.T) {
-	c := newFakeCluster(5)
-	holder, waiter, value, done := passOnScene(t, c, nil, nil)
-	c.clock.Advance(100 * time.Millisecond)
-	until := holder.Until()
+// unlockPassesOn unlocks holder and checks that the waiter's Lock (done)
+// got the lock with no command sent to c's nodes.
+func unlockPassesOn(t *testing.T, c *fakeCluster, holder *Mutex, done chan error) {
+	t.Helper()
 	sent := c.calls()
-
 	if ok, err := holder.Unlock(); !ok || err != nil {
 		t.Fatalf("holder Unlock() = %v, %v; want true, nil", ok, err)
 	}
@@ -70,6 +68,34 @@ func TestPassOnFakes(t *testing.T) {
 	if got := c.calls() - sent; got != 0 {
 		t.Fatalf("the hand-off sent %d commands, want none (passed on)", got)
 	}
+}
+
+// unlockBothAgain unlocks waiter, the holder now, checks that no node
+// keeps the key, and that holder, whose lock went to waiter, locks and
+// unlocks again as usual.
+func unlockBothAgain(t *testing.T, c *fakeCluster, holder, waiter *Mutex) {
+	t.Helper()
+	if ok, err := waiter.Unlock(); !ok || err != nil {
+		t.Fatalf("waiter Unlock() = %v, %v", ok, err)
+	}
+	if got := c.keys("k"); got != 0 {
+		t.Errorf("%d nodes hold the key after the waiter's Unlock", got)
+	}
+	if err := holder.Lock(); err != nil {
+		t.Fatalf("holder Lock() after its lock went to the waiter: %v", err)
+	}
+	if ok, err := holder.Unlock(); !ok || err != nil {
+		t.Errorf("holder Unlock() of its new acquisition = %v, %v", ok, err)
+	}
+}
+
+func TestPassOnFakes(t *testing.T) {
+	c := newFakeCluster(5)
+	holder, waiter, value, done := passOnScene(t, c, nil, nil)
+	c.clock.Advance(100 * time.Millisecond)
+	until := holder.Until()
+	unlockPassesOn(t, c, holder, done)
+	sent := c.calls()
 	if got := waiter.Value(); got != value {
 		t.Fatalf("waiter Value() = %q, want the acquisition's %q", got, value)
 	}
@@ -100,19 +126,7 @@ func TestPassOnFakes(t *testing.T) {
 	if ok, err := waiter.Extend(); !ok || err != nil {
 		t.Fatalf("waiter Extend() = %v, %v", ok, err)
 	}
-	if ok, err := waiter.Unlock(); !ok || err != nil {
-		t.Fatalf("waiter Unlock() = %v, %v", ok, err)
-	}
-	if got := c.keys("k"); got != 0 {
-		t.Errorf("%d nodes hold the key after the waiter's Unlock", got)
-	}
-	// The old holder locks again as usual.
-	if err := holder.Lock(); err != nil {
-		t.Fatalf("holder Lock() after passing on: %v", err)
-	}
-	if ok, err := holder.Unlock(); !ok || err != nil {
-		t.Errorf("holder Unlock() of its new acquisition = %v, %v", ok, err)
-	}
+	unlockBothAgain(t, c, holder, waiter)
 }
 
 // TestPassOnWaiterDrift passes on to a waiter with a larger drift factor:
@@ -474,16 +488,7 @@ func TestPassOnCarriesHolderEntries(t *testing.T) {
 	calls.release = redis.NewScriptCall(releaseNotifyScript, holder.keyArg, holder.queueKeyArg, calls.value, member, ticket)
 	holder.mu.Unlock()
 
-	sent := c.calls()
-	if ok, err := holder.Unlock(); !ok || err != nil {
-		t.Fatalf("holder Unlock() = %v, %v", ok, err)
-	}
-	if err := awaitLock(t, done); err != nil {
-		t.Fatalf("waiter Lock() = %v", err)
-	}
-	if got := c.calls() - sent; got != 0 {
-		t.Fatalf("the hand-off sent %d commands, want none (passed on)", got)
-	}
+	unlockPassesOn(t, c, holder, done)
 	if got := n.queued("k"); len(got) != 1 {
 		t.Fatalf("node 2's queue %v after passing on, want the entry still there (nothing was sent)", got)
 	}

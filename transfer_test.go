@@ -499,19 +499,7 @@ func TestLocalHandOffFreshValue(t *testing.T) {
 		t.Fatalf("%d of 5 nodes hold the waiter's lock after the stray Unlock, want 5", got)
 	}
 
-	if ok, err := waiter.Unlock(); !ok || err != nil {
-		t.Fatalf("waiter Unlock() = %v, %v", ok, err)
-	}
-	if got := c.keys("k"); got != 0 {
-		t.Errorf("%d nodes still hold the key after the waiter's Unlock", got)
-	}
-	// The holder's Mutex locks again as usual.
-	if err := holder.Lock(); err != nil {
-		t.Fatalf("holder Lock() after it handed its lock over: %v", err)
-	}
-	if ok, err := holder.Unlock(); !ok || err != nil {
-		t.Errorf("holder Unlock() of its new acquisition = %v, %v", ok, err)
-	}
+	unlockBothAgain(t, c, holder, waiter)
 }
 
 // TestLocalHandOffMaxHold hands over an acquisition made 300 ms earlier:
