@@ -33,8 +33,20 @@ type raceResult struct {
 
 func newHandOffRaceScene(t *testing.T, waiters int, opts ...Option) *handOffRaceScene {
 	t.Helper()
+	return newRaceScene(t, waiters, true, opts...)
+}
+
+// newRaceScene is newHandOffRaceScene over nodes that can be listened to
+// (listen: the first waiter joins the nodes' queues, and its hand-off is a
+// round) or not (no waiter has entries: the acquisition is passed on).
+func newRaceScene(t *testing.T, waiters int, listen bool, opts ...Option) *handOffRaceScene {
+	t.Helper()
 	s := &handOffRaceScene{c: newFakeCluster(3), results: make(chan raceResult, waiters)}
-	rs := New(s.c.subPools()...)
+	pools := s.c.pools()
+	if listen {
+		pools = s.c.subPools()
+	}
+	rs := New(pools...)
 	s.holder = rs.NewMutex("k", opts...)
 	if err := s.holder.Lock(); err != nil {
 		t.Fatal(err)
@@ -123,8 +135,15 @@ func (s *handOffRaceScene) dump() string {
 // other sends nothing and gets ErrLockAlreadyExpired), and only one waiter
 // gets the lock.
 func TestConcurrentUnlockOneHolder(t *testing.T) {
+	t.Run("round", func(t *testing.T) { concurrentUnlockOneHolder(t, true) })
+	t.Run("passed on", func(t *testing.T) { concurrentUnlockOneHolder(t, false) })
+}
+
+func concurrentUnlockOneHolder(t *testing.T, listen bool) {
+	passed := 0
 	for run := range 100 {
-		s := newHandOffRaceScene(t, 2)
+		s := newRaceScene(t, 2, listen)
+		value, _ := s.c.nodes[0].value("k")
 		type unlockResult struct {
 			ok  bool
 			err error
@@ -151,8 +170,15 @@ func TestConcurrentUnlockOneHolder(t *testing.T) {
 			t.Fatalf("run %d: %d waiters got the lock, want 1", run, len(held))
 		}
 		s.checkNodes(t, held)
+		if s.waiters[held[0]].Value() == value {
+			passed++
+		}
 		s.waiters[held[0]].Unlock()
 	}
+	if !listen && passed == 0 {
+		t.Error("no run passed the acquisition on: the test proved nothing about it")
+	}
+	t.Logf("%d of 100 runs passed the acquisition on", passed)
 }
 
 // TestHandOffRaceStress interleaves, around a hand-off, a second Unlock,
