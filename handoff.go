@@ -213,6 +213,26 @@ type keyWaiters struct {
 	key     string
 	waiters []*waiter // registered, by ticket
 	queue   []*waiter // waiting now, by ticket: a local hand-off takes the first
+	// freeSeen is when the last failed try of these waiters that took the
+	// key on some node ended: the key was free there (see passOn).
+	freeSeen time.Time
+}
+
+// sawFree notes that a failed try of a Lock of key, which ended at at,
+// took the key on some node.
+func (n *notifier) sawFree(key string, at time.Time) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if kw := n.keys[key]; kw != nil && at.After(kw.freeSeen) {
+		kw.freeSeen = at
+	}
+}
+
+// freeSeen returns kw.freeSeen.
+func (n *notifier) freeSeen(kw *keyWaiters) time.Time {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return kw.freeSeen
 }
 
 // standing is where a waiter stands in the nodes' queues of waiters.

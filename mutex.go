@@ -6,6 +6,7 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
+	"io"
 	"strconv"
 	"sync"
 	"time"
@@ -88,6 +89,13 @@ type lockCalls struct {
 	// acquisition (0 for one made by a try): it bounds the hand-offs that
 	// keep the lock from the waiters of other processes (transfer.go).
 	handoffs int
+	// partial is set when the round that made this acquisition (a try,
+	// or a transfer round, which returns at a quorum) did not hear every
+	// node take the key: it is not passed on without a round (passOn).
+	partial bool
+	// freeSeen is when a try of these calls that failed ended, having
+	// taken the key on some node (it was free there); zero otherwise.
+	freeSeen time.Time
 }
 
 // lockKind describes a lock that is not a Mutex of one or several names,
@@ -138,6 +146,19 @@ func (m *Mutex) Name() string {
 	return m.name
 }
 
+// String returns "redsync.Mutex(" + the name + ")". It never shows the
+// value: printing a Mutex does not give away what proves its ownership
+// (use Value for that).
+func (m *Mutex) String() string {
+	return "redsync.Mutex(" + strconv.Quote(m.name) + ")"
+}
+
+// Format prints String for every verb, so that no verb of the fmt package
+// (%+v, %#v, %d, ...) prints the Mutex's fields, among them its value.
+func (m *Mutex) Format(f fmt.State, _ rune) {
+	_, _ = io.WriteString(f, m.String())
+}
+
 // Value returns the value of the current acquisition: the proof of
 // ownership stored on the nodes. It is empty until a Lock succeeds, unless
 // WithValue was given. After Unlock it keeps the released value, which no
@@ -156,7 +177,7 @@ func (m *Mutex) Value() string {
 // setAcquisition makes value, valid until until, with the script calls
 // calls, the current acquisition of m. m.mu must be held.
 func (m *Mutex) setAcquisition(value string, until time.Time, calls *lockCalls) {
-	m.acq = acquisition{state: acqHeld, value: value, until: until, calls: calls}
+	m.acq = acquisition{state: acqHeld, value: value, until: until, calls: calls, doubtful: calls.partial}
 }
 
 // Until returns when the validity of the current acquisition ends: until
@@ -270,6 +291,12 @@ func (m *Mutex) lockContext(ctx context.Context, tries int, rec *acquireRecord) 
 		if try < tries {
 			wait.failed(m)
 		}
+		if !calls.freeSeen.IsZero() && m.notify != nil {
+			// The key was free on a node, maybe while a Mutex of this
+			// Redsync holds it: that acquisition is not passed on
+			// (passOn). Noted once this call is a waiter, if it is one.
+			m.notify.sawFree(m.name, calls.freeSeen)
+		}
 	}
 	return last
 }
@@ -317,10 +344,14 @@ func (m *Mutex) acquire(ctx context.Context, calls *lockCalls, rec *acquireRecor
 			// WithFailFast it returns at a quorum too, and a node serves
 			// one client's commands in the order they came.
 			calls.settled = nil
+			calls.partial = t.done < len(m.nodes.pools)
 			return start.Add(m.validFor()), false, false, nil
 		}
 	}
 
+	if t.done > 0 {
+		calls.freeSeen = m.now() // see lockContext
+	}
 	// Undo the try even when ctx has ended: the keys must not outlive it.
 	// Only a try that every node answered without taking the key for us
 	// left nothing to undo.
@@ -405,9 +436,11 @@ func (m *Mutex) awaitExtends(done <-chan struct{}) {
 
 // beginCheck registers an Extend (extend set) or a Valid of the
 // acquisition of calls, unless that is no longer the current acquisition
-// or Unlock took it; endCheck ends it, telling whether it found the lock
-// held. While one is registered, or after one failed, the acquisition is
-// not passed on without a round (see passOn). With WithSetNXOnExtend,
+// or Unlock took it; endCheck ends it, telling whether every node held
+// the lock (an Extend or Valid may succeed on a quorum with a node that
+// lost the key). While one is registered, or after one found a node
+// without the key or failed, the acquisition is not passed on without a
+// round (see passOn). With WithSetNXOnExtend,
 // Unlock also waits for every registered Extend, also of an earlier
 // acquisition of the Mutex: any of them may set its key again where it
 // finds none.
@@ -567,7 +600,8 @@ func (m *Mutex) extend(ctx context.Context, tr *nodeTrace) (ok bool, err error) 
 	if !m.beginCheck(calls, true) {
 		return false, errors.Join(ErrExtendFailed, errUnlocked)
 	}
-	defer func() { m.endCheck(calls, true, ok) }()
+	whole := false // every node extended the key
+	defer func() { m.endCheck(calls, true, ok && whole) }()
 	setNX := "0"
 	if m.setNXOnExtend {
 		setNX = "1"
@@ -597,6 +631,7 @@ func (m *Mutex) extend(ctx context.Context, tr *nodeTrace) (ok bool, err error) 
 		op.patience = m.patience()
 	}
 	t := m.nodes.broadcast(ctx, m.nodeTimeout(), m.failFast && !m.setNXOnExtend, op)
+	whole = t.done == len(m.nodes.pools)
 	validity := m.validityLeft(start)
 	if t.done >= m.nodes.quorum && validity > 0 {
 		return m.extended(ctx, calls, start)
@@ -677,8 +712,8 @@ func (m *Mutex) ValidContext(ctx context.Context) (bool, error) {
 	if !m.beginCheck(calls, false) {
 		return false, nil // Unlock took it meanwhile
 	}
-	held := false
-	defer func() { m.endCheck(calls, false, held) }()
+	whole := false // every node holds the value
+	defer func() { m.endCheck(calls, false, whole) }()
 	t := m.nodes.fanout(ctx, m.nodeTimeout(), m.failFast, func(ctx context.Context, node int) (int64, error) {
 		conn, err := m.nodes.pools[node].Get(ctx)
 		if err != nil {
@@ -699,8 +734,8 @@ func (m *Mutex) ValidContext(ctx context.Context) (bool, error) {
 		}
 		return replyTaken, nil
 	})
-	held = t.done >= m.nodes.quorum
-	return held, t.err()
+	whole = t.done == len(m.nodes.pools)
+	return t.done >= m.nodes.quorum, t.err()
 }
 
 // makeCalls returns the acquire and release calls for value.

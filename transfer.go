@@ -41,9 +41,11 @@ import (
 //     releases the lock when its Lock call has ended (lockWait's end);
 //   - under the holder's mu, in one step, it checks that the value was never
 //     shown (no Value call, no observer, which sees it in events, no
-//     WithGenValueFunc, whose code made it; both Mutexes), that no Extend
-//     or Valid of the acquisition is in flight, none failed (or found it
-//     missing) and no Unlock of it failed, and blanks the holder's copy:
+//     WithGenValueFunc, whose code made it; both Mutexes), that every node
+//     took the key in the round that made the acquisition, that no Extend
+//     or Valid of it is in flight, none failed or found a node without the
+//     key, no Unlock of it failed and no try of a waiter of this Redsync
+//     found the key free on a node since, and blanks the holder's copy:
 //     from then on the old Mutex has no value
 //     to act with (Unlock, Extend and Valid send nothing, Value is empty),
 //     and no code outside the library ever had it;
@@ -177,14 +179,17 @@ func (m *Mutex) handOver(ctx context.Context, calls *lockCalls, w *waiter, g *gr
 	}
 	g.start = time.Now()
 	start := wm.now()
-	// The round ends as soon as a quorum took the new value (or cannot):
-	// the replies of slower nodes do not change the outcome. Until they
-	// came, the next command on the lock waits (see awaitSettled): on a
-	// node, it could overtake the hand-off, which would then set a key
-	// that nobody holds.
-	t := wm.nodes.broadcast(ctx, wm.nodeTimeout(), true, nodeOp{call: &transfer, trace: trace, settled: &next.settled})
+	// The round waits for every node (within the per-node timeout), as a
+	// try does, unless the waiter has WithFailFast: then it ends as soon
+	// as a quorum took the new value (or cannot). Either way, until the
+	// slower nodes' replies came, the next command on the lock waits (see
+	// awaitSettled): on a node, it could overtake the hand-off, which
+	// would then set a key that nobody holds. Every node's reply also
+	// tells whether the new acquisition may be passed on (partial).
+	t := wm.nodes.broadcast(ctx, wm.nodeTimeout(), wm.failFast, nodeOp{call: &transfer, trace: trace, settled: &next.settled})
 	validity := wm.validityLeft(start)
 	if t.done >= wm.nodes.quorum && validity > 0 {
+		next.partial = t.done < len(wm.nodes.pools)
 		g.ok, g.value, g.calls = true, value, next
 		g.until, g.since = start.Add(wm.validFor()), start
 		g.duration = time.Since(g.start)
@@ -231,11 +236,15 @@ func (m *Mutex) passOn(calls *lockCalls, w *waiter, g *grant) bool {
 	if member, _ := w.entry(); member != "" {
 		return false // only a transfer round takes the waiter out of the queues
 	}
+	freeSeen := w.n.freeSeen(w.kw)
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	a := &m.acq
 	if a.calls != calls || a.state != acqUnlocked || a.unlockedFrom != acqHeld || a.shown || a.doubtful || a.checks > 0 {
 		return false
+	}
+	if !freeSeen.IsZero() && !freeSeen.Before(a.until.Add(-m.validFor())) {
+		return false // a try found the key free on a node since the round that set it
 	}
 	// The validity of the round that set the keys (Lock's, or the last
 	// Extend's: both set until to their start + validFor), with the

@@ -188,12 +188,13 @@ func TestLocalHandOffExpiredHolder(t *testing.T) {
 }
 
 // TestLocalHandOffStraggler stalls the hand-off on one node of three: the
-// waiter gets the lock from the other two, but its Unlock waits for the
-// straggler, which would otherwise set the key after the release.
+// waiter, with WithFailFast, gets the lock from the other two, but its
+// Unlock waits for the straggler, which would otherwise set the key after
+// the release. (Without WithFailFast the round waits for every node.)
 func TestLocalHandOffStraggler(t *testing.T) {
 	c := newFakeCluster(3)
 	// A waiter with an expiry of its own needs the hand-off round.
-	holder, waiter, _, done := handOffScene(t, c, context.Background(), nil, []Option{WithExpiry(7 * time.Second)})
+	holder, waiter, _, done := handOffScene(t, c, context.Background(), nil, []Option{WithExpiry(7 * time.Second), WithFailFast(true)})
 	stall := make(chan struct{})
 	straggler := c.nodes[2]
 	straggler.mu.Lock()
