@@ -170,6 +170,10 @@ type notifier struct {
 	ticket   int64                  // last ticket handed out
 	nconfirm atomic.Int32           // nodes whose subscription is confirmed; changed under mu, read without it
 	idle     time.Time              // when the last waiter left (zero while some wait)
+	// freeSeen is, by lock name, when a failed try last found the key
+	// free on a node (sawFree); freeKeep bounds how long a note is kept.
+	freeSeen map[string]time.Time
+	freeKeep time.Duration
 }
 
 // newNotifier returns the notifier of a Redsync over pools. When too few
@@ -213,26 +217,35 @@ type keyWaiters struct {
 	key     string
 	waiters []*waiter // registered, by ticket
 	queue   []*waiter // waiting now, by ticket: a local hand-off takes the first
-	// freeSeen is when the last failed try of these waiters that took the
-	// key on some node ended: the key was free there (see passOn).
-	freeSeen time.Time
 }
 
-// sawFree notes that a failed try of a Lock of key, which ended at at,
-// took the key on some node.
-func (n *notifier) sawFree(key string, at time.Time) {
+// sawFree notes that a failed try of a Mutex of key, with expiry expiry,
+// found the key free on some node at at (see passOn). A note older than
+// the longest expiry noted is dropped: no acquisition it could concern is
+// still valid.
+func (n *notifier) sawFree(key string, at time.Time, expiry time.Duration) {
 	n.mu.Lock()
 	defer n.mu.Unlock()
-	if kw := n.keys[key]; kw != nil && at.After(kw.freeSeen) {
-		kw.freeSeen = at
+	n.freeKeep = max(n.freeKeep, expiry)
+	for k, t := range n.freeSeen {
+		if at.Sub(t) > n.freeKeep {
+			delete(n.freeSeen, k)
+		}
+	}
+	if n.freeSeen == nil {
+		n.freeSeen = map[string]time.Time{}
+	}
+	if at.After(n.freeSeen[key]) {
+		n.freeSeen[key] = at
 	}
 }
 
-// freeSeen returns kw.freeSeen.
-func (n *notifier) freeSeen(kw *keyWaiters) time.Time {
+// freeSince returns when a failed try last found key free on a node, or
+// the zero time.
+func (n *notifier) freeSince(key string) time.Time {
 	n.mu.Lock()
 	defer n.mu.Unlock()
-	return kw.freeSeen
+	return n.freeSeen[key]
 }
 
 // standing is where a waiter stands in the nodes' queues of waiters.

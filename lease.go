@@ -3,6 +3,8 @@ package redsync
 import (
 	"context"
 	"errors"
+	"fmt"
+	"io"
 	"math/rand/v2"
 	"time"
 )
@@ -38,6 +40,16 @@ type lease struct {
 type heldContext struct {
 	context.Context
 	l *lease
+}
+
+// String returns what the context is, never the lock's value.
+func (c *heldContext) String() string {
+	return c.l.m.String() + ".Context"
+}
+
+// Format prints String for every verb (see Mutex.Format).
+func (c *heldContext) Format(f fmt.State, _ rune) {
+	_, _ = io.WriteString(f, c.String())
 }
 
 // Deadline returns when the lock's validity ends (or the hold time, when

@@ -49,9 +49,12 @@ type Mutex struct {
 	now    func() time.Time // the clock; tests replace it
 	notify *notifier        // the Redsync's release notifications, or nil
 
-	mu    sync.Mutex
-	acq   acquisition // the current acquisition (acquisition.go)
-	lease *lease      // the current acquisition's lease, once needed
+	mu sync.Mutex
+	// acq is the current acquisition (acquisition.go); never nil. Behind
+	// a pointer, which fmt prints as an address, so that no way of
+	// printing a Mutex shows the value (see Format).
+	acq   *acquisition
+	lease *lease // the current acquisition's lease, once needed
 	// With WithSetNXOnExtend, extending counts the Extend calls in flight
 	// (of any acquisition: see beginCheck), and extendDone is closed when
 	// it drops to 0 (nil while it is 0).
@@ -93,9 +96,6 @@ type lockCalls struct {
 	// or a transfer round, which returns at a quorum) did not hear every
 	// node take the key: it is not passed on without a round (passOn).
 	partial bool
-	// freeSeen is when a try of these calls that failed ended, having
-	// taken the key on some node (it was free there); zero otherwise.
-	freeSeen time.Time
 }
 
 // lockKind describes a lock that is not a Mutex of one or several names,
@@ -177,7 +177,7 @@ func (m *Mutex) Value() string {
 // setAcquisition makes value, valid until until, with the script calls
 // calls, the current acquisition of m. m.mu must be held.
 func (m *Mutex) setAcquisition(value string, until time.Time, calls *lockCalls) {
-	m.acq = acquisition{state: acqHeld, value: value, until: until, calls: calls, doubtful: calls.partial}
+	m.acq = &acquisition{state: acqHeld, value: value, until: until, calls: calls, doubtful: calls.partial}
 }
 
 // Until returns when the validity of the current acquisition ends: until
@@ -291,12 +291,6 @@ func (m *Mutex) lockContext(ctx context.Context, tries int, rec *acquireRecord) 
 		if try < tries {
 			wait.failed(m)
 		}
-		if !calls.freeSeen.IsZero() && m.notify != nil {
-			// The key was free on a node, maybe while a Mutex of this
-			// Redsync holds it: that acquisition is not passed on
-			// (passOn). Noted once this call is a waiter, if it is one.
-			m.notify.sawFree(m.name, calls.freeSeen)
-		}
 	}
 	return last
 }
@@ -349,8 +343,11 @@ func (m *Mutex) acquire(ctx context.Context, calls *lockCalls, rec *acquireRecor
 		}
 	}
 
-	if t.done > 0 {
-		calls.freeSeen = m.now() // see lockContext
+	if t.done > 0 && m.notify != nil {
+		// The key was free on a node, maybe while a Mutex of this
+		// Redsync holds it: that acquisition is not passed on (passOn).
+		// Noted now, before the undo.
+		m.notify.sawFree(m.name, m.now(), m.expiry)
 	}
 	// Undo the try even when ctx has ended: the keys must not outlive it.
 	// Only a try that every node answered without taking the key for us
@@ -364,7 +361,12 @@ func (m *Mutex) acquire(ctx context.Context, calls *lockCalls, rec *acquireRecor
 		case calls.undo.Script() != nil:
 			undo = &calls.undo
 		}
-		m.nodes.fanoutScript(context.WithoutCancel(ctx), m.nodeTimeout(), m.failFast, undo)
+		u := m.nodes.fanoutScript(context.WithoutCancel(ctx), m.nodeTimeout(), m.failFast, undo)
+		if u.done > 0 && t.done == 0 && m.notify != nil {
+			// The undo deleted this try's key where the try's reply was
+			// lost: the key had been free there too.
+			m.notify.sawFree(m.name, m.now(), m.expiry)
+		}
 	}
 
 	switch {

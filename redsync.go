@@ -52,6 +52,7 @@ func (r *Redsync) NewMutex(name string, options ...Option) *Mutex {
 		nodes:  r.nodes,
 		notify: r.notify,
 		now:    time.Now,
+		acq:    &acquisition{},
 	}
 	m.building = &m.config
 	for _, o := range options {
@@ -76,7 +77,7 @@ func (r *Redsync) NewMutex(name string, options ...Option) *Mutex {
 		}
 		m.ttlArg = strconv.FormatInt(m.expiry.Milliseconds(), 10)
 		if m.initValue != "" {
-			m.acq = acquisition{state: acqGiven, value: m.initValue, calls: m.makeCalls(m.initValue)}
+			m.acq = &acquisition{state: acqGiven, value: m.initValue, calls: m.makeCalls(m.initValue)}
 		}
 	}
 	return m

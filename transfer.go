@@ -44,11 +44,11 @@ import (
 //     WithGenValueFunc, whose code made it; both Mutexes), that every node
 //     took the key in the round that made the acquisition, that no Extend
 //     or Valid of it is in flight, none failed or found a node without the
-//     key, no Unlock of it failed and no try of a waiter of this Redsync
-//     found the key free on a node since, and blanks the holder's copy:
-//     from then on the old Mutex has no value
-//     to act with (Unlock, Extend and Valid send nothing, Value is empty),
-//     and no code outside the library ever had it;
+//     key, no Unlock of it failed and no failed try of a Mutex of this
+//     Redsync found the key free on a node since, and blanks the holder's
+//     copy: from then on the old Mutex has no value to act with (Unlock,
+//     Extend and Valid send nothing, Value is empty), and no code outside
+//     the library ever had it (String and Format print no value);
 //   - the waiter's validity is computed from the same round's start, with
 //     the waiter's expiry (the same as the holder's, or there is a round)
 //     and its own drift, and is passed on only when at least as much of it
@@ -185,8 +185,10 @@ func (m *Mutex) handOver(ctx context.Context, calls *lockCalls, w *waiter, g *gr
 	// slower nodes' replies came, the next command on the lock waits (see
 	// awaitSettled): on a node, it could overtake the hand-off, which
 	// would then set a key that nobody holds. Every node's reply also
-	// tells whether the new acquisition may be passed on (partial).
-	t := wm.nodes.broadcast(ctx, wm.nodeTimeout(), wm.failFast, nodeOp{call: &transfer, trace: trace, settled: &next.settled})
+	// tells whether the new acquisition may be passed on (partial). Each
+	// node is bounded by the shorter per-node timeout of the two: this is
+	// the holder's Unlock as much as the waiter's acquisition.
+	t := wm.nodes.broadcast(ctx, min(m.nodeTimeout(), wm.nodeTimeout()), wm.failFast, nodeOp{call: &transfer, trace: trace, settled: &next.settled})
 	validity := wm.validityLeft(start)
 	if t.done >= wm.nodes.quorum && validity > 0 {
 		next.partial = t.done < len(wm.nodes.pools)
@@ -236,10 +238,10 @@ func (m *Mutex) passOn(calls *lockCalls, w *waiter, g *grant) bool {
 	if member, _ := w.entry(); member != "" {
 		return false // only a transfer round takes the waiter out of the queues
 	}
-	freeSeen := w.n.freeSeen(w.kw)
+	freeSeen := w.n.freeSince(m.name)
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	a := &m.acq
+	a := m.acq
 	if a.calls != calls || a.state != acqUnlocked || a.unlockedFrom != acqHeld || a.shown || a.doubtful || a.checks > 0 {
 		return false
 	}
