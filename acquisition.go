@@ -48,6 +48,9 @@ const (
 // usable returns nil when Unlock, Extend and Valid may act on a: ErrNotLocked
 // before any acquisition, errUnlocked after Unlock took it.
 func (a *acquisition) usable() error {
+	if a == nil {
+		return ErrNotLocked // a Mutex not made by NewMutex
+	}
 	switch a.state {
 	case acqNone:
 		return ErrNotLocked

@@ -219,14 +219,13 @@ type keyWaiters struct {
 	queue   []*waiter // waiting now, by ticket: a local hand-off takes the first
 }
 
-// sawFree notes that a failed try of a Mutex of key, with expiry expiry,
-// found the key free on some node at at (see passOn). A note older than
-// the longest expiry noted is dropped: no acquisition it could concern is
-// still valid.
-func (n *notifier) sawFree(key string, at time.Time, expiry time.Duration) {
+// sawFree notes that a failed try of a Mutex of key may have found the
+// key free on some node at at (see passOn). A note older than the longest
+// expiry of the Redsync's Mutexes (keepFor) is dropped: no acquisition it
+// could concern is still valid.
+func (n *notifier) sawFree(key string, at time.Time) {
 	n.mu.Lock()
 	defer n.mu.Unlock()
-	n.freeKeep = max(n.freeKeep, expiry)
 	for k, t := range n.freeSeen {
 		if at.Sub(t) > n.freeKeep {
 			delete(n.freeSeen, k)
@@ -238,6 +237,14 @@ func (n *notifier) sawFree(key string, at time.Time, expiry time.Duration) {
 	if at.After(n.freeSeen[key]) {
 		n.freeSeen[key] = at
 	}
+}
+
+// keepFor makes sawFree keep its notes at least d, the expiry of a new
+// Mutex of the Redsync.
+func (n *notifier) keepFor(d time.Duration) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	n.freeKeep = max(n.freeKeep, d)
 }
 
 // freeSince returns when a failed try last found key free on a node, or

@@ -248,11 +248,18 @@ func TestIntegrationMultiMutexRestartGuard(t *testing.T) {
 		time.Sleep(50 * time.Millisecond)
 		err = m.TryLock()
 	}
-	for i, srv := range servers {
-		for _, name := range []string{"g-a", "g-b"} {
-			if rep := srv.MustDo(t, "GET", name); rep.Str != m.Value() {
-				t.Errorf("node %d: %s = %q, want the value", i, name, rep.Str)
+	// The nodes started one after the other: the last one may still be
+	// too young to vote when the others grant the lock. A quorum holds
+	// both names.
+	for _, name := range []string{"g-a", "g-b"} {
+		held := 0
+		for _, srv := range servers {
+			if rep := srv.MustDo(t, "GET", name); rep.Str == m.Value() {
+				held++
 			}
+		}
+		if held < 2 {
+			t.Errorf("%d of 3 nodes hold %s with the lock's value, want a quorum", held, name)
 		}
 	}
 	if ok, err := m.Unlock(); !ok || err != nil {

@@ -170,6 +170,9 @@ func (m *Mutex) Format(f fmt.State, _ rune) {
 func (m *Mutex) Value() string {
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	if m.acq == nil {
+		return "" // a Mutex not made by NewMutex
+	}
 	m.acq.shown = true
 	return m.acq.value
 }
@@ -186,6 +189,9 @@ func (m *Mutex) setAcquisition(value string, until time.Time, calls *lockCalls) 
 func (m *Mutex) Until() time.Time {
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	if m.acq == nil {
+		return time.Time{}
+	}
 	return m.acq.until
 }
 
@@ -343,11 +349,15 @@ func (m *Mutex) acquire(ctx context.Context, calls *lockCalls, rec *acquireRecor
 		}
 	}
 
-	if t.done > 0 && m.notify != nil {
-		// The key was free on a node, maybe while a Mutex of this
-		// Redsync holds it: that acquisition is not passed on (passOn).
-		// Noted now, before the undo.
-		m.notify.sawFree(m.name, m.now(), m.expiry)
+	if len(t.taken) < len(m.nodes.pools) && m.notify != nil {
+		// Some node took the key or did not say: it may have been free
+		// there, maybe while a Mutex of this Redsync holds it, and that
+		// acquisition is not passed on (passOn). Noted now, before the
+		// undo, for each name.
+		now := m.now()
+		for _, name := range m.lockNames() {
+			m.notify.sawFree(name, now)
+		}
 	}
 	// Undo the try even when ctx has ended: the keys must not outlive it.
 	// Only a try that every node answered without taking the key for us
@@ -361,12 +371,7 @@ func (m *Mutex) acquire(ctx context.Context, calls *lockCalls, rec *acquireRecor
 		case calls.undo.Script() != nil:
 			undo = &calls.undo
 		}
-		u := m.nodes.fanoutScript(context.WithoutCancel(ctx), m.nodeTimeout(), m.failFast, undo)
-		if u.done > 0 && t.done == 0 && m.notify != nil {
-			// The undo deleted this try's key where the try's reply was
-			// lost: the key had been free there too.
-			m.notify.sawFree(m.name, m.now(), m.expiry)
-		}
+		m.nodes.fanoutScript(context.WithoutCancel(ctx), m.nodeTimeout(), m.failFast, undo)
 	}
 
 	switch {

@@ -61,6 +61,9 @@ func (r *Redsync) NewMutex(name string, options ...Option) *Mutex {
 		}
 	}
 	m.building = nil
+	if m.notify != nil {
+		m.notify.keepFor(m.expiry)
+	}
 	m.fence.hints = &r.fences
 	m.configErr = m.validate()
 	if m.configErr == nil {

@@ -45,17 +45,18 @@ import (
 //     took the key in the round that made the acquisition, that no Extend
 //     or Valid of it is in flight, none failed or found a node without the
 //     key, no Unlock of it failed and no failed try of a Mutex of this
-//     Redsync found the key free on a node since, and blanks the holder's
+//     Redsync may have found the key free on a node since (a node took it,
+//     failed or did not answer: notifier.sawFree), and blanks the holder's
 //     copy: from then on the old Mutex has no value to act with (Unlock,
 //     Extend and Valid send nothing, Value is empty), and no code outside
 //     the library ever had it (String and Format print no value);
 //   - the waiter's validity is computed from the same round's start, with
 //     the waiter's expiry (the same as the holder's, or there is a round)
 //     and its own drift, and is passed on only when at least as much of it
-//     is left as a round that took the waiter's whole per-node timeout
-//     would have left (by default, within 400 ms of the round that set the
-//     keys): the waiter's Lock returns what a slow round could have
-//     returned;
+//     is left as a round that took its whole per-node timeout (the shorter
+//     of the two Mutexes') would have left (by default, within 400 ms of
+//     the round that set the keys): the waiter's Lock returns what a slow
+//     round could have returned;
 //   - the waiter has no entry in the nodes' queue of waiters, which only
 //     the transfer round removes; the entries that the holder's try left
 //     where it failed go with the acquisition, whose release or transfer
@@ -253,7 +254,9 @@ func (m *Mutex) passOn(calls *lockCalls, w *waiter, g *grant) bool {
 	// waiter's drift.
 	until := a.until.Add(wm.validFor() - m.validFor())
 	now := wm.now()
-	if left := until.Sub(now); left <= 0 || left < wm.validFor()-wm.nodeTimeout() {
+	// A round would bound each node by the shorter per-node timeout of the
+	// two (see handOver above).
+	if left := until.Sub(now); left <= 0 || left < wm.validFor()-min(m.nodeTimeout(), wm.nodeTimeout()) {
 		return false
 	}
 	next := wm.makeCalls(a.value)
