@@ -215,7 +215,7 @@ func fenceCounter(key string) string {
 func (m *Mutex) FencingToken() uint64 {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	if m.acq.calls == nil || m.acq.state == acqUnlocked {
+	if m.acq == nil || m.acq.calls == nil || m.acq.state == acqUnlocked {
 		return 0
 	}
 	return m.acq.calls.token

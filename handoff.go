@@ -170,9 +170,11 @@ type notifier struct {
 	ticket   int64                  // last ticket handed out
 	nconfirm atomic.Int32           // nodes whose subscription is confirmed; changed under mu, read without it
 	idle     time.Time              // when the last waiter left (zero while some wait)
-	// freeSeen is, by lock name, when a failed try last found the key
-	// free on a node (sawFree); freeKeep bounds how long a note is kept.
-	freeSeen map[string]time.Time
+	// freeSeen is, by lock name, the last try that may have found the
+	// key free on a node (sawFree), and freeAll one for every name; freeKeep
+	// bounds how long a note is kept.
+	freeSeen map[string]freeNote
+	freeAll  freeNote
 	freeKeep time.Duration
 }
 
@@ -219,40 +221,79 @@ type keyWaiters struct {
 	queue   []*waiter // waiting now, by ticket: a local hand-off takes the first
 }
 
-// sawFree notes that a failed try of a Mutex of key may have found the
-// key free on some node at at (see passOn). A note older than the longest
-// expiry of the Redsync's Mutexes (keepFor) is dropped: no acquisition it
-// could concern is still valid.
-func (n *notifier) sawFree(key string, at time.Time) {
+// freeNote is what sawFree keeps of a try that may have found a lock's
+// key free on a node: when its round ended, and its calls (which excludes
+// the acquisition that try made from the note).
+type freeNote struct {
+	at time.Time
+	by *lockCalls
+}
+
+// refuses reports whether the note rules out passing on an acquisition
+// whose keys were set by the round of root, which started at start.
+func (f freeNote) refuses(root *lockCalls, start time.Time) bool {
+	return !f.at.IsZero() && !f.at.Before(start) && f.by != root
+}
+
+// maxFreeNotes bounds the notes kept by name; past it, one note stands for
+// every name.
+const maxFreeNotes = 64
+
+// sawFree notes that a try of a Mutex of names (by its calls), whose round
+// ended at at, may have found their key free on some node (see passOn). A
+// note older than the longest per-node timeout of the Redsync's Mutexes
+// (keepFor) is dropped: an acquisition is passed on only within the
+// shorter per-node timeout of its round's start, so a note that old is
+// before the round of any acquisition that could still be passed on.
+func (n *notifier) sawFree(names []string, at time.Time, by *lockCalls) {
 	n.mu.Lock()
 	defer n.mu.Unlock()
-	for k, t := range n.freeSeen {
-		if at.Sub(t) > n.freeKeep {
+	for k, f := range n.freeSeen {
+		if at.Sub(f.at) > n.freeKeep {
 			delete(n.freeSeen, k)
 		}
 	}
-	if n.freeSeen == nil {
-		n.freeSeen = map[string]time.Time{}
+	if at.Sub(n.freeAll.at) > n.freeKeep {
+		n.freeAll = freeNote{}
 	}
-	if at.After(n.freeSeen[key]) {
-		n.freeSeen[key] = at
+	if n.freeSeen == nil {
+		n.freeSeen = map[string]freeNote{}
+	}
+	for _, name := range names {
+		if len(n.freeSeen) >= maxFreeNotes {
+			clear(n.freeSeen)
+			n.freeAll = freeNote{at: at} // refuses every name until it ages out
+		}
+		n.freeSeen[name] = freeNote{at: at, by: by}
 	}
 }
 
-// keepFor makes sawFree keep its notes at least d, the expiry of a new
-// Mutex of the Redsync.
+// keepFor makes sawFree keep its notes at least d, the per-node timeout
+// of a new Mutex of the Redsync.
 func (n *notifier) keepFor(d time.Duration) {
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	n.freeKeep = max(n.freeKeep, d)
 }
 
-// freeSince returns when a failed try last found key free on a node, or
-// the zero time.
+// freeSince returns when the last note of key (or of every name) was
+// taken, or the zero time.
 func (n *notifier) freeSince(key string) time.Time {
 	n.mu.Lock()
 	defer n.mu.Unlock()
-	return n.freeSeen[key]
+	at := n.freeSeen[key].at
+	if n.freeAll.at.After(at) {
+		at = n.freeAll.at
+	}
+	return at
+}
+
+// freeRefuses reports whether a note rules out passing on an acquisition
+// of key whose keys were set by the round of root, started at start.
+func (n *notifier) freeRefuses(key string, root *lockCalls, start time.Time) bool {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return n.freeSeen[key].refuses(root, start) || n.freeAll.refuses(root, start)
 }
 
 // standing is where a waiter stands in the nodes' queues of waiters.

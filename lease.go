@@ -96,7 +96,11 @@ func (m *Mutex) Context() context.Context {
 		return endedContext(m, &lostError{reason: "no acquisition", err: m.configErr})
 	}
 	m.mu.Lock()
-	switch m.acq.state {
+	state := acqNone // a Mutex not made by NewMutex has no acquisition
+	if m.acq != nil {
+		state = m.acq.state
+	}
+	switch state {
 	case acqUnlocked:
 		m.mu.Unlock()
 		return endedContext(m, &lostError{reason: "the lock was released"})

@@ -96,6 +96,18 @@ type lockCalls struct {
 	// or a transfer round, which returns at a quorum) did not hear every
 	// node take the key: it is not passed on without a round (passOn).
 	partial bool
+	// origin is, for an acquisition passed on (passOn), the calls of the
+	// round that set its keys; nil for one made by a round (see root).
+	origin *lockCalls
+}
+
+// root returns the calls of the round that set the keys of c's
+// acquisition: c itself, or what it was passed on from.
+func (c *lockCalls) root() *lockCalls {
+	if c.origin != nil {
+		return c.origin
+	}
+	return c
 }
 
 // lockKind describes a lock that is not a Mutex of one or several names,
@@ -333,6 +345,15 @@ func (m *Mutex) acquire(ctx context.Context, calls *lockCalls, rec *acquireRecor
 	if m.guard.on {
 		t.needs("WithRestartGuard needs TIME, LASTSAVE and INFO in scripts")
 	}
+	if m.notify != nil && (len(t.taken) < len(m.nodes.pools) || t.mostHeld() < len(t.taken)) {
+		// A node took the key, failed, did not answer, or held another
+		// owner than the others: the key may have been free there,
+		// maybe while another Mutex of this Redsync holds it, whose
+		// acquisition is then not passed on (passOn). Noted before the
+		// outcome (a success too, whose own acquisition it excludes) and
+		// before any undo, for each name.
+		m.notify.sawFree(m.lockNames(), m.now(), calls)
+	}
 	validity := m.validityLeft(start)
 	if t.done >= m.nodes.quorum && validity > 0 {
 		// The fencing round (fencing.go) counts in the same validity.
@@ -349,16 +370,6 @@ func (m *Mutex) acquire(ctx context.Context, calls *lockCalls, rec *acquireRecor
 		}
 	}
 
-	if len(t.taken) < len(m.nodes.pools) && m.notify != nil {
-		// Some node took the key or did not say: it may have been free
-		// there, maybe while a Mutex of this Redsync holds it, and that
-		// acquisition is not passed on (passOn). Noted now, before the
-		// undo, for each name.
-		now := m.now()
-		for _, name := range m.lockNames() {
-			m.notify.sawFree(name, now)
-		}
-	}
 	// Undo the try even when ctx has ended: the keys must not outlive it.
 	// Only a try that every node answered without taking the key for us
 	// left nothing to undo.

@@ -62,7 +62,7 @@ func (r *Redsync) NewMutex(name string, options ...Option) *Mutex {
 	}
 	m.building = nil
 	if m.notify != nil {
-		m.notify.keepFor(m.expiry)
+		m.notify.keepFor(m.nodeTimeout())
 	}
 	m.fence.hints = &r.fences
 	m.configErr = m.validate()

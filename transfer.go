@@ -44,9 +44,10 @@ import (
 //     WithGenValueFunc, whose code made it; both Mutexes), that every node
 //     took the key in the round that made the acquisition, that no Extend
 //     or Valid of it is in flight, none failed or found a node without the
-//     key, no Unlock of it failed and no failed try of a Mutex of this
-//     Redsync may have found the key free on a node since (a node took it,
-//     failed or did not answer: notifier.sawFree), and blanks the holder's
+//     key, no Unlock of it failed and no try of another acquisition by a
+//     Mutex of this Redsync may have found the key free on a node since (a
+//     node took it, failed, did not answer or held another owner:
+//     notifier.sawFree), and blanks the holder's
 //     copy: from then on the old Mutex has no value to act with (Unlock,
 //     Extend and Valid send nothing, Value is empty), and no code outside
 //     the library ever had it (String and Format print no value);
@@ -239,15 +240,14 @@ func (m *Mutex) passOn(calls *lockCalls, w *waiter, g *grant) bool {
 	if member, _ := w.entry(); member != "" {
 		return false // only a transfer round takes the waiter out of the queues
 	}
-	freeSeen := w.n.freeSince(m.name)
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	a := m.acq
 	if a.calls != calls || a.state != acqUnlocked || a.unlockedFrom != acqHeld || a.shown || a.doubtful || a.checks > 0 {
 		return false
 	}
-	if !freeSeen.IsZero() && !freeSeen.Before(a.until.Add(-m.validFor())) {
-		return false // a try found the key free on a node since the round that set it
+	if m.notify.freeRefuses(m.name, calls.root(), a.until.Add(-m.validFor())) {
+		return false // a try may have found the key free on a node since the round that set it
 	}
 	// The validity of the round that set the keys (Lock's, or the last
 	// Extend's: both set until to their start + validFor), with the
@@ -261,6 +261,7 @@ func (m *Mutex) passOn(calls *lockCalls, w *waiter, g *grant) bool {
 	}
 	next := wm.makeCalls(a.value)
 	next.handoffs = calls.handoffs + 1
+	next.origin = calls.root()
 	if member, ticket := calls.entry(); member != "" {
 		next.keepEntries(wm, member, ticket)
 	}
