@@ -351,6 +351,9 @@ type waiter struct {
 	// grant is set when a holder of this Redsync took the waiter out of
 	// kw.queue to hand it the lock directly (transfer.go).
 	grant *grant
+	// done is the Done channel of the Lock call's ctx (nil for none): a
+	// waiter whose ctx has ended is not passed a lock (passOn).
+	done  <-chan struct{}
 	turns []turnSeen // by release: nodes that gave the waiter the turn
 	nexts []turnSeen // by release: nodes that named the waiter next
 	// turned is set when a quorum gave the waiter its turn (or a quorum
@@ -1193,6 +1196,29 @@ func (lw *lockWait) tried(err error, split bool) {
 // failed runs after a failed try that will be followed by another: the
 // first one makes the Lock call a waiter, which joins the queue with a try
 // at once when its Redsync hears turns.
+// follow records ctx, the Lock call's, with its waiter (see waiter.done).
+func (lw *lockWait) follow(ctx context.Context) {
+	if lw.w == nil {
+		return
+	}
+	lw.w.n.mu.Lock()
+	lw.w.done = ctx.Done()
+	lw.w.n.mu.Unlock()
+}
+
+// ended reports whether the Lock call of w has ended its ctx.
+func (w *waiter) ended() bool {
+	w.n.mu.Lock()
+	done := w.done
+	w.n.mu.Unlock()
+	select {
+	case <-done:
+		return true
+	default:
+		return false
+	}
+}
+
 func (lw *lockWait) failed(m *Mutex) {
 	if lw.w != nil || !m.listens() {
 		return

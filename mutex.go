@@ -142,6 +142,10 @@ func (s *kindScript) call(args ...any) redis.ScriptCall {
 	return redis.NewScriptCall(s.script, all...)
 }
 
+// errNotMade is the error of Lock on a Mutex that Redsync.NewMutex did not
+// make (a zero Mutex): it has no nodes to lock.
+var errNotMade = newConfigError("the Mutex was not made by Redsync.NewMutex: it has no nodes")
+
 // errNoValid is the error of Valid on a Mutex with a kind, which is not
 // handed out (the sides of an RWMutex): no GET tells whether it holds.
 var errNoValid = errors.New("redsync: Valid is not available for this lock; use Until")
@@ -241,6 +245,9 @@ func (m *Mutex) lockContext(ctx context.Context, tries int, rec *acquireRecord) 
 	if m.configErr != nil {
 		return m.configErr
 	}
+	if m.nodes == nil {
+		return errNotMade
+	}
 	if ctx == nil {
 		ctx = context.Background()
 	}
@@ -257,7 +264,9 @@ func (m *Mutex) lockContext(ctx context.Context, tries int, rec *acquireRecord) 
 	// the same time, as without notification. The first try is skipped
 	// (begin returns 1) when Lock calls of this Redsync that are in the
 	// nodes' queues already wait for the lock: this one waits behind them.
-	for try := wait.begin(m, tries); try < tries; {
+	try := wait.begin(m, tries)
+	wait.follow(ctx)
+	for try < tries {
 		counted := true
 		if try > 0 {
 			switch r, g := wait.await(ctx, try); r {
@@ -308,6 +317,7 @@ func (m *Mutex) lockContext(ctx context.Context, tries int, rec *acquireRecord) 
 		}
 		if try < tries {
 			wait.failed(m)
+			wait.follow(ctx)
 		}
 	}
 	return last

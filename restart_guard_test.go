@@ -123,8 +123,11 @@ func TestRestartGuardRestart(t *testing.T) {
 	if !errors.Is(err, redsync.ErrFailed) || !errors.Is(err, redsync.ErrNodeRestarted) {
 		t.Fatalf("TryLock() with the guard after a majority restart = %v, want ErrFailed and ErrNodeRestarted", err)
 	}
-	if got := restartedNodes(err); !slices.Equal(got, []int{0, 1}) {
-		t.Errorf("TryLock() error names restarted nodes %v, want [0 1]; error: %v", got, err)
+	// Node 2, started last, may itself still be younger than maxTTL on a
+	// busy machine (lockWhenOld waits for a quorum of old nodes): then it
+	// is named too. Nodes 0 and 1 must be.
+	if got := restartedNodes(err); !slices.Contains(got, 0) || !slices.Contains(got, 1) {
+		t.Errorf("TryLock() error names restarted nodes %v, want 0 and 1 among them; error: %v", got, err)
 	}
 	if !strings.Contains(err.Error(), "RESTARTED node up for") {
 		t.Errorf("TryLock() = %q, want the node's RESTARTED reply in the text", err)

@@ -301,6 +301,13 @@ func TestReview21HeldRefusedGrantReleasesCarriedEntries(t *testing.T) {
 	if w == nil {
 		t.Fatal("no waiter claimed")
 	}
+	// Since review 26 a waiter whose ctx has ended is not passed a lock:
+	// the ctx ends here just after passOn decided (handOver's first step),
+	// before the grant is delivered (handOver's end: close and wake).
+	sent := c.calls()
+	if !holder.passOn(calls, w, g) || c.calls() != sent {
+		t.Fatalf("passOn refused, or sent %d commands; want passed on", c.calls()-sent)
+	}
 	cancel()
 	// The waiter's wait ended with ctx: it took the grant out of its
 	// waiter and waits for the hand-off to end.
@@ -309,12 +316,12 @@ func TestReview21HeldRefusedGrantReleasesCarriedEntries(t *testing.T) {
 		defer w.n.mu.Unlock()
 		return w.grant == nil
 	})
-	sent := c.calls()
-	ok, handed, err := holder.handOver(context.Background(), calls, w, g, nil)
-	endLease()
-	if !ok || !handed || err != nil || c.calls() != sent {
-		t.Fatalf("handOver = %v, %v, %v after %d commands; want passed on", ok, handed, err, c.calls()-sent)
+	close(g.done)
+	select {
+	case w.wake <- struct{}{}:
+	default:
 	}
+	endLease()
 	if err := awaitLock(t, done); !errors.Is(err, context.Canceled) {
 		t.Fatalf("LockContext() = %v, want the cancellation", err)
 	}

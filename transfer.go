@@ -240,6 +240,13 @@ func (m *Mutex) passOn(calls *lockCalls, w *waiter, g *grant) bool {
 	if member, _ := w.entry(); member != "" {
 		return false // only a transfer round takes the waiter out of the queues
 	}
+	if w.ended() {
+		// Its Lock will give the lock back: a round, which fails as a
+		// whole when nodes cannot be reached, leaves the holder's Unlock
+		// able to try again; a release of a passed-on lock that fails
+		// there would leave the keys to their TTL.
+		return false
+	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	a := m.acq
