@@ -276,18 +276,6 @@ func (n *notifier) keepFor(d time.Duration) {
 	n.freeKeep = max(n.freeKeep, d)
 }
 
-// freeSince returns when the last note of key (or of every name) was
-// taken, or the zero time.
-func (n *notifier) freeSince(key string) time.Time {
-	n.mu.Lock()
-	defer n.mu.Unlock()
-	at := n.freeSeen[key].at
-	if n.freeAll.at.After(at) {
-		at = n.freeAll.at
-	}
-	return at
-}
-
 // freeRefuses reports whether a note rules out passing on an acquisition
 // of key whose keys were set by the round of root, started at start.
 func (n *notifier) freeRefuses(key string, root *lockCalls, start time.Time) bool {

@@ -510,3 +510,15 @@ func TestPassOnCarriesHolderEntries(t *testing.T) {
 		t.Errorf("%d nodes hold the value after the release", got)
 	}
 }
+
+// freeSince returns when the last note of key (or of every name) was
+// taken, or the zero time (for the review tests).
+func (n *notifier) freeSince(key string) time.Time {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	at := n.freeSeen[key].at
+	if n.freeAll.at.After(at) {
+		at = n.freeAll.at
+	}
+	return at
+}
