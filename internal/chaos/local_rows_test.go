@@ -28,7 +28,10 @@ const passOnGoroutines = 8
 // The rows marked blind do the same with goroutines that never read their
 // Mutex's value and have no observer, so that most hand-offs pass the
 // acquisition on without a round (WorkerConfig.Blind); their grants are
-// counted as handed over when they were passed on.
+// counted as handed over when they were passed on. The short run takes
+// the baseline one: under a fault most hand-offs are rounds (an
+// acquisition that a paused node did not confirm is not passed on), and a
+// pause that covers most of a short run leaves none to count.
 var localRows = []struct {
 	base  string
 	short bool
@@ -40,9 +43,9 @@ var localRows = []struct {
 	{base: "blackhole-majority", short: true},
 	{base: "slow-majority-validity"},
 	{base: "connection-resets"},
-	{base: "baseline", blind: true},
+	{base: "baseline", blind: true, short: true},
 	{base: "restart-majority-aof-always", blind: true},
-	{base: "pause-majority", blind: true, short: true},
+	{base: "pause-majority", blind: true},
 	{base: "slow-majority-validity", blind: true},
 	{base: "connection-resets", blind: true},
 }
